@@ -1,0 +1,252 @@
+//! Conversions between protobuf messages and domain types, and the gRPC error mapping.
+
+use tonic::{Code, Status};
+
+use super::pb;
+use crate::auth::Enterprise;
+use crate::error::{Error, ErrorKind};
+use crate::identifier::Identifier;
+use crate::record::{Format, Permissions, Record, Reference, Value, DEFAULT_TTL};
+use crate::template::{Attribute, Template, ValueType};
+
+/// The one mapping from protocol-neutral errors to gRPC codes.
+pub fn code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
+pub fn status(e: Error) -> Status {
+    Status::new(code(e.kind), e.message)
+}
+
+fn format_from(f: i32) -> Result<Format, Error> {
+    match pb::Format::try_from(f) {
+        Ok(pb::Format::Unspecified | pb::Format::String) => Ok(Format::String),
+        Ok(pb::Format::Json) => Ok(Format::Json),
+        Ok(pb::Format::Binary) => Ok(Format::Binary),
+        Err(_) => Err(Error::invalid(format!("unknown value format {f}"))),
+    }
+}
+
+fn format_to(f: Format) -> pb::Format {
+    match f {
+        Format::String => pb::Format::String,
+        Format::Json => pb::Format::Json,
+        Format::Binary => pb::Format::Binary,
+    }
+}
+
+pub fn value_from(v: pb::Value) -> Result<Value, Error> {
+    let permissions = match v.permissions {
+        None => Permissions::default(),
+        Some(p) => Permissions {
+            admin_read: p.admin_read,
+            admin_write: p.admin_write,
+            public_read: p.public_read,
+            public_write: p.public_write,
+        },
+    };
+    let references = v
+        .references
+        .into_iter()
+        .map(|r| {
+            Identifier::parse(&r.identifier)
+                .map(|identifier| Reference {
+                    identifier,
+                    index: r.index,
+                })
+                .map_err(|e| {
+                    Error::invalid(format!(
+                        "value {}: reference {:?}: {e}",
+                        v.index, r.identifier
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Value {
+        index: v.index,
+        kind: v.r#type,
+        format: format_from(v.format)?,
+        data: v.data,
+        ttl: if v.ttl == 0 { DEFAULT_TTL } else { v.ttl },
+        timestamp: 0,
+        permissions,
+        references,
+    })
+}
+
+pub fn values_from(values: Vec<pb::Value>) -> Result<Vec<Value>, Error> {
+    values.into_iter().map(value_from).collect()
+}
+
+pub fn value_to(v: Value) -> pb::Value {
+    pb::Value {
+        index: v.index,
+        r#type: v.kind,
+        data: v.data,
+        format: format_to(v.format) as i32,
+        ttl: v.ttl,
+        timestamp: v.timestamp,
+        permissions: Some(pb::Permissions {
+            admin_read: v.permissions.admin_read,
+            admin_write: v.permissions.admin_write,
+            public_read: v.permissions.public_read,
+            public_write: v.permissions.public_write,
+        }),
+        references: v
+            .references
+            .into_iter()
+            .map(|r| pb::Reference {
+                identifier: r.identifier.to_string(),
+                index: r.index,
+            })
+            .collect(),
+    }
+}
+
+pub fn record_to(identifier: &Identifier, record: Record) -> pb::Record {
+    pb::Record {
+        identifier: identifier.to_string(),
+        values: record.values.into_iter().map(value_to).collect(),
+    }
+}
+
+fn value_type_from(t: i32, key: &str) -> Result<ValueType, Error> {
+    match pb::AttributeType::try_from(t) {
+        Ok(pb::AttributeType::String) => Ok(ValueType::String),
+        Ok(pb::AttributeType::Integer) => Ok(ValueType::Integer),
+        Ok(pb::AttributeType::Number) => Ok(ValueType::Number),
+        Ok(pb::AttributeType::Boolean) => Ok(ValueType::Boolean),
+        Ok(pb::AttributeType::Date) => Ok(ValueType::Date),
+        Ok(pb::AttributeType::Datetime) => Ok(ValueType::Datetime),
+        Ok(pb::AttributeType::Url) => Ok(ValueType::Url),
+        Ok(pb::AttributeType::Unspecified) | Err(_) => Err(Error::invalid(format!(
+            "attribute {key:?}: type must be set (string, integer, number, boolean, date, datetime, url)"
+        ))),
+    }
+}
+
+fn value_type_to(t: ValueType) -> pb::AttributeType {
+    match t {
+        ValueType::String => pb::AttributeType::String,
+        ValueType::Integer => pb::AttributeType::Integer,
+        ValueType::Number => pb::AttributeType::Number,
+        ValueType::Boolean => pb::AttributeType::Boolean,
+        ValueType::Date => pb::AttributeType::Date,
+        ValueType::Datetime => pb::AttributeType::Datetime,
+        ValueType::Url => pb::AttributeType::Url,
+    }
+}
+
+pub fn template_from(t: pb::Template) -> Result<Template, Error> {
+    let attributes = t
+        .attributes
+        .into_iter()
+        .map(|a| {
+            Ok(Attribute {
+                value_type: value_type_from(a.r#type, &a.key)?,
+                key: a.key,
+                display_name: a.display_name,
+                required: a.required,
+                min_len: (a.min_len > 0).then_some(a.min_len),
+                max_len: (a.max_len > 0).then_some(a.max_len),
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Template {
+        identifier: t.identifier,
+        name: t.name,
+        industry_code: t.industry_code,
+        version: t.version.max(1),
+        attributes,
+    })
+}
+
+pub fn template_to(t: &Template) -> pb::Template {
+    pb::Template {
+        identifier: t.identifier.clone(),
+        name: t.name.clone(),
+        industry_code: t.industry_code.clone(),
+        version: t.version,
+        attributes: t
+            .attributes
+            .iter()
+            .map(|a| pb::Attribute {
+                key: a.key.clone(),
+                display_name: a.display_name.clone(),
+                required: a.required,
+                r#type: value_type_to(a.value_type) as i32,
+                min_len: a.min_len.unwrap_or(0),
+                max_len: a.max_len.unwrap_or(0),
+            })
+            .collect(),
+    }
+}
+
+pub fn enterprise_to(e: &Enterprise, registered: i64) -> pb::Enterprise {
+    pb::Enterprise {
+        prefix: e.prefix.clone(),
+        name: e.name.clone(),
+        industry_code: e.industry_code.clone(),
+        created_at: e.created_at,
+        registered,
+        active_tokens: e.credential_ids.len() as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_its_code() {
+        let table = [
+            (ErrorKind::InvalidArgument, Code::InvalidArgument),
+            (ErrorKind::NotFound, Code::NotFound),
+            (ErrorKind::AlreadyExists, Code::AlreadyExists),
+            (ErrorKind::PermissionDenied, Code::PermissionDenied),
+            (ErrorKind::Unauthenticated, Code::Unauthenticated),
+            (ErrorKind::ResourceExhausted, Code::ResourceExhausted),
+            (ErrorKind::Unavailable, Code::Unavailable),
+            (ErrorKind::Internal, Code::Internal),
+        ];
+        assert_eq!(table.len(), ErrorKind::ALL.len());
+        for (kind, expected) in table {
+            assert_eq!(code(kind), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn internal_detail_never_reaches_the_client() {
+        let s = status(Error::internal("disk /dev/sda1 on fire"));
+        assert_eq!(s.code(), Code::Internal);
+        assert!(!s.message().contains("sda1"));
+    }
+
+    #[test]
+    fn value_defaults() {
+        let v = value_from(pb::Value {
+            index: 1,
+            r#type: "URL".into(),
+            data: b"x".to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(v.ttl, DEFAULT_TTL);
+        assert_eq!(v.format, Format::String);
+        assert_eq!(v.permissions, Permissions::default());
+        assert!(value_from(pb::Value {
+            format: 42,
+            ..Default::default()
+        })
+        .is_err());
+    }
+}

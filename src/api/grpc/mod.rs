@@ -1,0 +1,529 @@
+//! The gRPC adapter (`proto/idnode/v1`): Resolver, Registry and Admin services.
+//!
+//! Each method reads the bearer token, converts the request, runs the core on the blocking
+//! pool (`Core::blocking`) and converts the answer. No rules live here.
+
+pub mod convert;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::Caller;
+use crate::error::Error;
+use crate::resolver::{BatchItem, Core, CreateOutcome, Filter, Update};
+use convert::status;
+
+/// Generated protobuf types and service stubs.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("idnode.v1");
+
+    /// Encoded descriptors of every idnode proto file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("idnode_descriptor");
+}
+
+/// The bearer token of a request, if it carries one.
+fn bearer<T>(req: &Request<T>) -> Result<Option<String>, Status> {
+    let Some(v) = req.metadata().get("authorization") else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| Status::unauthenticated("authorization metadata is not ASCII"))?;
+    let token = s
+        .strip_prefix("Bearer ")
+        .or_else(|| s.strip_prefix("bearer "))
+        .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <token>\""))?;
+    Ok(Some(token.trim().to_owned()))
+}
+
+/// Runs `f` with the authenticated caller on the blocking pool.
+async fn call<T, R, F>(core: &Arc<Core>, req: &Request<T>, f: F) -> Result<Response<R>, Status>
+where
+    R: Send + 'static,
+    F: FnOnce(&Core, &Caller) -> Result<R, Error> + Send + 'static,
+{
+    let token = bearer(req)?;
+    core.blocking(move |c| {
+        let caller = c.authenticate(token.as_deref())?;
+        f(c, &caller)
+    })
+    .await
+    .map(Response::new)
+    .map_err(status)
+}
+
+/// `idnode.v1.Resolver`.
+pub struct ResolverService {
+    core: Arc<Core>,
+}
+
+impl ResolverService {
+    pub fn new(core: Arc<Core>) -> ResolverService {
+        ResolverService { core }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::resolver_server::Resolver for ResolverService {
+    async fn resolve(
+        &self,
+        req: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let r = req.get_ref();
+        let id = self.core.parse_identifier(&r.identifier).map_err(status)?;
+        let filter = Filter {
+            types: r.types.clone(),
+            indexes: r.indexes.clone(),
+        };
+        call(&self.core, &req, move |c, caller| {
+            let resolved = c.resolve(caller, &id, &filter)?;
+            Ok(pb::ResolveResponse {
+                identifier: resolved.identifier.to_string(),
+                values: resolved.values.into_iter().map(convert::value_to).collect(),
+            })
+        })
+        .await
+    }
+}
+
+/// `idnode.v1.Registry`.
+pub struct RegistryService {
+    core: Arc<Core>,
+}
+
+impl RegistryService {
+    pub fn new(core: Arc<Core>) -> RegistryService {
+        RegistryService { core }
+    }
+}
+
+type BatchStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::BatchCreateResponse, Status>> + Send>>;
+
+fn record_from(
+    core: &Core,
+    r: pb::Record,
+) -> Result<(crate::identifier::Identifier, crate::record::Record), Error> {
+    let id = core.parse_identifier(&r.identifier)?;
+    let values = convert::values_from(r.values)?;
+    Ok((id, crate::record::Record::new(values)))
+}
+
+#[tonic::async_trait]
+impl pb::registry_server::Registry for RegistryService {
+    async fn create(
+        &self,
+        mut req: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::CreateResponse>, Status> {
+        let record = req
+            .get_mut()
+            .record
+            .take()
+            .ok_or_else(|| Status::invalid_argument("record is required"))?;
+        let (id, record) = record_from(&self.core, record).map_err(status)?;
+        call(&self.core, &req, move |c, caller| {
+            let outcome = c.create(caller, id, record)?;
+            Ok(pb::CreateResponse {
+                created: outcome == CreateOutcome::Created,
+            })
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        mut req: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        let id = self
+            .core
+            .parse_identifier(&req.get_ref().identifier)
+            .map_err(status)?;
+        let update = match req.get_mut().change.take() {
+            Some(pb::update_request::Change::Replace(list)) => {
+                Update::Replace(convert::values_from(list.values).map_err(status)?)
+            }
+            Some(pb::update_request::Change::Edit(edit)) => Update::Edit {
+                add: convert::values_from(edit.add).map_err(status)?,
+                modify: convert::values_from(edit.modify).map_err(status)?,
+                remove: edit.remove,
+            },
+            None => {
+                return Err(Status::invalid_argument(
+                    "one of replace or edit is required",
+                ))
+            }
+        };
+        call(&self.core, &req, move |c, caller| {
+            let record = c.update(caller, &id, update)?;
+            Ok(pb::UpdateResponse {
+                record: Some(convert::record_to(&id, record)),
+            })
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let id = self
+            .core
+            .parse_identifier(&req.get_ref().identifier)
+            .map_err(status)?;
+        call(&self.core, &req, move |c, caller| {
+            c.delete(caller, &id)?;
+            Ok(pb::DeleteResponse {})
+        })
+        .await
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let id = self
+            .core
+            .parse_identifier(&req.get_ref().identifier)
+            .map_err(status)?;
+        call(&self.core, &req, move |c, caller| {
+            let record = c.get(caller, &id)?;
+            Ok(pb::GetResponse {
+                record: Some(convert::record_to(&id, record)),
+            })
+        })
+        .await
+    }
+
+    type BatchCreateStream = BatchStream;
+
+    async fn batch_create(
+        &self,
+        req: Request<Streaming<pb::BatchCreateRequest>>,
+    ) -> Result<Response<Self::BatchCreateStream>, Status> {
+        let token = bearer(&req)?;
+        let caller = self
+            .core
+            .blocking(move |c| c.authenticate(token.as_deref()))
+            .await
+            .map_err(status)?;
+        if caller == Caller::Anonymous {
+            return Err(Status::unauthenticated("BatchCreate needs a token"));
+        }
+        let core = Arc::clone(&self.core);
+        let max_items = core.config().max_batch_items;
+        let mut inbound = req.into_inner();
+        // One response in flight at most: the next request is read only when the client has
+        // room for the previous answer, so HTTP/2 flow control bounds memory end to end.
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut position = 0u64;
+            loop {
+                let msg = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "BatchCreate stream ended by client");
+                        break;
+                    }
+                };
+                if msg.records.len() > max_items {
+                    let _ = tx
+                        .send(Err(Status::resource_exhausted(format!(
+                            "a BatchCreate message carries at most {max_items} records, got {}",
+                            msg.records.len()
+                        ))))
+                        .await;
+                    break;
+                }
+                let caller = caller.clone();
+                let start = position;
+                position += msg.records.len() as u64;
+                let answer = core
+                    .blocking(move |c| {
+                        let names: Vec<String> =
+                            msg.records.iter().map(|r| r.identifier.clone()).collect();
+                        let items: Vec<BatchItem> = msg
+                            .records
+                            .into_iter()
+                            .map(|r| {
+                                let name = r.identifier.clone();
+                                match record_from(c, r) {
+                                    Ok((id, rec)) => (Ok(id), rec),
+                                    Err(e) => (
+                                        Err(Error::new(e.kind, format!("{name}: {}", e.message))),
+                                        Default::default(),
+                                    ),
+                                }
+                            })
+                            .collect();
+                        let outcomes = c.batch_create(&caller, items);
+                        Ok(pb::BatchCreateResponse {
+                            results: outcomes
+                                .into_iter()
+                                .zip(names)
+                                .enumerate()
+                                .map(|(i, (outcome, identifier))| {
+                                    item_result(start + i as u64, identifier, outcome)
+                                })
+                                .collect(),
+                        })
+                    })
+                    .await
+                    .map_err(status);
+                let failed = answer.is_err();
+                if tx.send(answer).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let r = req.get_ref();
+        let prefix = self.core.parse_prefix(&r.prefix).map_err(status)?;
+        let page_size = if r.page_size == 0 {
+            100
+        } else {
+            r.page_size as usize
+        };
+        let cursor = (!r.cursor.is_empty()).then(|| r.cursor.clone());
+        call(&self.core, &req, move |c, caller| {
+            let page = c.list(caller, &prefix, cursor.as_deref(), page_size)?;
+            Ok(pb::ListResponse {
+                identifiers: page.identifiers.iter().map(|i| i.to_string()).collect(),
+                next_cursor: page.next_cursor.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn get_counts(
+        &self,
+        req: Request<pb::GetCountsRequest>,
+    ) -> Result<Response<pb::GetCountsResponse>, Status> {
+        call(&self.core, &req, |c, caller| {
+            let counts = c.counts(caller)?;
+            Ok(pb::GetCountsResponse {
+                node_total: counts.node_total,
+                prefixes: counts
+                    .prefixes
+                    .into_iter()
+                    .map(|(prefix, count)| pb::PrefixCount { prefix, count })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn register_template(
+        &self,
+        mut req: Request<pb::RegisterTemplateRequest>,
+    ) -> Result<Response<pb::RegisterTemplateResponse>, Status> {
+        let template = req
+            .get_mut()
+            .template
+            .take()
+            .ok_or_else(|| Status::invalid_argument("template is required"))?;
+        let template = convert::template_from(template).map_err(status)?;
+        call(&self.core, &req, move |c, caller| {
+            let outcome = c.register_template(caller, template)?;
+            Ok(pb::RegisterTemplateResponse {
+                created: outcome == CreateOutcome::Created,
+            })
+        })
+        .await
+    }
+
+    async fn get_template(
+        &self,
+        req: Request<pb::GetTemplateRequest>,
+    ) -> Result<Response<pb::GetTemplateResponse>, Status> {
+        let id = self
+            .core
+            .parse_identifier(&req.get_ref().identifier)
+            .map_err(status)?;
+        call(&self.core, &req, move |c, _| {
+            let t = c.template(&id)?;
+            Ok(pb::GetTemplateResponse {
+                template: Some(convert::template_to(&t)),
+            })
+        })
+        .await
+    }
+
+    async fn list_templates(
+        &self,
+        req: Request<pb::ListTemplatesRequest>,
+    ) -> Result<Response<pb::ListTemplatesResponse>, Status> {
+        let text = req.get_ref().prefix.clone();
+        let prefix = if text.is_empty() {
+            None
+        } else {
+            Some(self.core.parse_prefix(&text).map_err(status)?)
+        };
+        call(&self.core, &req, move |c, _| {
+            let templates = c.list_templates(prefix.as_ref())?;
+            Ok(pb::ListTemplatesResponse {
+                templates: templates.iter().map(convert::template_to).collect(),
+            })
+        })
+        .await
+    }
+}
+
+fn item_result(
+    position: u64,
+    identifier: String,
+    outcome: Result<CreateOutcome, Error>,
+) -> pb::ItemResult {
+    match outcome {
+        Ok(o) => pb::ItemResult {
+            position,
+            identifier,
+            code: 0,
+            message: String::new(),
+            created: o == CreateOutcome::Created,
+        },
+        Err(e) => pb::ItemResult {
+            position,
+            identifier,
+            code: convert::code(e.kind) as i32,
+            message: e.message,
+            created: false,
+        },
+    }
+}
+
+/// `idnode.v1.Admin`.
+pub struct AdminService {
+    core: Arc<Core>,
+}
+
+impl AdminService {
+    pub fn new(core: Arc<Core>) -> AdminService {
+        AdminService { core }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn create_enterprise(
+        &self,
+        req: Request<pb::CreateEnterpriseRequest>,
+    ) -> Result<Response<pb::CreateEnterpriseResponse>, Status> {
+        let r = req.get_ref();
+        let prefix = self.core.parse_prefix(&r.prefix).map_err(status)?;
+        let (name, industry) = (r.name.clone(), r.industry_code.clone());
+        call(&self.core, &req, move |c, caller| {
+            let (enterprise, token) = c.create_enterprise(caller, &prefix, &name, &industry)?;
+            Ok(pb::CreateEnterpriseResponse {
+                enterprise: Some(convert::enterprise_to(&enterprise, 0)),
+                token,
+            })
+        })
+        .await
+    }
+
+    async fn list_enterprises(
+        &self,
+        req: Request<pb::ListEnterprisesRequest>,
+    ) -> Result<Response<pb::ListEnterprisesResponse>, Status> {
+        call(&self.core, &req, |c, caller| {
+            let all = c.list_enterprises(caller)?;
+            let enterprises = all
+                .iter()
+                .map(|e| {
+                    let count = crate::identifier::Prefix::parse(&e.prefix)
+                        .map_err(Error::internal)
+                        .and_then(|p| c.count_of(&p))?;
+                    Ok(convert::enterprise_to(e, count))
+                })
+                .collect::<Result<_, Error>>()?;
+            Ok(pb::ListEnterprisesResponse { enterprises })
+        })
+        .await
+    }
+
+    async fn rotate_token(
+        &self,
+        req: Request<pb::RotateTokenRequest>,
+    ) -> Result<Response<pb::RotateTokenResponse>, Status> {
+        let prefix = self
+            .core
+            .parse_prefix(&req.get_ref().prefix)
+            .map_err(status)?;
+        let keep = req.get_ref().keep_previous;
+        call(&self.core, &req, move |c, caller| {
+            Ok(pb::RotateTokenResponse {
+                token: c.rotate_token(caller, &prefix, keep)?,
+            })
+        })
+        .await
+    }
+
+    async fn revoke_tokens(
+        &self,
+        req: Request<pb::RevokeTokensRequest>,
+    ) -> Result<Response<pb::RevokeTokensResponse>, Status> {
+        let prefix = self
+            .core
+            .parse_prefix(&req.get_ref().prefix)
+            .map_err(status)?;
+        call(&self.core, &req, move |c, caller| {
+            c.revoke_tokens(caller, &prefix)?;
+            Ok(pb::RevokeTokensResponse {})
+        })
+        .await
+    }
+
+    async fn get_node_info(
+        &self,
+        req: Request<pb::GetNodeInfoRequest>,
+    ) -> Result<Response<pb::GetNodeInfoResponse>, Status> {
+        call(&self.core, &req, |c, _| {
+            let cfg = c.config();
+            Ok(pb::GetNodeInfoResponse {
+                node_prefix: cfg.node_prefix.to_string(),
+                node_name: cfg.node_name.clone(),
+                registered: c.node_total()?,
+                enterprises: c.enterprise_count() as u32,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+        })
+        .await
+    }
+}
+
+/// Client-side interceptor adding `authorization: Bearer <token>` to every call (used by the
+/// CLI and by nodes talking to each other).
+#[derive(Clone, Default)]
+pub struct BearerAuth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl BearerAuth {
+    /// Errors if the token has characters that cannot go in a header.
+    pub fn new(token: Option<&str>) -> Result<BearerAuth, Error> {
+        token
+            .map(|t| {
+                format!("Bearer {}", t.trim()).parse().map_err(|_| {
+                    Error::invalid("the token contains characters not allowed in a header")
+                })
+            })
+            .transpose()
+            .map(BearerAuth)
+    }
+}
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}

@@ -1,0 +1,103 @@
+//! One protocol-neutral error, mapped once per protocol by the adapters.
+//!
+//! The message of an [`Error`] is safe to show a client. Internal detail (storage errors,
+//! I/O) is logged where it happens and replaced by a generic message of kind `Internal`.
+
+use crate::identifier::ParseError;
+use crate::record::RecordError;
+
+/// What went wrong, as a client needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is malformed or breaks a rule (syntax, limits, template).
+    InvalidArgument,
+    /// The identifier, value, enterprise or template does not exist.
+    NotFound,
+    /// A create conflicts with something that exists with different content.
+    AlreadyExists,
+    /// The caller is authenticated but not allowed to do this.
+    PermissionDenied,
+    /// The request needs a valid token.
+    Unauthenticated,
+    /// A size, count or rate limit was hit.
+    ResourceExhausted,
+    /// A dependency (upstream, storage) cannot serve now; retrying may help.
+    Unavailable,
+    /// A bug or a storage failure; details are in the node's log.
+    Internal,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::InvalidArgument,
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::PermissionDenied,
+        ErrorKind::Unauthenticated,
+        ErrorKind::ResourceExhausted,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+    ];
+}
+
+/// An error with its kind and a client-safe message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn denied(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::PermissionDenied, message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Unauthenticated, message)
+    }
+
+    pub fn exhausted(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::ResourceExhausted, message)
+    }
+
+    /// Logs `detail` (never sent) and returns a generic internal error.
+    pub fn internal(detail: impl std::fmt::Display) -> Error {
+        tracing::error!(%detail, "internal error");
+        Error::new(ErrorKind::Internal, "internal error (see the node's log)")
+    }
+}
+
+impl From<ParseError> for Error {
+    fn from(e: ParseError) -> Error {
+        Error::invalid(format!("invalid identifier: {e}"))
+    }
+}
+
+impl From<RecordError> for Error {
+    fn from(e: RecordError) -> Error {
+        match e {
+            RecordError::TooManyValues { .. } | RecordError::TooLarge { .. } => {
+                Error::exhausted(format!("invalid record: {e}"))
+            }
+            _ => Error::invalid(format!("invalid record: {e}")),
+        }
+    }
+}

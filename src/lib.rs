@@ -1,0 +1,31 @@
+//! idnode: an industrial-internet identifier resolution node.
+//!
+//! A secondary node (二级节点) of China's Industrial Internet identifier system: enterprises
+//! register identifiers such as `88.101.5/BAT-2025-000001`; anyone resolves them. See
+//! `ARCHITECTURE.md` for the map. Modules, one line each:
+//!
+//! - [`identifier`]: `Identifier` and `Prefix`: parsing, normalisation, limits (pure).
+//! - [`record`]: the Handle value model: `Record`, `Value`, permissions, limits (pure).
+//! - [`template`]: industry metadata templates and the check of a record against one (pure).
+//! - [`auth`]: tokens, credentials, enterprises, callers (pure).
+//! - [`error`]: the protocol-neutral `Error` and `ErrorKind`.
+//! - [`dataset`]: the JSON record format of files (seeds, `register --file`, output).
+//! - [`store`]: the `Store` trait, its RocksDB and in-memory implementations, the on-disk codec.
+//! - [`resolver`]: the core: resolve, register, accounts, templates, counts.
+//! - [`api`]: protocol adapters (gRPC).
+//! - [`config`]: TOML file + flags → validated `Config`.
+//! - [`node`]: wiring: open, seed, serve, shut down.
+//!
+//! The `idnode` binary (`src/main.rs`, `src/cli/`) holds the operator and client commands.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod dataset;
+pub mod error;
+pub mod identifier;
+pub mod node;
+pub mod record;
+pub mod resolver;
+pub mod store;
+pub mod template;

@@ -1,0 +1,156 @@
+//! The `idnode` binary: `serve` runs a node; the other commands are clients of a running node.
+
+mod cli;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use idnode::config::{self, Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "idnode",
+    version,
+    about = "Industrial-internet identifier resolution node"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a secondary node (gRPC), creating the data directory and seeding it on first start.
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (RocksDB, admin token, seed tokens). Default ./idnode-data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address. Default 127.0.0.1:7000.
+    #[arg(long)]
+    grpc_addr: Option<String>,
+    /// The node prefix this node is authoritative for. Default 88.101.
+    #[arg(long)]
+    node_prefix: Option<String>,
+    /// The node's display name.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// fsync every write before acknowledging it (survives power loss, slower).
+    #[arg(long)]
+    sync: bool,
+    /// Do not load the seed data set into a new data directory.
+    #[arg(long)]
+    no_seed: bool,
+    /// Shared RocksDB block cache, MiB. Default 256.
+    #[arg(long)]
+    block_cache_mb: Option<usize>,
+    /// Mint a new admin token (the old one stops working) and write it to the token file.
+    #[arg(long)]
+    reset_admin_token: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    match args.command {
+        Command::Serve(s) => runtime.block_on(serve(s)),
+        Command::Client(c) => runtime.block_on(cli::run(c)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = config::read_file(args.config.as_deref())?;
+    let config = Config::resolve(
+        file,
+        Overrides {
+            data_dir: args.data_dir,
+            grpc_addr: args.grpc_addr,
+            node_prefix: args.node_prefix,
+            node_name: args.node_name,
+            sync: args.sync,
+            no_seed: args.no_seed,
+            block_cache_mb: args.block_cache_mb,
+        },
+    )
+    .context("invalid configuration")?;
+    let opened = idnode::node::open(&config, args.reset_admin_token)?;
+    let listener = idnode::node::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC on {}", config.grpc_addr))?;
+    let addr = listener.local_addr()?;
+    match opened.admin_bootstrap {
+        idnode::resolver::AdminBootstrap::Created => println!(
+            "admin token written to {} (mode 0600; shown nowhere else)",
+            opened.admin_token_file.display()
+        ),
+        idnode::resolver::AdminBootstrap::Existing => {
+            println!("admin token file: {}", opened.admin_token_file.display())
+        }
+    }
+    if let Some(s) = &opened.seeded {
+        println!(
+            "seeded {} enterprises, {} templates, {} records; enterprise tokens in {}",
+            s.enterprises,
+            s.templates,
+            s.records,
+            config.data_dir.join("tokens").display()
+        );
+    }
+    println!(
+        "idnode {} serving node prefix {} ({} identifiers) on grpc://{addr}, data in {}",
+        env!("CARGO_PKG_VERSION"),
+        config.core.node_prefix,
+        opened.core.node_total()?,
+        config.data_dir.display()
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    idnode::node::serve(opened.core, &config, listener, shutdown).await?;
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM: the one place signals are handled.
+async fn signals(shutdown: tokio_util::sync::CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

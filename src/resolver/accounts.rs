@@ -1,0 +1,308 @@
+//! Accounts: authentication, the admin token, enterprises and their tokens.
+
+use std::path::Path;
+
+use super::{now, Core};
+use crate::auth::{self, Caller, Credential, Enterprise, Subject};
+use crate::error::{Error, ErrorKind, Result};
+use crate::identifier::Prefix;
+use crate::store::{codec, Batch, Table};
+
+/// Meta key holding the admin credential's id.
+const ADMIN_CREDENTIAL: &[u8] = b"admin_credential";
+/// At most this many tokens are valid at once for one enterprise (rotation overlap).
+const MAX_TOKENS_PER_ENTERPRISE: usize = 2;
+
+/// What `ensure_admin_token` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminBootstrap {
+    /// A new admin token was minted and written to the file.
+    Created,
+    /// An admin credential already existed; the file was left alone.
+    Existing,
+}
+
+impl Core {
+    /// Turns a bearer token (if any) into a caller.
+    ///
+    /// Errors: `Unauthenticated` for a malformed, unknown or revoked token. No token is
+    /// `Caller::Anonymous`, not an error.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Caller> {
+        let Some(token) = token else {
+            return Ok(Caller::Anonymous);
+        };
+        let bad = || Error::unauthenticated("invalid token");
+        let (id, secret) = auth::split_token(token.trim()).ok_or_else(bad)?;
+        let cred: Credential = match self
+            .store
+            .get(Table::Credentials, id.as_bytes())
+            .map_err(Error::internal)?
+        {
+            Some(bytes) => codec::decode_json(&bytes).map_err(Error::internal)?,
+            None => return Err(bad()),
+        };
+        if !auth::verify(&cred, secret) {
+            tracing::warn!(credential = id, "authentication failed: wrong secret");
+            return Err(bad());
+        }
+        match cred.subject {
+            Subject::Admin => Ok(Caller::Admin),
+            Subject::Enterprise { prefix } => Ok(Caller::Enterprise(
+                Prefix::parse(&prefix).map_err(Error::internal)?,
+            )),
+        }
+    }
+
+    /// Makes sure an admin credential exists. When none does (first start) or `reset` is
+    /// set, mints a token, stores its hash, and writes the token to `token_file` with mode
+    /// 0600 (the only copy).
+    pub fn ensure_admin_token(&self, token_file: &Path, reset: bool) -> Result<AdminBootstrap> {
+        let existing = self
+            .store
+            .get(Table::Meta, ADMIN_CREDENTIAL)
+            .map_err(Error::internal)?;
+        if existing.is_some() && !reset {
+            return Ok(AdminBootstrap::Existing);
+        }
+        let minted = auth::mint(Subject::Admin, now());
+        write_secret_file(token_file, &minted.token)
+            .map_err(|e| Error::internal(format!("writing {}: {e}", token_file.display())))?;
+        let mut batch = Batch::new();
+        if let Some(old) = existing {
+            batch.delete(Table::Credentials, old);
+        }
+        batch.put(
+            Table::Credentials,
+            minted.credential.id.as_bytes(),
+            codec::encode_json(&minted.credential),
+        );
+        batch.put(
+            Table::Meta,
+            ADMIN_CREDENTIAL,
+            minted.credential.id.clone().into_bytes(),
+        );
+        self.commit(batch)?;
+        Ok(AdminBootstrap::Created)
+    }
+
+    fn require_admin(&self, caller: &Caller) -> Result<()> {
+        match caller {
+            Caller::Admin => Ok(()),
+            Caller::Anonymous => Err(Error::unauthenticated(
+                "this operation needs the admin token",
+            )),
+            Caller::Enterprise(_) => Err(Error::denied("only the node admin may do this")),
+        }
+    }
+
+    /// Allocates an enterprise prefix under the node prefix and returns the account with
+    /// its first token (shown once).
+    ///
+    /// Errors: `InvalidArgument` if the prefix is not strictly under the node prefix or the
+    /// name is empty/too long; `AlreadyExists` if it overlaps an existing enterprise prefix.
+    pub fn create_enterprise(
+        &self,
+        caller: &Caller,
+        prefix: &Prefix,
+        name: &str,
+        industry_code: &str,
+    ) -> Result<(Enterprise, String)> {
+        self.require_admin(caller)?;
+        if prefix == &self.config.node_prefix || !self.serves(prefix) {
+            return Err(Error::invalid(format!(
+                "an enterprise prefix must lie under the node prefix {} (e.g. {}.5)",
+                self.config.node_prefix, self.config.node_prefix
+            )));
+        }
+        let name = name.trim();
+        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "enterprise name must be 1-256 bytes without control characters",
+            ));
+        }
+        if industry_code.len() > 32 || industry_code.chars().any(char::is_control) {
+            return Err(Error::invalid("industry code must be at most 32 bytes"));
+        }
+        let _latch = self.latches.lock("enterprises");
+        {
+            let enterprises = self.enterprises.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = enterprises.get(prefix.as_str()) {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("prefix {} is already allocated to {}", prefix, e.name),
+                ));
+            }
+            let overlap = enterprises.values().find(|e| {
+                Prefix::parse(&e.prefix)
+                    .map(|p| p.is_within(prefix) || prefix.is_within(&p))
+                    .unwrap_or(false)
+            });
+            if let Some(e) = overlap {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("prefix {prefix} overlaps {} of {}", e.prefix, e.name),
+                ));
+            }
+        }
+        let at = now();
+        let minted = auth::mint(
+            Subject::Enterprise {
+                prefix: prefix.to_string(),
+            },
+            at,
+        );
+        let enterprise = Enterprise {
+            prefix: prefix.to_string(),
+            name: name.to_owned(),
+            industry_code: industry_code.to_owned(),
+            created_at: at,
+            credential_ids: vec![minted.credential.id.clone()],
+        };
+        let mut batch = Batch::new();
+        batch.put(
+            Table::Enterprises,
+            prefix.as_str(),
+            codec::encode_json(&enterprise),
+        );
+        batch.put(
+            Table::Credentials,
+            minted.credential.id.as_bytes(),
+            codec::encode_json(&minted.credential),
+        );
+        self.commit(batch)?;
+        self.enterprises
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(enterprise.prefix.clone(), enterprise.clone());
+        Ok((enterprise, minted.token))
+    }
+
+    /// Every enterprise, in prefix order (admin only).
+    pub fn list_enterprises(&self, caller: &Caller) -> Result<Vec<Enterprise>> {
+        self.require_admin(caller)?;
+        let mut all: Vec<Enterprise> = self
+            .enterprises
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        Ok(all)
+    }
+
+    /// The enterprise that owns exactly `prefix`, if any.
+    pub fn enterprise(&self, prefix: &Prefix) -> Option<Enterprise> {
+        self.enterprises
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(prefix.as_str())
+            .cloned()
+    }
+
+    /// Issues a new token for an enterprise (the admin, or the enterprise itself). With
+    /// `keep_previous` the newest existing token stays valid, so clients can switch over
+    /// without downtime; otherwise every previous token stops working at once.
+    pub fn rotate_token(
+        &self,
+        caller: &Caller,
+        prefix: &Prefix,
+        keep_previous: bool,
+    ) -> Result<String> {
+        let self_service = matches!(caller, Caller::Enterprise(p) if p == prefix);
+        if !self_service {
+            self.require_admin(caller)?;
+        }
+        self.change_credentials(
+            prefix,
+            |_| {
+                Some(auth::mint(
+                    Subject::Enterprise {
+                        prefix: prefix.to_string(),
+                    },
+                    now(),
+                ))
+            },
+            keep_previous,
+        )
+        .map(|t| t.unwrap_or_default())
+    }
+
+    /// Revokes every token of an enterprise (admin only). The enterprise keeps its prefix
+    /// and records; it can write again once the admin rotates in a new token.
+    pub fn revoke_tokens(&self, caller: &Caller, prefix: &Prefix) -> Result<()> {
+        self.require_admin(caller)?;
+        self.change_credentials(prefix, |_| None, false).map(|_| ())
+    }
+
+    fn change_credentials(
+        &self,
+        prefix: &Prefix,
+        mint: impl FnOnce(&Enterprise) -> Option<auth::NewToken>,
+        keep_previous: bool,
+    ) -> Result<Option<String>> {
+        let _latch = self.latches.lock("enterprises");
+        let mut enterprise = self
+            .enterprise(prefix)
+            .ok_or_else(|| Error::not_found(format!("no enterprise owns prefix {prefix}")))?;
+        let minted = mint(&enterprise);
+        let mut batch = Batch::new();
+        let mut keep = Vec::new();
+        if keep_previous {
+            keep.extend(enterprise.credential_ids.last().cloned());
+        }
+        for old in &enterprise.credential_ids {
+            if !keep.contains(old) {
+                batch.delete(Table::Credentials, old.as_bytes());
+            }
+        }
+        if let Some(m) = &minted {
+            batch.put(
+                Table::Credentials,
+                m.credential.id.as_bytes(),
+                codec::encode_json(&m.credential),
+            );
+            keep.push(m.credential.id.clone());
+        }
+        while keep.len() > MAX_TOKENS_PER_ENTERPRISE {
+            let dropped = keep.remove(0);
+            batch.delete(Table::Credentials, dropped.as_bytes());
+        }
+        enterprise.credential_ids = keep;
+        batch.put(
+            Table::Enterprises,
+            prefix.as_str(),
+            codec::encode_json(&enterprise),
+        );
+        self.commit(batch)?;
+        self.enterprises
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(enterprise.prefix.clone(), enterprise);
+        Ok(minted.map(|m| m.token))
+    }
+}
+
+/// Writes a secret to a new file readable only by its owner.
+pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(secret.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}

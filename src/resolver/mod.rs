@@ -1,0 +1,253 @@
+//! The core of a node: routing, resolution, registration, accounts and templates.
+//!
+//! Every interface (gRPC today; DNS and HTTP later) is an adapter that decodes its wire
+//! format, calls [`Core`] with typed values and a [`Caller`], and encodes the answer. The
+//! core owns every rule (ownership, visibility, limits, templates, counts); it never sees a
+//! wire type. It calls the `Store` synchronously: async adapters cross over in exactly one
+//! place, [`Core::blocking`].
+
+mod accounts;
+mod latch;
+mod register;
+mod templates;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+pub use accounts::{write_secret_file, AdminBootstrap};
+pub use register::{BatchItem, Counts, CreateOutcome, Listing, Update};
+
+use crate::auth::{Caller, Enterprise};
+use crate::error::{Error, Result};
+use crate::identifier::{Identifier, Limits, Prefix};
+use crate::record::{Record, RecordLimits, Value};
+use crate::store::{codec, Durability, SharedStore, Table};
+use crate::template::Template;
+use latch::Latches;
+
+/// The rules a core enforces, from validated configuration.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The prefix this node is authoritative for (e.g. `88.101`).
+    pub node_prefix: Prefix,
+    pub node_name: String,
+    pub identifier_limits: Limits,
+    pub record_limits: RecordLimits,
+    pub durability: Durability,
+    /// Most records one `BatchCreate` message may carry.
+    pub max_batch_items: usize,
+    /// Largest page `List` returns.
+    pub max_page_size: usize,
+}
+
+impl CoreConfig {
+    pub fn new(node_prefix: Prefix) -> CoreConfig {
+        CoreConfig {
+            node_prefix,
+            node_name: String::new(),
+            identifier_limits: Limits::default(),
+            record_limits: RecordLimits::default(),
+            durability: Durability::Wal,
+            max_batch_items: 2000,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// Which values of a record a resolution asks for. Empty lists mean "all".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub types: Vec<String>,
+    pub indexes: Vec<u32>,
+}
+
+impl Filter {
+    fn admits(&self, v: &Value) -> bool {
+        (self.types.is_empty() || self.types.contains(&v.kind))
+            && (self.indexes.is_empty() || self.indexes.contains(&v.index))
+    }
+}
+
+/// The answer to a resolution: the values the caller may see that match the filter. An
+/// empty list means the identifier exists but nothing matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub identifier: Identifier,
+    pub values: Vec<Value>,
+}
+
+/// The node's core. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Core {
+    store: SharedStore,
+    config: CoreConfig,
+    latches: Latches,
+    /// Enterprise accounts by prefix: few, read on every write, so kept in memory and
+    /// written through.
+    enterprises: RwLock<HashMap<String, Enterprise>>,
+    /// Templates by identifier, loaded on first use (they change rarely).
+    templates: RwLock<HashMap<String, Arc<Template>>>,
+}
+
+impl Core {
+    /// Opens the core over a store, loading the enterprise table.
+    pub fn open(store: SharedStore, config: CoreConfig) -> Result<Core> {
+        let mut enterprises = HashMap::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store
+                .scan(Table::Enterprises, b"", after.as_deref(), 1024)
+                .map_err(Error::internal)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, v) in &page {
+                let e: Enterprise = codec::decode_json(v).map_err(Error::internal)?;
+                enterprises.insert(e.prefix.clone(), e);
+            }
+        }
+        Ok(Core {
+            store,
+            config,
+            latches: Latches::new(4096),
+            enterprises: RwLock::new(enterprises),
+            templates: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// Runs blocking core work off the async runtime: the single crossing point from async
+    /// adapters to the synchronous store.
+    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Core) -> Result<T> + Send + 'static,
+    {
+        let core = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&core))
+            .await
+            .map_err(|e| Error::internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Parses an identifier with this node's limits.
+    pub fn parse_identifier(&self, text: &str) -> Result<Identifier> {
+        Ok(Identifier::parse_with(
+            text,
+            &self.config.identifier_limits,
+        )?)
+    }
+
+    /// Parses a prefix with this node's limits.
+    pub fn parse_prefix(&self, text: &str) -> Result<Prefix> {
+        Ok(Prefix::parse_with(text, &self.config.identifier_limits)?)
+    }
+
+    /// True if this node is authoritative for `prefix`.
+    pub fn serves(&self, prefix: &Prefix) -> bool {
+        prefix.is_within(&self.config.node_prefix)
+    }
+
+    /// Resolves an identifier to the values `caller` may see.
+    ///
+    /// Errors: `NotFound` if it is not registered or not served by this node.
+    pub fn resolve(&self, caller: &Caller, id: &Identifier, filter: &Filter) -> Result<Resolved> {
+        let prefix = id.prefix();
+        if !self.serves(&prefix) {
+            return Err(Error::not_found(format!(
+                "{id} is not served by this node (node prefix {})",
+                self.config.node_prefix
+            )));
+        }
+        let record = self
+            .load(id)?
+            .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
+        let owner = caller.owns(&prefix, &self.config.node_prefix);
+        let values = record
+            .values
+            .into_iter()
+            .filter(|v| v.permissions.public_read || (owner && v.permissions.admin_read))
+            .filter(|v| filter.admits(v))
+            .collect();
+        Ok(Resolved {
+            identifier: id.clone(),
+            values,
+        })
+    }
+
+    /// Reads a whole record, non-public values included: owners and the admin only.
+    pub fn get(&self, caller: &Caller, id: &Identifier) -> Result<Record> {
+        self.require_owner(caller, &id.prefix())?;
+        self.load(id)?
+            .ok_or_else(|| Error::not_found(format!("{id} is not registered")))
+    }
+
+    fn load(&self, id: &Identifier) -> Result<Option<Record>> {
+        let Some(bytes) = self
+            .store
+            .get(Table::Records, id.as_bytes())
+            .map_err(Error::internal)?
+        else {
+            return Ok(None);
+        };
+        codec::decode_record(&bytes)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("record {id}: {e}")))
+    }
+
+    /// Identifiers registered on this node.
+    pub fn node_total(&self) -> Result<i64> {
+        self.store
+            .counter(Table::Counters, register::NODE_COUNT)
+            .map_err(Error::internal)
+    }
+
+    /// Number of allocated enterprise prefixes.
+    pub fn enterprise_count(&self) -> usize {
+        self.enterprises
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Checks that `caller` may write under `prefix`.
+    fn require_owner(&self, caller: &Caller, prefix: &Prefix) -> Result<()> {
+        if !self.serves(prefix) {
+            return Err(Error::denied(format!(
+                "prefix {prefix} is not served by this node (node prefix {})",
+                self.config.node_prefix
+            )));
+        }
+        match caller {
+            Caller::Anonymous => Err(Error::unauthenticated(
+                "this operation needs a token (authorization: Bearer <token>)",
+            )),
+            _ if caller.owns(prefix, &self.config.node_prefix) => Ok(()),
+            Caller::Admin | Caller::Enterprise(_) => Err(Error::denied(format!(
+                "the caller does not own prefix {prefix}"
+            ))),
+        }
+    }
+
+    /// The prefix whose count a record under `prefix` adds to: its enterprise's prefix, or
+    /// the node prefix for records the admin keeps outside any enterprise.
+    fn owner_prefix(&self, prefix: &Prefix) -> String {
+        let enterprises = self.enterprises.read().unwrap_or_else(|e| e.into_inner());
+        prefix
+            .ancestors_or_self()
+            .find(|p| enterprises.contains_key(*p))
+            .unwrap_or(self.config.node_prefix.as_str())
+            .to_owned()
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,389 @@
+//! Registration: create, update, delete, batch create, list and counts.
+//!
+//! Every mutation is one atomic store batch that also adjusts the per-prefix and node
+//! counters, so counts are exact without ever scanning. Read-check-write sequences hold the
+//! identifier's latch.
+
+use std::collections::HashMap;
+
+use super::{now, Core};
+use crate::auth::Caller;
+use crate::error::{Error, ErrorKind, Result};
+use crate::identifier::{Identifier, Prefix};
+use crate::record::{Record, Value};
+use crate::store::{codec, Batch, Table};
+
+/// Counter key of the node-wide total.
+pub(super) const NODE_COUNT: &[u8] = b"registered";
+/// Counter key prefix of per-prefix totals (`registered/88.101.5`).
+const PREFIX_COUNT: &str = "registered/";
+
+fn prefix_count_key(prefix: &str) -> Vec<u8> {
+    format!("{PREFIX_COUNT}{prefix}").into_bytes()
+}
+
+/// The result of a successful create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The record was written.
+    Created,
+    /// An identical record already existed (a retried create): nothing was written.
+    AlreadyPresent,
+}
+
+/// A change to an existing record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Replace every value.
+    Replace(Vec<Value>),
+    /// Add new values (error if the index exists), modify existing ones (error if it does
+    /// not) and remove indexes (error if absent), applied together or not at all.
+    Edit {
+        add: Vec<Value>,
+        modify: Vec<Value>,
+        remove: Vec<u32>,
+    },
+}
+
+/// One item of a batch create, already parsed by the adapter (a parse failure travels as
+/// an error so the item fails alone).
+pub type BatchItem = (Result<Identifier>, Record);
+
+/// Registered-identifier counts, maintained on every write.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub node_total: i64,
+    /// `(prefix, count)` for each prefix the caller may see, in prefix order.
+    pub prefixes: Vec<(String, i64)>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub identifiers: Vec<Identifier>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A record accepted for writing: validated, stamped, template-checked.
+struct Prepared {
+    id: Identifier,
+    record: Record,
+    owner_prefix: String,
+}
+
+impl Core {
+    /// Validates, stamps and template-checks a record for `id` on behalf of `caller`.
+    fn prepare(&self, caller: &Caller, id: Identifier, mut record: Record) -> Result<Prepared> {
+        let prefix = id.prefix();
+        self.require_owner(caller, &prefix)?;
+        record.validate(&self.config.record_limits)?;
+        let ts = now();
+        for v in &mut record.values {
+            v.timestamp = ts;
+        }
+        self.check_template(&record)?;
+        Ok(Prepared {
+            owner_prefix: self.owner_prefix(&prefix),
+            id,
+            record,
+        })
+    }
+
+    /// Registers a new identifier.
+    ///
+    /// Errors: `AlreadyExists` if it exists with different content (identical content is
+    /// `Ok(AlreadyPresent)`, so retries are safe); `InvalidArgument` for rule violations;
+    /// `Unauthenticated`/`PermissionDenied` if the caller does not own the prefix.
+    pub fn create(&self, caller: &Caller, id: Identifier, record: Record) -> Result<CreateOutcome> {
+        let p = self.prepare(caller, id, record)?;
+        let _latch = self.latches.lock(p.id.as_str());
+        if let Some(existing) = self.load(&p.id)? {
+            return if existing.same_content(&p.record) {
+                Ok(CreateOutcome::AlreadyPresent)
+            } else {
+                Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{} is already registered with other values", p.id),
+                ))
+            };
+        }
+        let mut batch = Batch::new();
+        self.stage_create(&mut batch, &p);
+        self.commit(batch)?;
+        Ok(CreateOutcome::Created)
+    }
+
+    fn stage_create(&self, batch: &mut Batch, p: &Prepared) {
+        batch.put(
+            Table::Records,
+            p.id.as_bytes(),
+            codec::encode_record(&p.record),
+        );
+        batch.add(Table::Counters, NODE_COUNT, 1);
+        batch.add(Table::Counters, prefix_count_key(&p.owner_prefix), 1);
+    }
+
+    pub(super) fn commit(&self, batch: Batch) -> Result<()> {
+        self.store
+            .write(batch, self.config.durability)
+            .map_err(Error::internal)
+    }
+
+    /// Registers many records; one result per item, in order. A bad item fails alone; the
+    /// good ones are written in one atomic batch.
+    pub fn batch_create(
+        &self,
+        caller: &Caller,
+        items: Vec<BatchItem>,
+    ) -> Vec<Result<CreateOutcome>> {
+        let mut results: Vec<Option<Result<CreateOutcome>>> = Vec::with_capacity(items.len());
+        let mut prepared: Vec<(usize, Prepared)> = Vec::with_capacity(items.len());
+        for (i, (id, record)) in items.into_iter().enumerate() {
+            match id.and_then(|id| self.prepare(caller, id, record)) {
+                Ok(p) => {
+                    prepared.push((i, p));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !prepared.is_empty() {
+            let outcome = self.write_prepared(&prepared);
+            match outcome {
+                Ok(outcomes) => {
+                    for ((i, _), r) in prepared.iter().zip(outcomes) {
+                        results[*i] = Some(r);
+                    }
+                }
+                Err(e) => {
+                    for (i, _) in &prepared {
+                        results[*i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::internal("batch item without result"))))
+            .collect()
+    }
+
+    fn write_prepared(&self, prepared: &[(usize, Prepared)]) -> Result<Vec<Result<CreateOutcome>>> {
+        let _latches = self
+            .latches
+            .lock_many(prepared.iter().map(|(_, p)| p.id.as_str()));
+        let keys: Vec<&[u8]> = prepared.iter().map(|(_, p)| p.id.as_bytes()).collect();
+        let existing = self
+            .store
+            .multi_get(Table::Records, &keys)
+            .map_err(Error::internal)?;
+        let mut batch = Batch::new();
+        let mut in_batch: HashMap<&str, &Record> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(prepared.len());
+        for ((_, p), old) in prepared.iter().zip(existing) {
+            let old = match old {
+                Some(bytes) => Some(
+                    codec::decode_record(&bytes)
+                        .map_err(|e| Error::internal(format!("record {}: {e}", p.id)))?,
+                ),
+                None => None,
+            };
+            let earlier = old.as_ref().or(in_batch.get(p.id.as_str()).copied());
+            outcomes.push(match earlier {
+                Some(r) if r.same_content(&p.record) => Ok(CreateOutcome::AlreadyPresent),
+                Some(_) => Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{} is already registered with other values", p.id),
+                )),
+                None => {
+                    self.stage_create(&mut batch, p);
+                    in_batch.insert(p.id.as_str(), &p.record);
+                    Ok(CreateOutcome::Created)
+                }
+            });
+        }
+        if !batch.is_empty() {
+            self.commit(batch)?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Changes an existing record; returns the record as stored.
+    ///
+    /// Errors: `NotFound` if the identifier (or a modified/removed index) does not exist;
+    /// `AlreadyExists` when adding an index that exists; rule violations as for create.
+    pub fn update(&self, caller: &Caller, id: &Identifier, update: Update) -> Result<Record> {
+        self.require_owner(caller, &id.prefix())?;
+        let _latch = self.latches.lock(id.as_str());
+        let current = self
+            .load(id)?
+            .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
+        let ts = now();
+        let mut record = match update {
+            Update::Replace(mut values) => {
+                // Unchanged values keep their timestamps.
+                for v in &mut values {
+                    v.timestamp = match current.value(v.index) {
+                        Some(old) if old.same_content(v) => old.timestamp,
+                        _ => ts,
+                    };
+                }
+                Record::new(values)
+            }
+            Update::Edit {
+                add,
+                modify,
+                remove,
+            } => {
+                let mut by_index: std::collections::BTreeMap<u32, Value> =
+                    current.values.into_iter().map(|v| (v.index, v)).collect();
+                for i in &remove {
+                    if by_index.remove(i).is_none() {
+                        return Err(Error::not_found(format!(
+                            "{id} has no value at index {i} to remove"
+                        )));
+                    }
+                }
+                for mut v in modify {
+                    if !by_index.contains_key(&v.index) {
+                        return Err(Error::not_found(format!(
+                            "{id} has no value at index {} to modify",
+                            v.index
+                        )));
+                    }
+                    v.timestamp = ts;
+                    by_index.insert(v.index, v);
+                }
+                for mut v in add {
+                    if by_index.contains_key(&v.index) {
+                        return Err(Error::new(
+                            ErrorKind::AlreadyExists,
+                            format!("{id} already has a value at index {}", v.index),
+                        ));
+                    }
+                    v.timestamp = ts;
+                    by_index.insert(v.index, v);
+                }
+                Record {
+                    values: by_index.into_values().collect(),
+                }
+            }
+        };
+        record.validate(&self.config.record_limits)?;
+        self.check_template(&record)?;
+        let mut batch = Batch::new();
+        batch.put(Table::Records, id.as_bytes(), codec::encode_record(&record));
+        self.commit(batch)?;
+        Ok(record)
+    }
+
+    /// Deletes a record.
+    ///
+    /// Errors: `NotFound` if it is not registered.
+    pub fn delete(&self, caller: &Caller, id: &Identifier) -> Result<()> {
+        let prefix = id.prefix();
+        self.require_owner(caller, &prefix)?;
+        let _latch = self.latches.lock(id.as_str());
+        if self
+            .store
+            .get(Table::Records, id.as_bytes())
+            .map_err(Error::internal)?
+            .is_none()
+        {
+            return Err(Error::not_found(format!("{id} is not registered")));
+        }
+        let mut batch = Batch::new();
+        batch.delete(Table::Records, id.as_bytes());
+        batch.add(Table::Counters, NODE_COUNT, -1);
+        batch.add(
+            Table::Counters,
+            prefix_count_key(&self.owner_prefix(&prefix)),
+            -1,
+        );
+        self.commit(batch)
+    }
+
+    /// Lists identifiers whose prefix is exactly `prefix`, in key order, after `cursor`.
+    pub fn list(
+        &self,
+        caller: &Caller,
+        prefix: &Prefix,
+        cursor: Option<&str>,
+        page_size: usize,
+    ) -> Result<Listing> {
+        self.require_owner(caller, prefix)?;
+        let page_size = page_size.clamp(1, self.config.max_page_size);
+        let scan_prefix = format!("{prefix}/");
+        let after = cursor.map(|c| format!("{scan_prefix}{c}"));
+        let rows = self
+            .store
+            .scan(
+                Table::Records,
+                scan_prefix.as_bytes(),
+                after.as_deref().map(str::as_bytes),
+                page_size + 1,
+            )
+            .map_err(Error::internal)?;
+        let more = rows.len() > page_size;
+        let mut identifiers = Vec::with_capacity(rows.len().min(page_size));
+        for (k, _) in rows.into_iter().take(page_size) {
+            let text = String::from_utf8(k).map_err(Error::internal)?;
+            identifiers.push(Identifier::parse(&text).map_err(Error::internal)?);
+        }
+        let next_cursor = more
+            .then(|| identifiers.last().map(|i| i.suffix().to_owned()))
+            .flatten();
+        Ok(Listing {
+            identifiers,
+            next_cursor,
+        })
+    }
+
+    /// Registered counts: the node total and, per prefix, those the caller owns (all of
+    /// them for the admin).
+    pub fn counts(&self, caller: &Caller) -> Result<Counts> {
+        if *caller == Caller::Anonymous {
+            return Err(Error::unauthenticated("counts need a token"));
+        }
+        let node_total = self
+            .store
+            .counter(Table::Counters, NODE_COUNT)
+            .map_err(Error::internal)?;
+        let mut prefixes = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .scan(
+                    Table::Counters,
+                    PREFIX_COUNT.as_bytes(),
+                    after.as_deref(),
+                    1024,
+                )
+                .map_err(Error::internal)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, v) in &page {
+                let name = String::from_utf8_lossy(&k[PREFIX_COUNT.len()..]).into_owned();
+                let Ok(p) = Prefix::parse(&name) else {
+                    continue;
+                };
+                if caller.owns(&p, &self.config.node_prefix) {
+                    prefixes.push((name, codec::decode_counter(v)));
+                }
+            }
+        }
+        Ok(Counts {
+            node_total,
+            prefixes,
+        })
+    }
+
+    /// The registered count of one prefix (its enterprise's or the node's own counter).
+    pub fn count_of(&self, prefix: &Prefix) -> Result<i64> {
+        self.store
+            .counter(Table::Counters, &prefix_count_key(prefix.as_str()))
+            .map_err(Error::internal)
+    }
+}

@@ -1,0 +1,148 @@
+//! Storage: one narrow, synchronous key-value trait and its two implementations.
+//!
+//! Owns the tables (column families), the batch/durability contract and the on-disk
+//! encodings (`codec`). Knows nothing of gRPC, identifiers' syntax rules or authorisation;
+//! `rocks` is the only file that imports `rocksdb`. The in-memory twin runs the same
+//! conformance suite (`conformance`, test-only) as RocksDB.
+//!
+//! Calls block: async callers cross over through `resolver::Core::blocking`.
+
+pub mod codec;
+pub mod memory;
+pub mod rocks;
+
+#[cfg(test)]
+mod conformance;
+
+use std::sync::Arc;
+
+/// The tables of a node. Each is a RocksDB column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// identifier → encoded record.
+    Records,
+    /// enterprise prefix → encoded enterprise.
+    Enterprises,
+    /// credential id → encoded credential (token hash, subject).
+    Credentials,
+    /// template identifier → encoded template.
+    Templates,
+    /// counter name → i64, changed only by [`Op::Add`].
+    Counters,
+    /// node-level settings (schema version, seed marker, node identity).
+    Meta,
+}
+
+impl Table {
+    pub const ALL: [Table; 6] = [
+        Table::Records,
+        Table::Enterprises,
+        Table::Credentials,
+        Table::Templates,
+        Table::Counters,
+        Table::Meta,
+    ];
+
+    /// Column family name; part of the on-disk format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Records => "records",
+            Table::Enterprises => "enterprises",
+            Table::Credentials => "credentials",
+            Table::Templates => "templates",
+            Table::Counters => "counters",
+            Table::Meta => "meta",
+        }
+    }
+}
+
+/// One change inside an atomic batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put(Table, Vec<u8>, Vec<u8>),
+    Delete(Table, Vec<u8>),
+    /// Adds a signed delta to an i64 counter (missing counts as 0). Commutative, so
+    /// concurrent writers never lose an increment.
+    Add(Table, Vec<u8>, i64),
+}
+
+/// An atomic group of changes: all are applied or none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+    pub fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        self.ops.push(Op::Put(table, key.into(), value));
+    }
+    pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(table, key.into()));
+    }
+    pub fn add(&mut self, table: Table, key: impl Into<Vec<u8>>, delta: i64) {
+        self.ops.push(Op::Add(table, key.into(), delta));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// How durable a write must be before `write` returns (and the client is told "done").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// In the write-ahead log (OS page cache): survives a process crash, not a power loss.
+    #[default]
+    Wal,
+    /// In the write-ahead log and fsynced: survives a power loss.
+    Sync,
+}
+
+/// A storage failure. Carries detail for the log, never for clients.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The storage seam. Implementations must make each `write` atomic and durable to the
+/// requested level before returning, and `get`/`scan` must see every returned write.
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Point reads of many keys in one call, results in the order of `keys`.
+    fn multi_get(&self, table: Table, keys: &[&[u8]]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(table, k)).collect()
+    }
+
+    /// Applies every op atomically.
+    fn write(&self, batch: Batch, durability: Durability) -> StoreResult<()>;
+
+    /// Up to `limit` entries with keys starting with `prefix` and strictly greater than
+    /// `after` (when given), in key order.
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Reads an `Op::Add` counter (0 when absent).
+    fn counter(&self, table: Table, key: &[u8]) -> StoreResult<i64> {
+        Ok(self
+            .get(table, key)?
+            .map(|v| codec::decode_counter(&v))
+            .unwrap_or(0))
+    }
+
+    /// Flushes memtables to disk (used at shutdown; a no-op where meaningless).
+    fn flush(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+pub type SharedStore = Arc<dyn Store>;

@@ -1,0 +1,203 @@
+//! The RocksDB store: the only file that imports `rocksdb`.
+//!
+//! One column family per [`Table`]; one LRU block cache shared by all of them (sized from
+//! config); whole-key bloom filters for point reads; LZ4 for recent levels and ZSTD for the
+//! bottommost one; counters through an associative i64-add merge operator so increments never
+//! need a read.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MergeOperands, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
+};
+
+use super::{codec, Batch, Durability, Op, Store, StoreError, StoreResult, Table};
+
+/// Tuning of the RocksDB store.
+#[derive(Debug, Clone)]
+pub struct RocksConfig {
+    pub path: PathBuf,
+    /// Shared block cache for all column families, in bytes.
+    pub block_cache_bytes: usize,
+    /// Background compaction/flush threads.
+    pub parallelism: i32,
+}
+
+impl RocksConfig {
+    pub fn new(path: impl Into<PathBuf>) -> RocksConfig {
+        RocksConfig {
+            path: path.into(),
+            block_cache_bytes: 256 << 20,
+            parallelism: 2,
+        }
+    }
+}
+
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+}
+
+fn err(e: rocksdb::Error) -> StoreError {
+    StoreError(e.into_string())
+}
+
+fn add_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut sum = existing.map(codec::decode_counter).unwrap_or(0);
+    for op in operands {
+        sum = sum.wrapping_add(codec::decode_counter(op));
+    }
+    Some(codec::encode_counter(sum).to_vec())
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store at `config.path`.
+    pub fn open(config: &RocksConfig) -> StoreResult<RocksStore> {
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.increase_parallelism(config.parallelism.max(1));
+        db_opts.set_max_background_jobs(config.parallelism.max(2));
+        db_opts.set_keep_log_file_num(4);
+
+        let cfs = Table::ALL.iter().map(|t| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_bloom_filter(10.0, false);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            table.set_format_version(5);
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&table);
+            o.set_compression_type(DBCompressionType::Lz4);
+            o.set_bottommost_compression_type(DBCompressionType::Zstd);
+            o.set_level_compaction_dynamic_level_bytes(true);
+            if *t == Table::Counters {
+                o.set_merge_operator_associative("idnode.i64add", add_merge);
+            }
+            ColumnFamilyDescriptor::new(t.name(), o)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, &config.path, cfs).map_err(err)?;
+        Ok(RocksStore {
+            db,
+            path: config.path.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, table: Table) -> StoreResult<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(table.name())
+            .ok_or_else(|| StoreError(format!("column family {} missing", table.name())))
+    }
+}
+
+impl Store for RocksStore {
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let cf = self.cf(table)?;
+        Ok(self
+            .db
+            .get_pinned_cf(cf, key)
+            .map_err(err)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn multi_get(&self, table: Table, keys: &[&[u8]]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let cf = self.cf(table)?;
+        self.db
+            .batched_multi_get_cf(cf, keys.iter().copied(), false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|s| s.to_vec())).map_err(err))
+            .collect()
+    }
+
+    fn write(&self, batch: Batch, durability: Durability) -> StoreResult<()> {
+        let mut wb = WriteBatch::default();
+        for op in &batch.ops {
+            match op {
+                Op::Put(t, k, v) => wb.put_cf(self.cf(*t)?, k, v),
+                Op::Delete(t, k) => wb.delete_cf(self.cf(*t)?, k),
+                Op::Add(t, k, d) => wb.merge_cf(self.cf(*t)?, k, codec::encode_counter(*d)),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        // The WAL is never disabled: an acknowledged write survives a process crash; with
+        // `sync` it also survives a power loss.
+        wo.set_sync(durability == Durability::Sync);
+        self.db.write_opt(wb, &wo).map_err(err)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let cf = self.cf(table)?;
+        let mut ro = ReadOptions::default();
+        if let Some(upper) = prefix_upper_bound(prefix) {
+            ro.set_iterate_upper_bound(upper);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+        match after {
+            Some(a) if a >= prefix => {
+                it.seek(a);
+                if it.valid() && it.key() == Some(a) {
+                    it.next();
+                }
+            }
+            _ => it.seek(prefix),
+        }
+        let mut out = Vec::new();
+        while it.valid() && out.len() < limit {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            it.next();
+        }
+        it.status().map_err(err)?;
+        Ok(out)
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        for t in Table::ALL {
+            self.db.flush_cf(self.cf(t)?).map_err(err)?;
+        }
+        self.db.flush_wal(true).map_err(err)
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`, if one exists.
+fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < 0xff {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_bounds() {
+        assert_eq!(prefix_upper_bound(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_upper_bound(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_upper_bound(b"\xff\xff"), None);
+        assert_eq!(prefix_upper_bound(b""), None);
+    }
+}

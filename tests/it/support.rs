@@ -1,0 +1,179 @@
+//! Test support: a real node on 127.0.0.1:0 with its own RocksDB directory, and tonic
+//! clients with or without a bearer token.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use idnode::api::grpc::{pb, BearerAuth};
+use idnode::config::{Config, FileConfig, Overrides};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub type Svc = InterceptedService<Channel, BearerAuth>;
+
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub admin_token: String,
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<()>>,
+    channel: Channel,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn config(data_dir: &Path, seed: bool) -> Config {
+    Config::resolve(
+        FileConfig::default(),
+        Overrides {
+            data_dir: Some(data_dir.to_owned()),
+            grpc_addr: Some("127.0.0.1:0".into()),
+            no_seed: !seed,
+            block_cache_mb: Some(16),
+            ..Default::default()
+        },
+    )
+    .expect("test config is valid")
+}
+
+impl TestNode {
+    /// A node with the seed data set, in a fresh temporary directory.
+    pub async fn start() -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = TestNode::start_in(dir.path(), true).await;
+        n._dir = Some(dir);
+        n
+    }
+
+    /// A node without seed data.
+    pub async fn start_empty() -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = TestNode::start_in(dir.path(), false).await;
+        n._dir = Some(dir);
+        n
+    }
+
+    /// A node on an existing data directory (kept by the caller).
+    pub async fn start_in(data_dir: &Path, seed: bool) -> TestNode {
+        let config = config(data_dir, seed);
+        let opened = idnode::node::open(&config, false).expect("node opens");
+        let listener = idnode::node::bind(config.grpc_addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            idnode::node::serve(opened.core, &config, listener, token)
+                .await
+                .expect("node serves");
+        });
+        let admin_token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        // The listener is bound before serving starts, so connecting cannot race it.
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        TestNode {
+            addr,
+            admin_token,
+            data_dir: data_dir.to_owned(),
+            shutdown,
+            handle: Some(handle),
+            channel,
+            _dir: None,
+        }
+    }
+
+    /// Stops the node and waits for it to flush and exit.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap();
+        }
+    }
+
+    pub fn seed_token(&self, prefix: &str) -> String {
+        std::fs::read_to_string(self.data_dir.join("tokens").join(format!("{prefix}.token")))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn svc(&self, token: Option<&str>) -> Svc {
+        InterceptedService::new(self.channel.clone(), BearerAuth::new(token).unwrap())
+    }
+
+    pub fn resolver(&self, token: Option<&str>) -> pb::resolver_client::ResolverClient<Svc> {
+        pb::resolver_client::ResolverClient::new(self.svc(token))
+    }
+
+    pub fn registry(&self, token: Option<&str>) -> pb::registry_client::RegistryClient<Svc> {
+        pb::registry_client::RegistryClient::new(self.svc(token))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    pub fn admin(&self, token: Option<&str>) -> pb::admin_client::AdminClient<Svc> {
+        pb::admin_client::AdminClient::new(self.svc(token))
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Creates an enterprise with the admin token and returns its token.
+    pub async fn enterprise(&self, prefix: &str, name: &str) -> String {
+        self.admin(Some(&self.admin_token))
+            .create_enterprise(pb::CreateEnterpriseRequest {
+                prefix: prefix.into(),
+                name: name.into(),
+                industry_code: "C3670".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn text(index: u32, kind: &str, data: &str) -> pb::Value {
+    pb::Value {
+        index,
+        r#type: kind.into(),
+        data: data.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+pub fn private(index: u32, kind: &str, data: &str) -> pb::Value {
+    pb::Value {
+        permissions: Some(pb::Permissions {
+            admin_read: true,
+            admin_write: true,
+            public_read: false,
+            public_write: false,
+        }),
+        ..text(index, kind, data)
+    }
+}
+
+pub fn record(identifier: &str, values: Vec<pb::Value>) -> pb::Record {
+    pb::Record {
+        identifier: identifier.into(),
+        values,
+    }
+}
+
+pub fn create(r: pb::Record) -> pb::CreateRequest {
+    pb::CreateRequest { record: Some(r) }
+}
