@@ -3,7 +3,7 @@
 use idnode::api::grpc::pb;
 use tonic::Code;
 
-use crate::support::{record, text, TestNode};
+use crate::support::{record, resolve, text, TestNode};
 
 /// Item `i` of the stream: every 97th is invalid in one of several ways, every 1000th
 /// repeats an earlier identifier with identical content (allowed), every 1001st repeats one
@@ -109,10 +109,7 @@ async fn a_hundred_thousand_records_with_bad_items_mixed_in() {
     for i in [0usize, 1, 4_999, 99_999] {
         let r = node
             .resolver(None)
-            .resolve(pb::ResolveRequest {
-                identifier: format!("88.101.7/P{i:07}"),
-                ..Default::default()
-            })
+            .resolve(resolve(&format!("88.101.7/P{i:07}")))
             .await
             .unwrap()
             .into_inner();
@@ -124,10 +121,7 @@ async fn a_hundred_thousand_records_with_bad_items_mixed_in() {
     // The identifiers that failed were not written.
     let e = node
         .resolver(None)
-        .resolve(pb::ResolveRequest {
-            identifier: "88.101.7/dup-207".into(),
-            ..Default::default()
-        })
+        .resolve(resolve("88.101.7/dup-207"))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);

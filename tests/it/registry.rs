@@ -3,7 +3,7 @@
 use idnode::api::grpc::pb;
 use tonic::Code;
 
-use crate::support::{create, private, record, text, TestNode};
+use crate::support::{create, private, record, resolve, text, TestNode};
 
 fn edit(
     add: Vec<pb::Value>,
@@ -23,10 +23,7 @@ async fn seeded_identifier_resolves_with_public_values_only_for_anonymous() {
     let id = "88.101.5/BAT-2024-000001";
     let anon = node
         .resolver(None)
-        .resolve(pb::ResolveRequest {
-            identifier: id.into(),
-            ..Default::default()
-        })
+        .resolve(resolve(id))
         .await
         .unwrap()
         .into_inner();
@@ -39,10 +36,7 @@ async fn seeded_identifier_resolves_with_public_values_only_for_anonymous() {
     // The suffix does not.
     let lower = node
         .resolver(None)
-        .resolve(pb::ResolveRequest {
-            identifier: "88.101.5/bat-2024-000001".into(),
-            ..Default::default()
-        })
+        .resolve(resolve("88.101.5/bat-2024-000001"))
         .await
         .unwrap_err();
     assert_eq!(lower.code(), Code::NotFound);
@@ -71,10 +65,7 @@ async fn full_lifecycle_with_owner_token() {
     // Anonymous sees public values; the owner sees all; filters apply.
     let anon = node
         .resolver(None)
-        .resolve(pb::ResolveRequest {
-            identifier: id.into(),
-            ..Default::default()
-        })
+        .resolve(resolve(id))
         .await
         .unwrap()
         .into_inner();
@@ -84,10 +75,7 @@ async fn full_lifecycle_with_owner_token() {
     );
     let owner = node
         .resolver(Some(&token))
-        .resolve(pb::ResolveRequest {
-            identifier: id.into(),
-            ..Default::default()
-        })
+        .resolve(resolve(id))
         .await
         .unwrap()
         .into_inner();
@@ -205,13 +193,7 @@ async fn full_lifecycle_with_owner_token() {
     .await
     .unwrap();
     for e in [
-        node.resolver(None)
-            .resolve(pb::ResolveRequest {
-                identifier: id.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err(),
+        node.resolver(None).resolve(resolve(id)).await.unwrap_err(),
         reg.delete(pb::DeleteRequest {
             identifier: id.into(),
         })
@@ -256,20 +238,14 @@ async fn create_is_idempotent_for_identical_records_only() {
     );
     let resolved = node
         .resolver(None)
-        .resolve(pb::ResolveRequest {
-            identifier: "88.101.Ab/X1".into(),
-            ..Default::default()
-        })
+        .resolve(resolve("88.101.Ab/X1"))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(resolved.identifier, "88.101.ab/X1");
     let e = node
         .resolver(None)
-        .resolve(pb::ResolveRequest {
-            identifier: "88.101.ab/x1".into(),
-            ..Default::default()
-        })
+        .resolve(resolve("88.101.ab/x1"))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "suffixes are case-sensitive");
@@ -394,10 +370,7 @@ async fn auth_rules() {
     for token in [None, Some(b.as_str())] {
         let v = node
             .resolver(token)
-            .resolve(pb::ResolveRequest {
-                identifier: "88.101.7/AUTH-1".into(),
-                ..Default::default()
-            })
+            .resolve(resolve("88.101.7/AUTH-1"))
             .await
             .unwrap()
             .into_inner()
@@ -408,10 +381,7 @@ async fn auth_rules() {
     // A bad token on a read is an error, not a silent downgrade to anonymous.
     let e = node
         .resolver(Some("bogus"))
-        .resolve(pb::ResolveRequest {
-            identifier: "88.101.7/AUTH-1".into(),
-            ..Default::default()
-        })
+        .resolve(resolve("88.101.7/AUTH-1"))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
@@ -969,10 +939,7 @@ async fn acknowledged_records_survive_a_restart() {
     for i in [0, 99, 199] {
         let r = node
             .resolver(None)
-            .resolve(pb::ResolveRequest {
-                identifier: format!("88.101.7/r{i}"),
-                ..Default::default()
-            })
+            .resolve(resolve(&format!("88.101.7/r{i}")))
             .await
             .unwrap()
             .into_inner();

@@ -177,3 +177,11 @@ pub fn record(identifier: &str, values: Vec<pb::Value>) -> pb::Record {
 pub fn create(r: pb::Record) -> pb::CreateRequest {
     pb::CreateRequest { record: Some(r) }
 }
+
+/// A resolution of `identifier` with no filters.
+pub fn resolve(identifier: &str) -> pb::ResolveRequest {
+    pb::ResolveRequest {
+        identifier: identifier.into(),
+        ..Default::default()
+    }
+}
