@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/idnode/v1/resolver.proto",
         "proto/idnode/v1/registry.proto",
         "proto/idnode/v1/admin.proto",
+        "proto/idnode/v1/toplevel.proto",
     ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("idnode_descriptor.bin"))

@@ -20,6 +20,8 @@ pub enum Subject {
     Admin,
     /// An enterprise, owner of one prefix and everything under it.
     Enterprise { prefix: String },
+    /// A secondary node known to a top-level node, by its delegated node prefix.
+    Node { prefix: String },
 }
 
 /// A stored credential: never the token itself.
@@ -51,6 +53,8 @@ pub enum Caller {
     Anonymous,
     Admin,
     Enterprise(Prefix),
+    /// A secondary node talking to a top-level node (owns no records).
+    Node(Prefix),
 }
 
 impl Caller {
@@ -58,7 +62,7 @@ impl Caller {
     /// The admin owns the node prefix and everything under it.
     pub fn owns(&self, prefix: &Prefix, node_prefix: &Prefix) -> bool {
         match self {
-            Caller::Anonymous => false,
+            Caller::Anonymous | Caller::Node(_) => false,
             Caller::Admin => prefix.is_within(node_prefix),
             Caller::Enterprise(p) => prefix.is_within(p),
         }

@@ -11,6 +11,8 @@ use crate::identifier::{Limits, Prefix};
 use crate::record::RecordLimits;
 use crate::resolver::CoreConfig;
 use crate::store::Durability;
+use crate::toplevel::TopLevelConfig;
+use crate::upstream::ForwardConfig;
 
 /// The TOML file as written by an operator. Every field is optional.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -20,6 +22,9 @@ pub struct FileConfig {
     pub grpc: GrpcSection,
     pub store: StoreSection,
     pub limits: LimitsSection,
+    pub upstream: UpstreamSection,
+    pub cache: CacheSection,
+    pub toplevel: TopLevelSection,
     /// Load the embedded seed data set on the first start of a new data directory.
     pub seed: Option<bool>,
     /// Seconds in-flight requests get to finish on shutdown.
@@ -40,6 +45,40 @@ pub struct NodeSection {
 pub struct GrpcSection {
     pub addr: Option<String>,
     pub max_message_bytes: Option<usize>,
+    /// The gRPC URL other nodes should use to reach this one (default: http://<bound address>).
+    pub advertise: Option<String>,
+}
+
+/// The top-level node this node joins. Absent `url`: run an embedded one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSection {
+    pub url: Option<String>,
+    /// This node's node token, issued by the top-level admin.
+    pub token_file: Option<PathBuf>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+    pub report_interval_secs: Option<u64>,
+}
+
+/// Caches of forwarded answers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    pub answers: Option<u64>,
+    pub referrals: Option<u64>,
+    pub max_ttl_secs: Option<u64>,
+    pub negative_ttl_secs: Option<u64>,
+    pub serve_stale_secs: Option<u64>,
+}
+
+/// The top-level node's settings (embedded or standalone).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopLevelSection {
+    pub referral_ttl_secs: Option<u32>,
+    pub heartbeat_interval_secs: Option<u32>,
+    pub goal: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -71,6 +110,16 @@ pub struct Overrides {
     pub sync: bool,
     pub no_seed: bool,
     pub block_cache_mb: Option<usize>,
+    pub upstream: Option<String>,
+    pub upstream_token_file: Option<PathBuf>,
+    pub advertise: Option<String>,
+}
+
+/// The top-level node a secondary node joins.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub url: String,
+    pub token_file: Option<PathBuf>,
 }
 
 /// A validated configuration of `idnode serve`.
@@ -83,6 +132,14 @@ pub struct Config {
     pub max_message_bytes: usize,
     pub seed: bool,
     pub shutdown_grace: Duration,
+    /// `None`: run an embedded top-level node.
+    pub upstream: Option<UpstreamConfig>,
+    pub forward: ForwardConfig,
+    /// Heartbeat and statistics report period.
+    pub report_interval: Duration,
+    /// gRPC URL announced to the top-level node (`None`: derived from the bound address).
+    pub advertise_grpc: Option<String>,
+    pub toplevel: TopLevelConfig,
 }
 
 /// Why a configuration was rejected; names the setting.
@@ -227,6 +284,79 @@ impl Config {
             .data_dir
             .or(file.node.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let upstream = match flags.upstream.or(file.upstream.url.clone()) {
+            None => None,
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(UpstreamConfig {
+                    url,
+                    token_file: flags
+                        .upstream_token_file
+                        .or(file.upstream.token_file.clone()),
+                })
+            }
+            Some(url) => {
+                return Err(invalid(
+                    "upstream.url",
+                    format!("{url:?} must be an http:// or https:// URL"),
+                ))
+            }
+        };
+        let advertise_grpc = flags.advertise.or(file.grpc.advertise);
+        if let Some(a) = &advertise_grpc {
+            if !(a.starts_with("http://") || a.starts_with("https://")) {
+                return Err(invalid("grpc.advertise", "must be an http:// or https:// URL"));
+            }
+        }
+        let secs = |v: Option<u64>, default: u64, setting: &'static str, max: u64| {
+            let v = v.unwrap_or(default);
+            if v > max {
+                Err(invalid(setting, format!("must be at most {max}")))
+            } else {
+                Ok(Duration::from_secs(v))
+            }
+        };
+        let d = ForwardConfig::default();
+        let u = &file.upstream;
+        let timeout = Duration::from_millis(u.timeout_ms.unwrap_or(2000));
+        if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(60) {
+            return Err(invalid("upstream.timeout_ms", "must be 10..=60000"));
+        }
+        let retries = u.retries.unwrap_or(d.retries);
+        if retries > 10 {
+            return Err(invalid("upstream.retries", "must be at most 10"));
+        }
+        let c = &file.cache;
+        let forward = ForwardConfig {
+            timeout,
+            retries,
+            max_ttl: secs(c.max_ttl_secs, 3600, "cache.max_ttl_secs", 7 * 86_400)?,
+            negative_ttl: secs(c.negative_ttl_secs, 30, "cache.negative_ttl_secs", 86_400)?,
+            serve_stale: secs(c.serve_stale_secs, 600, "cache.serve_stale_secs", 7 * 86_400)?,
+            answer_capacity: c.answers.unwrap_or(d.answer_capacity).max(1),
+            referral_capacity: c.referrals.unwrap_or(d.referral_capacity).max(1),
+            ..d
+        };
+        let report_interval = secs(
+            u.report_interval_secs,
+            60,
+            "upstream.report_interval_secs",
+            86_400,
+        )?
+        .max(Duration::from_millis(100));
+        let t = &file.toplevel;
+        let top_default = TopLevelConfig::default();
+        let toplevel = TopLevelConfig {
+            referral_ttl: t.referral_ttl_secs.unwrap_or(top_default.referral_ttl),
+            heartbeat_interval: t
+                .heartbeat_interval_secs
+                .unwrap_or(top_default.heartbeat_interval)
+                .max(1),
+            goal: t.goal.unwrap_or(top_default.goal),
+            durability,
+        };
+        if toplevel.goal <= 0 {
+            return Err(invalid("toplevel.goal", "must be positive"));
+        }
         let mut core = CoreConfig::new(node_prefix);
         core.node_name = node_name;
         core.identifier_limits = identifier_limits;
@@ -241,6 +371,11 @@ impl Config {
             max_message_bytes,
             seed: !flags.no_seed && file.seed.unwrap_or(true),
             shutdown_grace: Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
+            upstream,
+            forward,
+            report_interval,
+            advertise_grpc,
+            toplevel,
         })
     }
 }
@@ -291,6 +426,10 @@ mod tests {
             ("[limits]\nmax_values = 0", "limits.max_values"),
             ("[store]\nblock_cache_mb = 1", "store.block_cache_mb"),
             ("[grpc]\nmax_message_bytes = 10", "grpc.max_message_bytes"),
+            ("[upstream]\nurl = \"ftp://x\"", "upstream.url"),
+            ("[upstream]\ntimeout_ms = 0", "upstream.timeout_ms"),
+            ("[cache]\nmax_ttl_secs = 99999999", "cache.max_ttl_secs"),
+            ("[toplevel]\ngoal = 0", "toplevel.goal"),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.starts_with(setting), "{text}: {e}");

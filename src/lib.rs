@@ -12,6 +12,9 @@
 //! - [`dataset`]: the JSON record format of files (seeds, `register --file`, output).
 //! - [`store`]: the `Store` trait, its RocksDB and in-memory implementations, the on-disk codec.
 //! - [`resolver`]: the core: resolve, register, accounts, templates, counts.
+//! - [`toplevel`]: the mock national top-level node: delegations, referrals, liveness, statistics.
+//! - [`upstream`]: forwarding: the `Upstream` trait (gRPC client or embedded top-level) and the
+//!   caching, single-flight, serve-stale `Forwarder`.
 //! - [`api`]: protocol adapters (gRPC).
 //! - [`config`]: TOML file + flags → validated `Config`.
 //! - [`node`]: wiring: open, seed, serve, shut down.
@@ -29,3 +32,5 @@ pub mod record;
 pub mod resolver;
 pub mod store;
 pub mod template;
+pub mod toplevel;
+pub mod upstream;

@@ -24,6 +24,9 @@ struct Args {
 enum Command {
     /// Run a secondary node (gRPC), creating the data directory and seeding it on first start.
     Serve(ServeArgs),
+    /// The (mock) national top-level node: run one, or administer and query one.
+    #[command(subcommand, name = "top-level")]
+    TopLevel(cli::toplevel::TopLevelCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -57,6 +60,15 @@ struct ServeArgs {
     /// Mint a new admin token (the old one stops working) and write it to the token file.
     #[arg(long)]
     reset_admin_token: bool,
+    /// Join this top-level node (gRPC URL) instead of running an embedded one.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// This node's node token, issued by the top-level admin (`idnode top-level node add`).
+    #[arg(long)]
+    upstream_token_file: Option<PathBuf>,
+    /// The gRPC URL other nodes should use to reach this one.
+    #[arg(long)]
+    advertise: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     match args.command {
         Command::Serve(s) => runtime.block_on(serve(s)),
+        Command::TopLevel(c) => runtime.block_on(cli::toplevel::run(c)),
         Command::Client(c) => runtime.block_on(cli::run(c)),
     }
 }
@@ -90,6 +103,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             sync: args.sync,
             no_seed: args.no_seed,
             block_cache_mb: args.block_cache_mb,
+            upstream: args.upstream,
+            upstream_token_file: args.upstream_token_file,
+            advertise: args.advertise,
         },
     )
     .context("invalid configuration")?;
@@ -116,6 +132,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config.data_dir.join("tokens").display()
         );
     }
+    match &opened.toplevel {
+        Some(t) => println!(
+            "embedded top-level node: {} delegations, admin token {}, node tokens in {}",
+            t.top.nodes().len(),
+            t.admin_token_file.display(),
+            t.node_token_dir.display()
+        ),
+        None => println!("upstream: {}", opened.forwarder.upstream().describe()),
+    }
     println!(
         "idnode {} serving node prefix {} ({} identifiers) on grpc://{addr}, data in {}",
         env!("CARGO_PKG_VERSION"),
@@ -125,12 +150,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
-    idnode::node::serve(opened.core, &config, listener, shutdown).await?;
+    idnode::node::serve(opened, &config, listener, shutdown).await?;
     Ok(())
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM: the one place signals are handled.
-async fn signals(shutdown: tokio_util::sync::CancellationToken) {
+pub(crate) async fn signals(shutdown: tokio_util::sync::CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,6 +1,8 @@
 //! Client commands: talk to a running node over gRPC, print for people or, with `--json`,
 //! for scripts.
 
+pub mod toplevel;
+
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
@@ -23,7 +25,7 @@ pub struct Connection {
         env = "IDNODE_NODE",
         default_value = "http://127.0.0.1:7000"
     )]
-    node: String,
+    pub(crate) node: String,
     /// File holding a bearer token (admin or enterprise).
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
@@ -185,7 +187,7 @@ pub enum TemplateCommand {
 
 type Svc = InterceptedService<Channel, idnode::api::grpc::BearerAuth>;
 
-struct Client {
+pub(crate) struct Client {
     channel: Svc,
     json: bool,
     url: String,
@@ -201,7 +203,7 @@ impl Connection {
         Ok(self.token.clone().map(|t| t.trim().to_owned()))
     }
 
-    async fn connect(&self) -> anyhow::Result<Client> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
         let endpoint = Channel::from_shared(self.node.clone())
             .map_err(|e| anyhow!("invalid node URL {:?}: {e}", self.node))?
             .connect_timeout(std::time::Duration::from_secs(5));
@@ -245,9 +247,15 @@ impl Client {
     fn admin(&self) -> pb::admin_client::AdminClient<Svc> {
         pb::admin_client::AdminClient::new(self.channel.clone())
     }
+    pub(crate) fn toplevel(&self) -> pb::top_level_client::TopLevelClient<Svc> {
+        pb::top_level_client::TopLevelClient::new(self.channel.clone())
+    }
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
 
     /// Turns a gRPC status into a message for people.
-    fn fail(&self, s: Status) -> anyhow::Error {
+    pub(crate) fn fail(&self, s: Status) -> anyhow::Error {
         let what = match s.code() {
             Code::Unavailable => format!("the node at {} is unavailable", self.url),
             Code::Unauthenticated => "not authenticated (give --token-file or IDNODE_TOKEN)".into(),
@@ -261,7 +269,7 @@ impl Client {
         anyhow!("{what}: {}", s.message())
     }
 
-    fn print_json<T: serde::Serialize>(&self, v: &T) -> anyhow::Result<()> {
+    pub(crate) fn print_json<T: serde::Serialize>(&self, v: &T) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(v)?);
         Ok(())
     }
@@ -342,7 +350,7 @@ fn print_values(identifier: &str, values: &[Value]) {
     }
 }
 
-fn show_record(c: &Client, identifier: &str, values: Vec<pb::Value>) -> anyhow::Result<()> {
+pub(crate) fn show_record(c: &Client, identifier: &str, values: Vec<pb::Value>) -> anyhow::Result<()> {
     let values: Vec<Value> = values
         .into_iter()
         .map(value_from_pb)

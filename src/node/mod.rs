@@ -5,6 +5,7 @@
 //! rules: those live in `resolver`.
 
 pub mod seed;
+pub mod toplevel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,9 +16,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
+use crate::api::grpc::toplevel::TopLevelService;
 use crate::api::grpc::{pb, AdminService, RegistryService, ResolverService};
+use crate::auth::Caller;
 use crate::config::Config;
-use crate::resolver::{AdminBootstrap, Core};
+use crate::resolver::{AdminBootstrap, Core, Interface};
+use crate::toplevel::{Endpoints, InterfaceCount, Report};
+use crate::upstream::{Forwarder, GrpcUpstream, LocalUpstream, Upstream};
 use crate::store::rocks::{RocksConfig, RocksStore};
 use crate::store::SharedStore;
 
@@ -31,7 +36,7 @@ pub enum NodeError {
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("{0}")]
-    Seed(String),
+    Setup(String),
 }
 
 /// An opened node, ready to serve.
@@ -42,6 +47,9 @@ pub struct Opened {
     pub admin_bootstrap: AdminBootstrap,
     /// What seeding did, if it ran on this start.
     pub seeded: Option<seed::SeedReport>,
+    /// The embedded top-level node, when no upstream is configured.
+    pub toplevel: Option<toplevel::OpenedTopLevel>,
+    pub forwarder: Arc<Forwarder>,
 }
 
 /// The RocksDB directory inside a data directory.
@@ -49,30 +57,65 @@ pub fn db_path(config: &Config) -> PathBuf {
     config.data_dir.join("db")
 }
 
+fn open_store(path: PathBuf, block_cache_bytes: usize) -> Result<SharedStore, NodeError> {
+    let mut rocks = RocksConfig::new(path);
+    rocks.block_cache_bytes = block_cache_bytes;
+    let store = RocksStore::open(&rocks).map_err(|e| NodeError::Store {
+        path: rocks.path.clone(),
+        detail: e.to_string(),
+    })?;
+    Ok(Arc::new(store))
+}
+
 /// Opens (creating on first start) the node's data directory: store, core, admin token,
-/// and seed data when enabled and not yet loaded.
+/// seed data when enabled and not yet loaded, and the upstream: an external top-level node,
+/// or an embedded one in `<data_dir>/toplevel`.
 pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Store {
         path: config.data_dir.clone(),
         detail: e.to_string(),
     })?;
-    let mut rocks = RocksConfig::new(db_path(config));
-    rocks.block_cache_bytes = config.block_cache_bytes;
-    let store = RocksStore::open(&rocks).map_err(|e| NodeError::Store {
-        path: rocks.path.clone(),
-        detail: e.to_string(),
-    })?;
-    let store: SharedStore = Arc::new(store);
-    let core = Arc::new(Core::open(store, config.core.clone())?);
+    let (upstream, embedded): (Arc<dyn Upstream>, _) = match &config.upstream {
+        Some(u) => {
+            let token = match &u.token_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| NodeError::Setup(format!("reading {}: {e}", path.display())))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => {
+                    tracing::warn!("no upstream token file: heartbeats and statistics reports will be refused");
+                    None
+                }
+            };
+            let upstream = GrpcUpstream::new(&u.url, token.as_deref(), config.forward.timeout)?;
+            (Arc::new(upstream), None)
+        }
+        None => {
+            let top = toplevel::open(
+                &config.data_dir.join("toplevel"),
+                config.toplevel.clone(),
+                config.block_cache_bytes / 8,
+                false,
+            )?;
+            // The embedding node serves its own prefix: make sure it is delegated.
+            let me = &config.core.node_prefix;
+            if top.top.locate(me).map(|r| &r.node_prefix != me).unwrap_or(true) {
+                top.top.add_node(&Caller::Admin, me, "self", &config.core.node_name, Default::default())?;
+            }
+            let upstream = LocalUpstream::new(Arc::clone(&top.top), me.clone());
+            (Arc::new(upstream) as Arc<dyn Upstream>, Some(top))
+        }
+    };
+    let forwarder = Arc::new(Forwarder::new(upstream, config.forward.clone()));
+    let store = open_store(db_path(config), config.block_cache_bytes)?;
+    let core = Arc::new(Core::open(store, config.core.clone(), Some(Arc::clone(&forwarder)))?);
     let admin_token_file = config.data_dir.join("admin.token");
     let admin_bootstrap = core.ensure_admin_token(&admin_token_file, reset_admin_token)?;
     let seeded = if config.seed {
-        seed::load_once(
-            &core,
-            &seed::Seed::embedded(),
-            &config.data_dir.join("tokens"),
-        )
-        .map_err(NodeError::Seed)?
+        seed::load_once(&core, &seed::Seed::embedded(), &config.data_dir.join("tokens"))
+            .map_err(NodeError::Setup)?
     } else {
         None
     };
@@ -81,17 +124,83 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         admin_token_file,
         admin_bootstrap,
         seeded,
+        toplevel: embedded,
+        forwarder,
     })
 }
 
+/// This node's statistics, as reported to the top-level node.
+pub fn report(core: &Core) -> Result<Report, crate::error::Error> {
+    let counts = core.counts(&Caller::Admin)?;
+    Ok(Report {
+        registered: counts.node_total,
+        prefixes: counts.prefixes,
+        resolutions: Interface::ALL
+            .iter()
+            .map(|via| {
+                let (local, forwarded) = core.resolutions().get(*via);
+                InterfaceCount {
+                    interface: via.name().to_owned(),
+                    local,
+                    forwarded,
+                }
+            })
+            .collect(),
+        received_at: 0,
+    })
+}
+
+async fn heartbeat_and_report(core: &Arc<Core>, upstream: &Arc<dyn Upstream>, endpoints: &Endpoints) {
+    if let Err(e) = upstream.heartbeat(endpoints).await {
+        tracing::warn!(upstream = %upstream.describe(), error = %e, "heartbeat failed");
+        return;
+    }
+    let report = match core.blocking(|c| report(c)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot compute the statistics report");
+            return;
+        }
+    };
+    if let Err(e) = upstream.report(&report).await {
+        tracing::warn!(upstream = %upstream.describe(), error = %e, "statistics report failed");
+    }
+}
+
 /// Serves the gRPC API on `listener` until `shutdown` is cancelled, then lets in-flight
-/// requests finish for up to the configured grace period and flushes the store.
+/// requests finish for up to the configured grace period, reports final statistics
+/// upstream and flushes the stores. Heartbeats and reports run every `report_interval`.
 pub async fn serve(
-    core: Arc<Core>,
+    node: Opened,
     config: &Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
+    let core = node.core;
+    let local = listener.local_addr().map_err(|e| NodeError::Setup(e.to_string()))?;
+    let endpoints = Endpoints {
+        grpc: config
+            .advertise_grpc
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}")),
+        ..Default::default()
+    };
+    let upstream = Arc::clone(node.forwarder.upstream());
+    let reporter = {
+        let (core, upstream, endpoints, stop) =
+            (Arc::clone(&core), Arc::clone(&upstream), endpoints.clone(), shutdown.clone());
+        let every = config.report_interval;
+        tokio::spawn(async move {
+            loop {
+                heartbeat_and_report(&core, &upstream, &endpoints).await;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    };
+
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::resolver_server::ResolverServer<ResolverService>>()
@@ -102,31 +211,34 @@ pub async fn serve(
     health
         .set_serving::<pb::admin_server::AdminServer<AdminService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| NodeError::Seed(format!("reflection: {e}")))?;
     let max = config.max_message_bytes;
-    let resolver =
-        pb::resolver_server::ResolverServer::new(ResolverService::new(Arc::clone(&core)))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-    let registry =
-        pb::registry_server::RegistryServer::new(RegistryService::new(Arc::clone(&core)))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+    let resolver = pb::resolver_server::ResolverServer::new(ResolverService::new(Arc::clone(&core)))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let registry = pb::registry_server::RegistryServer::new(RegistryService::new(Arc::clone(&core)))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let admin = pb::admin_server::AdminServer::new(AdminService::new(Arc::clone(&core)))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let top_service = match &node.toplevel {
+        Some(t) => {
+            health
+                .set_serving::<pb::top_level_server::TopLevelServer<TopLevelService>>()
+                .await;
+            Some(toplevel::service(&t.top, config.forward.clone()))
+        }
+        None => None,
+    };
 
     let server = Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection()?)
         .add_service(resolver)
         .add_service(registry)
         .add_service(admin)
+        .add_optional_service(top_service)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
             shutdown.clone().cancelled_owned(),
@@ -140,12 +252,32 @@ pub async fn serve(
             }
         }
     }
-    core.store().flush().map_err(|e| NodeError::Store {
-        path: db_path(config),
-        detail: e.to_string(),
-    })?;
+    let _ = reporter.await;
+    // Final statistics, bounded by the upstream timeout.
+    heartbeat_and_report(&core, &upstream, &endpoints).await;
+    core.store()
+        .flush()
+        .map_err(|e| NodeError::Store {
+            path: db_path(config),
+            detail: e.to_string(),
+        })?;
+    if let Some(t) = &node.toplevel {
+        t.top.flush().map_err(NodeError::Core)?;
+    }
     tracing::info!("node stopped; store flushed");
     Ok(())
+}
+
+/// Server reflection over every idnode service and the health service.
+fn reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    NodeError,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Setup(format!("reflection: {e}")))
 }
 
 /// Binds the gRPC listener (after the configuration was validated).

@@ -6,7 +6,7 @@ use super::{now, Core};
 use crate::auth::{self, Caller, Credential, Enterprise, Subject};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::Prefix;
-use crate::store::{codec, Batch, Table};
+use crate::store::{codec, Batch, Durability, Store, Table};
 
 /// Meta key holding the admin credential's id.
 const ADMIN_CREDENTIAL: &[u8] = b"admin_credential";
@@ -23,66 +23,14 @@ pub enum AdminBootstrap {
 }
 
 impl Core {
-    /// Turns a bearer token (if any) into a caller.
-    ///
-    /// Errors: `Unauthenticated` for a malformed, unknown or revoked token. No token is
-    /// `Caller::Anonymous`, not an error.
+    /// Turns a bearer token (if any) into a caller; see [`authenticate`].
     pub fn authenticate(&self, token: Option<&str>) -> Result<Caller> {
-        let Some(token) = token else {
-            return Ok(Caller::Anonymous);
-        };
-        let bad = || Error::unauthenticated("invalid token");
-        let (id, secret) = auth::split_token(token.trim()).ok_or_else(bad)?;
-        let cred: Credential = match self
-            .store
-            .get(Table::Credentials, id.as_bytes())
-            .map_err(Error::internal)?
-        {
-            Some(bytes) => codec::decode_json(&bytes).map_err(Error::internal)?,
-            None => return Err(bad()),
-        };
-        if !auth::verify(&cred, secret) {
-            tracing::warn!(credential = id, "authentication failed: wrong secret");
-            return Err(bad());
-        }
-        match cred.subject {
-            Subject::Admin => Ok(Caller::Admin),
-            Subject::Enterprise { prefix } => Ok(Caller::Enterprise(
-                Prefix::parse(&prefix).map_err(Error::internal)?,
-            )),
-        }
+        authenticate(self.store.as_ref(), token)
     }
 
-    /// Makes sure an admin credential exists. When none does (first start) or `reset` is
-    /// set, mints a token, stores its hash, and writes the token to `token_file` with mode
-    /// 0600 (the only copy).
+    /// Makes sure an admin credential exists; see [`ensure_admin_token`].
     pub fn ensure_admin_token(&self, token_file: &Path, reset: bool) -> Result<AdminBootstrap> {
-        let existing = self
-            .store
-            .get(Table::Meta, ADMIN_CREDENTIAL)
-            .map_err(Error::internal)?;
-        if existing.is_some() && !reset {
-            return Ok(AdminBootstrap::Existing);
-        }
-        let minted = auth::mint(Subject::Admin, now());
-        write_secret_file(token_file, &minted.token)
-            .map_err(|e| Error::internal(format!("writing {}: {e}", token_file.display())))?;
-        let mut batch = Batch::new();
-        if let Some(old) = existing {
-            batch.delete(Table::Credentials, old);
-        }
-        batch.put(
-            Table::Credentials,
-            minted.credential.id.as_bytes(),
-            codec::encode_json(&minted.credential),
-        );
-        batch.put(
-            Table::Meta,
-            ADMIN_CREDENTIAL,
-            minted.credential.id.clone().into_bytes(),
-        );
-        self.commit(batch)?;
-        Ok(AdminBootstrap::Created)
+        ensure_admin_token(self.store.as_ref(), self.config.durability, token_file, reset)
     }
 
     fn require_admin(&self, caller: &Caller) -> Result<()> {
@@ -91,7 +39,9 @@ impl Core {
             Caller::Anonymous => Err(Error::unauthenticated(
                 "this operation needs the admin token",
             )),
-            Caller::Enterprise(_) => Err(Error::denied("only the node admin may do this")),
+            Caller::Enterprise(_) | Caller::Node(_) => {
+                Err(Error::denied("only the node admin may do this"))
+            }
         }
     }
 
@@ -281,6 +231,71 @@ impl Core {
             .insert(enterprise.prefix.clone(), enterprise);
         Ok(minted.map(|m| m.token))
     }
+}
+
+/// Turns a bearer token (if any) into a caller, from the credentials of `store`.
+///
+/// Errors: `Unauthenticated` for a malformed, unknown or revoked token. No token is
+/// `Caller::Anonymous`, not an error.
+pub fn authenticate(store: &dyn Store, token: Option<&str>) -> Result<Caller> {
+    let Some(token) = token else {
+        return Ok(Caller::Anonymous);
+    };
+    let bad = || Error::unauthenticated("invalid token");
+    let (id, secret) = auth::split_token(token.trim()).ok_or_else(bad)?;
+    let cred: Credential = match store
+        .get(Table::Credentials, id.as_bytes())
+        .map_err(Error::internal)?
+    {
+        Some(bytes) => codec::decode_json(&bytes).map_err(Error::internal)?,
+        None => return Err(bad()),
+    };
+    if !auth::verify(&cred, secret) {
+        tracing::warn!(credential = id, "authentication failed: wrong secret");
+        return Err(bad());
+    }
+    let prefix = |p: &str| Prefix::parse(p).map_err(Error::internal);
+    Ok(match cred.subject {
+        Subject::Admin => Caller::Admin,
+        Subject::Enterprise { prefix: p } => Caller::Enterprise(prefix(&p)?),
+        Subject::Node { prefix: p } => Caller::Node(prefix(&p)?),
+    })
+}
+
+/// Makes sure `store` has an admin credential. When none does (first start) or `reset` is
+/// set, mints a token, stores its hash, and writes the token to `token_file` with mode
+/// 0600 (the only copy).
+pub fn ensure_admin_token(
+    store: &dyn Store,
+    durability: Durability,
+    token_file: &Path,
+    reset: bool,
+) -> Result<AdminBootstrap> {
+    let existing = store
+        .get(Table::Meta, ADMIN_CREDENTIAL)
+        .map_err(Error::internal)?;
+    if existing.is_some() && !reset {
+        return Ok(AdminBootstrap::Existing);
+    }
+    let minted = auth::mint(Subject::Admin, now());
+    write_secret_file(token_file, &minted.token)
+        .map_err(|e| Error::internal(format!("writing {}: {e}", token_file.display())))?;
+    let mut batch = Batch::new();
+    if let Some(old) = existing {
+        batch.delete(Table::Credentials, old);
+    }
+    batch.put(
+        Table::Credentials,
+        minted.credential.id.as_bytes(),
+        codec::encode_json(&minted.credential),
+    );
+    batch.put(
+        Table::Meta,
+        ADMIN_CREDENTIAL,
+        minted.credential.id.clone().into_bytes(),
+    );
+    store.write(batch, durability).map_err(Error::internal)?;
+    Ok(AdminBootstrap::Created)
 }
 
 /// Writes a secret to a new file readable only by its owner.

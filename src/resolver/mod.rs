@@ -12,17 +12,19 @@ mod register;
 mod templates;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use accounts::{write_secret_file, AdminBootstrap};
+pub use accounts::{authenticate, ensure_admin_token, write_secret_file, AdminBootstrap};
 pub use register::{BatchItem, Counts, CreateOutcome, Listing, Update};
 
 use crate::auth::{Caller, Enterprise};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Limits, Prefix};
 use crate::record::{Record, RecordLimits, Value};
 use crate::store::{codec, Durability, SharedStore, Table};
 use crate::template::Template;
+use crate::upstream::Forwarder;
 use latch::Latches;
 
 /// The rules a core enforces, from validated configuration.
@@ -62,7 +64,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn admits(&self, v: &Value) -> bool {
+    pub fn admits(&self, v: &Value) -> bool {
         (self.types.is_empty() || self.types.contains(&v.kind))
             && (self.indexes.is_empty() || self.indexes.contains(&v.index))
     }
@@ -76,10 +78,53 @@ pub struct Resolved {
     pub values: Vec<Value>,
 }
 
+/// The interfaces resolutions arrive through (for statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    Grpc,
+    Dns,
+    Http,
+}
+
+impl Interface {
+    pub const ALL: [Interface; 3] = [Interface::Grpc, Interface::Dns, Interface::Http];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Interface::Grpc => "grpc",
+            Interface::Dns => "dns",
+            Interface::Http => "http",
+        }
+    }
+}
+
+/// Most nodes a resolution may pass through after the first: a node answering a forwarded
+/// request never forwards again, so a delegation loop ends after one extra hop.
+pub const HOP_LIMIT: u32 = 1;
+
+/// Resolutions served, per interface: `[local, forwarded]`.
+#[derive(Debug, Default)]
+pub struct ResolutionCounts([[AtomicU64; 2]; 3]);
+
+impl ResolutionCounts {
+    fn bump(&self, via: Interface, forwarded: bool) {
+        self.0[via as usize][forwarded as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(local, forwarded)` served through `via`.
+    pub fn get(&self, via: Interface) -> (u64, u64) {
+        let c = &self.0[via as usize];
+        (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed))
+    }
+}
+
 /// The node's core. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Core {
     store: SharedStore,
     config: CoreConfig,
+    /// How identifiers this node does not serve are resolved; `None`: they are not found.
+    forwarder: Option<Arc<Forwarder>>,
+    resolutions: ResolutionCounts,
     latches: Latches,
     /// Enterprise accounts by prefix: few, read on every write, so kept in memory and
     /// written through.
@@ -90,7 +135,11 @@ pub struct Core {
 
 impl Core {
     /// Opens the core over a store, loading the enterprise table.
-    pub fn open(store: SharedStore, config: CoreConfig) -> Result<Core> {
+    pub fn open(
+        store: SharedStore,
+        config: CoreConfig,
+        forwarder: Option<Arc<Forwarder>>,
+    ) -> Result<Core> {
         let mut enterprises = HashMap::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -107,6 +156,8 @@ impl Core {
         Ok(Core {
             store,
             config,
+            forwarder,
+            resolutions: ResolutionCounts::default(),
             latches: Latches::new(4096),
             enterprises: RwLock::new(enterprises),
             templates: RwLock::new(HashMap::new()),
@@ -152,7 +203,73 @@ impl Core {
         prefix.is_within(&self.config.node_prefix)
     }
 
-    /// Resolves an identifier to the values `caller` may see.
+    pub fn forwarder(&self) -> Option<&Arc<Forwarder>> {
+        self.forwarder.as_ref()
+    }
+
+    pub fn resolutions(&self) -> &ResolutionCounts {
+        &self.resolutions
+    }
+
+    /// Resolves any identifier: from the store when this node serves its prefix (never
+    /// waiting on the upstream), else through the forwarder. `hops` is how many nodes the
+    /// request already passed; at [`HOP_LIMIT`] a non-local identifier is refused rather
+    /// than forwarded again.
+    ///
+    /// Errors: `NotFound`; `Unauthenticated` for a bad token; `Unavailable` when the
+    /// identifier is remote and neither the upstream nor a cached answer can serve it.
+    pub async fn resolve_routed(
+        self: &Arc<Self>,
+        token: Option<String>,
+        id: Identifier,
+        filter: Filter,
+        hops: u32,
+        via: Interface,
+    ) -> Result<Resolved> {
+        if self.serves(&id.prefix()) {
+            let resolved = self
+                .blocking(move |c| {
+                    let caller = c.authenticate(token.as_deref())?;
+                    c.resolve(&caller, &id, &filter)
+                })
+                .await?;
+            self.resolutions.bump(via, false);
+            return Ok(resolved);
+        }
+        if hops >= HOP_LIMIT {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{id} is not served by this node (node prefix {}) and the request already \
+                     passed {hops} node(s): hop limit reached (a delegation loop?)",
+                    self.config.node_prefix
+                ),
+            ));
+        }
+        let Some(forwarder) = &self.forwarder else {
+            return Err(Error::not_found(format!(
+                "{id} is not served by this node (node prefix {}) and forwarding is off",
+                self.config.node_prefix
+            )));
+        };
+        if token.is_some() {
+            // Forwarded answers hold public values only, but a bad token is still an error.
+            self.blocking(move |c| c.authenticate(token.as_deref()).map(|_| ()))
+                .await?;
+        }
+        let values = forwarder.resolve(&id).await?;
+        self.resolutions.bump(via, true);
+        Ok(Resolved {
+            values: values
+                .iter()
+                .filter(|v| v.permissions.public_read && filter.admits(v))
+                .cloned()
+                .collect(),
+            identifier: id,
+        })
+    }
+
+    /// Resolves an identifier this node serves to the values `caller` may see.
     ///
     /// Errors: `NotFound` if it is not registered or not served by this node.
     pub fn resolve(&self, caller: &Caller, id: &Identifier, filter: &Filter) -> Result<Resolved> {
@@ -227,7 +344,7 @@ impl Core {
                 "this operation needs a token (authorization: Bearer <token>)",
             )),
             _ if caller.owns(prefix, &self.config.node_prefix) => Ok(()),
-            Caller::Admin | Caller::Enterprise(_) => Err(Error::denied(format!(
+            Caller::Admin | Caller::Enterprise(_) | Caller::Node(_) => Err(Error::denied(format!(
                 "the caller does not own prefix {prefix}"
             ))),
         }

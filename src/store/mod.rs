@@ -31,16 +31,22 @@ pub enum Table {
     Counters,
     /// node-level settings (schema version, seed marker, node identity).
     Meta,
+    /// Top-level node only: node prefix → delegation (serving node, endpoints).
+    Delegations,
+    /// Top-level node only: node prefix → the node's latest statistics report.
+    Reports,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 8] = [
         Table::Records,
         Table::Enterprises,
         Table::Credentials,
         Table::Templates,
         Table::Counters,
         Table::Meta,
+        Table::Delegations,
+        Table::Reports,
     ];
 
     /// Column family name; part of the on-disk format.
@@ -52,6 +58,8 @@ impl Table {
             Table::Templates => "templates",
             Table::Counters => "counters",
             Table::Meta => "meta",
+            Table::Delegations => "delegations",
+            Table::Reports => "reports",
         }
     }
 }

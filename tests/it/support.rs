@@ -56,14 +56,20 @@ impl TestNode {
 
     /// A node on an existing data directory (kept by the caller).
     pub async fn start_in(data_dir: &Path, seed: bool) -> TestNode {
-        let config = config(data_dir, seed);
+        TestNode::start_with(config(data_dir, seed)).await
+    }
+
+    /// A node with a prepared configuration (its data directory kept by the caller).
+    pub async fn start_with(config: Config) -> TestNode {
+        let data_dir = config.data_dir.clone();
+        let data_dir = data_dir.as_path();
         let opened = idnode::node::open(&config, false).expect("node opens");
         let listener = idnode::node::bind(config.grpc_addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
-            idnode::node::serve(opened.core, &config, listener, token)
+            idnode::node::serve(opened, &config, listener, token)
                 .await
                 .expect("node serves");
         });

@@ -4,6 +4,7 @@
 //! pool (`Core::blocking`) and converts the answer. No rules live here.
 
 pub mod convert;
+pub mod toplevel;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::resolver::{BatchItem, Core, CreateOutcome, Filter, Update};
+use crate::resolver::{BatchItem, Core, CreateOutcome, Filter, Interface, Update};
 use convert::status;
 
 /// Generated protobuf types and service stubs.
@@ -80,14 +81,33 @@ impl pb::resolver_server::Resolver for ResolverService {
             types: r.types.clone(),
             indexes: r.indexes.clone(),
         };
-        call(&self.core, &req, move |c, caller| {
-            let resolved = c.resolve(caller, &id, &filter)?;
-            Ok(pb::ResolveResponse {
-                identifier: resolved.identifier.to_string(),
-                values: resolved.values.into_iter().map(convert::value_to).collect(),
-            })
-        })
-        .await
+        let token = bearer(&req)?;
+        let hops = hops(&req)?;
+        let resolved = self
+            .core
+            .resolve_routed(token, id, filter, hops, Interface::Grpc)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(resolved_to(resolved)))
+    }
+}
+
+pub fn resolved_to(resolved: crate::resolver::Resolved) -> pb::ResolveResponse {
+    pb::ResolveResponse {
+        identifier: resolved.identifier.to_string(),
+        values: resolved.values.into_iter().map(convert::value_to).collect(),
+    }
+}
+
+/// How many nodes a request already passed through (`x-idnode-hops`, absent = 0).
+fn hops<T>(req: &Request<T>) -> Result<u32, Status> {
+    match req.metadata().get(crate::upstream::HOPS_HEADER) {
+        None => Ok(0),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Status::invalid_argument("x-idnode-hops must be a number")),
     }
 }
 
@@ -488,13 +508,32 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::GetNodeInfoResponse>, Status> {
         call(&self.core, &req, |c, _| {
             let cfg = c.config();
-            Ok(pb::GetNodeInfoResponse {
+            let (mut local, mut forwarded) = (0, 0);
+            for via in Interface::ALL {
+                let (l, f) = c.resolutions().get(via);
+                local += l;
+                forwarded += f;
+            }
+            let mut info = pb::GetNodeInfoResponse {
                 node_prefix: cfg.node_prefix.to_string(),
                 node_name: cfg.node_name.clone(),
                 registered: c.node_total()?,
                 enterprises: c.enterprise_count() as u32,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
-            })
+                resolved_local: local,
+                resolved_forwarded: forwarded,
+                ..Default::default()
+            };
+            if let Some(f) = c.forwarder() {
+                let s = f.stats();
+                let get = crate::upstream::ForwardStats::get;
+                info.cache_hits = get(&s.cache_hits);
+                info.stale_answers = get(&s.stale_answers);
+                info.upstream_calls = get(&s.upstream_calls);
+                info.remote_calls = get(&s.remote_calls);
+                info.upstream = f.upstream().describe();
+            }
+            Ok(info)
         })
         .await
     }

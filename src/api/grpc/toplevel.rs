@@ -1,0 +1,241 @@
+//! The gRPC adapter of the top-level node (`idnode.v1.TopLevel`).
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::status;
+use super::{bearer, convert, pb};
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::identifier::{Identifier, Prefix};
+use crate::toplevel::{Endpoints, InterfaceCount, NodeStatus, Report, TopLevel};
+use crate::upstream::{interface_count_to, Forwarder};
+
+pub struct TopLevelService {
+    top: Arc<TopLevel>,
+    /// Recursive resolution: this top-level node as the upstream of a forwarder.
+    forwarder: Arc<Forwarder>,
+}
+
+impl TopLevelService {
+    pub fn new(top: Arc<TopLevel>, forwarder: Arc<Forwarder>) -> TopLevelService {
+        TopLevelService { top, forwarder }
+    }
+}
+
+/// Runs `f` with the authenticated caller on the blocking pool.
+async fn call<T, R, F>(top: &Arc<TopLevel>, req: &Request<T>, f: F) -> Result<Response<R>, Status>
+where
+    R: Send + 'static,
+    F: FnOnce(&TopLevel, &Caller) -> Result<R> + Send + 'static,
+{
+    let token = bearer(req)?;
+    let top = Arc::clone(top);
+    tokio::task::spawn_blocking(move || {
+        let caller = top.authenticate(token.as_deref())?;
+        f(&top, &caller)
+    })
+    .await
+    .map_err(|e| status(Error::internal(e)))?
+    .map(Response::new)
+    .map_err(status)
+}
+
+fn endpoints_from(e: Option<pb::Endpoints>) -> Endpoints {
+    let e = e.unwrap_or_default();
+    Endpoints {
+        grpc: e.grpc,
+        dns: e.dns,
+        http: e.http,
+    }
+}
+
+fn endpoints_to(e: &Endpoints) -> pb::Endpoints {
+    pb::Endpoints {
+        grpc: e.grpc.clone(),
+        dns: e.dns.clone(),
+        http: e.http.clone(),
+    }
+}
+
+fn node_to(s: &NodeStatus) -> pb::Node {
+    pb::Node {
+        node_prefix: s.delegation.prefix.clone(),
+        node_id: s.delegation.node_id.clone(),
+        name: s.delegation.name.clone(),
+        endpoints: Some(endpoints_to(&s.delegation.endpoints)),
+        live: s.live,
+        last_heartbeat: s.last_heartbeat,
+    }
+}
+
+fn prefix(text: &str) -> Result<Prefix, Status> {
+    Prefix::parse(text).map_err(|e| status(e.into()))
+}
+
+#[tonic::async_trait]
+impl pb::top_level_server::TopLevel for TopLevelService {
+    async fn locate(&self, req: Request<pb::LocateRequest>) -> Result<Response<pb::Referral>, Status> {
+        let p = prefix(&req.get_ref().prefix)?;
+        let r = self.top.locate(&p).map_err(status)?;
+        Ok(Response::new(pb::Referral {
+            node_prefix: r.node_prefix.to_string(),
+            node_id: r.node_id,
+            node_name: r.node_name,
+            endpoints: Some(endpoints_to(&r.endpoints)),
+            ttl: r.ttl,
+        }))
+    }
+
+    async fn resolve(
+        &self,
+        req: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let r = req.into_inner();
+        let id = Identifier::parse(&r.identifier).map_err(|e| status(e.into()))?;
+        let values = self.forwarder.resolve(&id).await.map_err(status)?;
+        let filter = crate::resolver::Filter {
+            types: r.types,
+            indexes: r.indexes,
+        };
+        Ok(Response::new(pb::ResolveResponse {
+            identifier: id.to_string(),
+            values: values
+                .iter()
+                .filter(|v| v.permissions.public_read && filter.admits(v))
+                .cloned()
+                .map(convert::value_to)
+                .collect(),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        mut req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let endpoints = endpoints_from(req.get_mut().endpoints.take());
+        call(&self.top, &req, move |t, caller| {
+            let node_prefix = t.heartbeat(caller, endpoints)?;
+            Ok(pb::HeartbeatResponse {
+                node_prefix: node_prefix.to_string(),
+                interval: t.config().heartbeat_interval,
+            })
+        })
+        .await
+    }
+
+    async fn report_stats(
+        &self,
+        mut req: Request<pb::ReportStatsRequest>,
+    ) -> Result<Response<pb::ReportStatsResponse>, Status> {
+        let r = std::mem::take(req.get_mut());
+        let report = Report {
+            registered: r.registered,
+            prefixes: r.prefixes.into_iter().map(|p| (p.prefix, p.registered)).collect(),
+            resolutions: r
+                .resolutions
+                .into_iter()
+                .map(|c| InterfaceCount {
+                    interface: c.interface,
+                    local: c.local,
+                    forwarded: c.forwarded,
+                })
+                .collect(),
+            received_at: 0,
+        };
+        call(&self.top, &req, move |t, caller| {
+            t.report(caller, report)?;
+            Ok(pb::ReportStatsResponse {})
+        })
+        .await
+    }
+
+    async fn get_stats(
+        &self,
+        req: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        call(&self.top, &req, |t, _| {
+            let s = t.stats()?;
+            Ok(pb::GetStatsResponse {
+                registered: s.registered,
+                goal: s.goal,
+                progress: s.progress(),
+                nodes: s.nodes.len() as u32,
+                live_nodes: s.nodes.iter().filter(|(n, _)| n.live).count() as u32,
+                resolutions: s.resolutions,
+                per_node: s
+                    .nodes
+                    .iter()
+                    .map(|(n, r)| {
+                        let r = r.clone().unwrap_or_default();
+                        pb::NodeStats {
+                            node_prefix: n.delegation.prefix.clone(),
+                            node_id: n.delegation.node_id.clone(),
+                            node_name: n.delegation.name.clone(),
+                            live: n.live,
+                            last_heartbeat: n.last_heartbeat,
+                            last_report: r.received_at,
+                            registered: r.registered,
+                            prefixes: r
+                                .prefixes
+                                .iter()
+                                .map(|(prefix, registered)| pb::PrefixTotal {
+                                    prefix: prefix.clone(),
+                                    registered: *registered,
+                                })
+                                .collect(),
+                            resolutions: r.resolutions.iter().map(interface_count_to).collect(),
+                        }
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn add_node(
+        &self,
+        mut req: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::AddNodeResponse>, Status> {
+        let r = std::mem::take(req.get_mut());
+        let p = prefix(&r.node_prefix)?;
+        let endpoints = endpoints_from(r.endpoints);
+        call(&self.top, &req, move |t, caller| {
+            let (d, token) = t.add_node(caller, &p, &r.node_id, &r.name, endpoints)?;
+            Ok(pb::AddNodeResponse {
+                node: Some(node_to(&NodeStatus {
+                    delegation: d,
+                    live: false,
+                    last_heartbeat: 0,
+                })),
+                token,
+            })
+        })
+        .await
+    }
+
+    async fn list_nodes(
+        &self,
+        req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        call(&self.top, &req, |t, _| {
+            Ok(pb::ListNodesResponse {
+                nodes: t.nodes().iter().map(node_to).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let p = prefix(&req.get_ref().node_prefix)?;
+        call(&self.top, &req, move |t, caller| {
+            t.remove_node(caller, &p)?;
+            Ok(pb::RemoveNodeResponse {})
+        })
+        .await
+    }
+}

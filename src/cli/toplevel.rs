@@ -1,0 +1,311 @@
+//! `idnode top-level ...`: run the mock national top-level node, manage its delegation
+//! table, read its statistics.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use clap::Subcommand;
+
+use super::{show_record, Connection};
+use idnode::api::grpc::pb;
+use idnode::toplevel::TopLevelConfig;
+use idnode::upstream::ForwardConfig;
+
+#[derive(Subcommand)]
+pub enum TopLevelCommand {
+    /// Run a top-level node (delegations seeded with a Hubei-like province on first start).
+    Serve {
+        /// Data directory (RocksDB, admin token, seeded node tokens).
+        #[arg(long, default_value = "./idnode-toplevel")]
+        data_dir: PathBuf,
+        /// gRPC listen address.
+        #[arg(long, default_value = "127.0.0.1:7100")]
+        grpc_addr: String,
+        /// Registration goal the statistics measure progress against.
+        #[arg(long, default_value_t = idnode::toplevel::DEFAULT_GOAL)]
+        goal: i64,
+        /// Seconds secondary nodes may cache a referral.
+        #[arg(long, default_value_t = 300)]
+        referral_ttl: u32,
+        /// Seconds between the heartbeats nodes are asked for (3 missed = not live).
+        #[arg(long, default_value_t = 30)]
+        heartbeat_interval: u32,
+        /// Mint a new top-level admin token.
+        #[arg(long)]
+        reset_admin_token: bool,
+    },
+    /// The delegation table.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Registrations and resolutions per node and in total, with progress toward the goal.
+    Stats {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Which node serves a prefix.
+    Locate {
+        prefix: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Resolve through the top-level node (recursive, public values).
+    Resolve {
+        identifier: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Delegate a node prefix to a secondary node; prints the node token once.
+    Add {
+        node_prefix: String,
+        node_id: String,
+        name: String,
+        /// The node's gRPC URL (optional: nodes announce it themselves).
+        #[arg(long, default_value = "")]
+        grpc: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The delegation table with liveness.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a delegation and its node tokens.
+    Remove {
+        node_prefix: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
+    match cmd {
+        TopLevelCommand::Serve {
+            data_dir,
+            grpc_addr,
+            goal,
+            referral_ttl,
+            heartbeat_interval,
+            reset_admin_token,
+        } => {
+            let addr: std::net::SocketAddr = grpc_addr
+                .parse()
+                .with_context(|| format!("--grpc-addr {grpc_addr:?}"))?;
+            if goal <= 0 {
+                anyhow::bail!("--goal must be positive");
+            }
+            let config = TopLevelConfig {
+                referral_ttl,
+                heartbeat_interval: heartbeat_interval.max(1),
+                goal,
+                ..Default::default()
+            };
+            let top = idnode::node::toplevel::open(&data_dir, config, 64 << 20, reset_admin_token)?;
+            let listener = idnode::node::bind(addr)
+                .await
+                .with_context(|| format!("binding gRPC on {addr}"))?;
+            let local = listener.local_addr()?;
+            println!("top-level admin token: {}", top.admin_token_file.display());
+            if let Some(n) = top.seeded {
+                println!(
+                    "seeded {n} delegations; node tokens in {}",
+                    top.node_token_dir.display()
+                );
+            }
+            println!(
+                "idnode top-level node serving {} delegations on grpc://{local}, data in {}",
+                top.top.nodes().len(),
+                data_dir.display()
+            );
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(crate::signals(shutdown.clone()));
+            idnode::node::toplevel::serve(
+                &top,
+                ForwardConfig::default(),
+                listener,
+                shutdown,
+                std::time::Duration::from_secs(10),
+            )
+            .await?;
+            Ok(())
+        }
+        TopLevelCommand::Node(n) => node(n).await,
+        TopLevelCommand::Stats { conn } => {
+            let c = conn.connect().await?;
+            let s = c
+                .toplevel()
+                .get_stats(pb::GetStatsRequest {})
+                .await
+                .map_err(|s| c.fail(s))?
+                .into_inner();
+            if c.json() {
+                let nodes: Vec<_> = s
+                    .per_node
+                    .iter()
+                    .map(|n| {
+                        serde_json::json!({
+                            "node_prefix": n.node_prefix, "node_id": n.node_id, "live": n.live,
+                            "registered": n.registered, "last_report": n.last_report,
+                            "resolutions": n.resolutions.iter().map(|r| serde_json::json!({
+                                "interface": r.interface, "local": r.local, "forwarded": r.forwarded,
+                            })).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                return c.print_json(&serde_json::json!({
+                    "registered": s.registered, "goal": s.goal, "progress": s.progress,
+                    "nodes": s.nodes, "live_nodes": s.live_nodes, "resolutions": s.resolutions,
+                    "per_node": nodes,
+                }));
+            }
+            println!(
+                "registered {} of goal {} ({:.6} %), {} of {} nodes live, {} resolutions reported",
+                s.registered,
+                s.goal,
+                s.progress * 100.0,
+                s.live_nodes,
+                s.nodes,
+                s.resolutions
+            );
+            for n in s.per_node {
+                let resolved: u64 = n.resolutions.iter().map(|r| r.local + r.forwarded).sum();
+                println!(
+                    "  {:<8} {:<36} {:<5} {:>12} registered {:>10} resolved",
+                    n.node_prefix,
+                    n.node_id,
+                    if n.live { "live" } else { "-" },
+                    n.registered,
+                    resolved
+                );
+            }
+            Ok(())
+        }
+        TopLevelCommand::Locate { prefix, conn } => {
+            let c = conn.connect().await?;
+            let r = c
+                .toplevel()
+                .locate(pb::LocateRequest { prefix })
+                .await
+                .map_err(|s| c.fail(s))?
+                .into_inner();
+            let e = r.endpoints.unwrap_or_default();
+            if c.json() {
+                c.print_json(&serde_json::json!({
+                    "node_prefix": r.node_prefix, "node_id": r.node_id, "node_name": r.node_name,
+                    "grpc": e.grpc, "dns": e.dns, "http": e.http, "ttl": r.ttl,
+                }))
+            } else {
+                println!(
+                    "{} served by {} ({}) at {} (ttl {} s)",
+                    r.node_prefix,
+                    r.node_id,
+                    r.node_name,
+                    if e.grpc.is_empty() { "<no endpoint announced>" } else { &e.grpc },
+                    r.ttl
+                );
+                Ok(())
+            }
+        }
+        TopLevelCommand::Resolve { identifier, conn } => {
+            let c = conn.connect().await?;
+            let r = c
+                .toplevel()
+                .resolve(pb::ResolveRequest {
+                    identifier,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| c.fail(s))?
+                .into_inner();
+            show_record(&c, &r.identifier, r.values)
+        }
+    }
+}
+
+async fn node(cmd: NodeCommand) -> anyhow::Result<()> {
+    match cmd {
+        NodeCommand::Add {
+            node_prefix,
+            node_id,
+            name,
+            grpc,
+            conn,
+        } => {
+            let c = conn.connect().await?;
+            let r = c
+                .toplevel()
+                .add_node(pb::AddNodeRequest {
+                    node_prefix,
+                    node_id,
+                    name,
+                    endpoints: Some(pb::Endpoints {
+                        grpc,
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .map_err(|s| c.fail(s))?
+                .into_inner();
+            let n = r.node.ok_or_else(|| anyhow!("empty answer"))?;
+            if c.json() {
+                c.print_json(&serde_json::json!({ "node_prefix": n.node_prefix, "node_id": n.node_id, "token": r.token }))
+            } else {
+                println!(
+                    "{} delegated to {}\nnode token (shown once): {}",
+                    n.node_prefix, n.node_id, r.token
+                );
+                Ok(())
+            }
+        }
+        NodeCommand::List { conn } => {
+            let c = conn.connect().await?;
+            let r = c
+                .toplevel()
+                .list_nodes(pb::ListNodesRequest {})
+                .await
+                .map_err(|s| c.fail(s))?
+                .into_inner();
+            if c.json() {
+                let all: Vec<_> = r
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        serde_json::json!({
+                            "node_prefix": n.node_prefix, "node_id": n.node_id, "name": n.name,
+                            "grpc": n.endpoints.clone().unwrap_or_default().grpc,
+                            "live": n.live, "last_heartbeat": n.last_heartbeat,
+                        })
+                    })
+                    .collect();
+                return c.print_json(&all);
+            }
+            for n in r.nodes {
+                let grpc = n.endpoints.unwrap_or_default().grpc;
+                println!(
+                    "{:<8} {:<36} {:<5} {:<24} {}",
+                    n.node_prefix,
+                    n.node_id,
+                    if n.live { "live" } else { "-" },
+                    if grpc.is_empty() { "-" } else { &grpc },
+                    n.name
+                );
+            }
+            Ok(())
+        }
+        NodeCommand::Remove { node_prefix, conn } => {
+            let c = conn.connect().await?;
+            c.toplevel()
+                .remove_node(pb::RemoveNodeRequest {
+                    node_prefix: node_prefix.clone(),
+                })
+                .await
+                .map_err(|s| c.fail(s))?;
+            println!("removed the delegation of {node_prefix}");
+            Ok(())
+        }
+    }
+}

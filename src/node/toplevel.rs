@@ -1,0 +1,103 @@
+//! Wiring of a top-level node: standalone (`idnode top-level serve`) or embedded in a
+//! secondary node (`idnode serve` without an upstream).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use super::{open_store, reflection, NodeError};
+use crate::api::grpc::pb;
+use crate::api::grpc::toplevel::TopLevelService;
+use crate::resolver::AdminBootstrap;
+use crate::toplevel::{seed, TopLevel, TopLevelConfig};
+use crate::upstream::{ForwardConfig, Forwarder, LocalUpstream};
+
+/// An opened top-level node.
+pub struct OpenedTopLevel {
+    pub top: Arc<TopLevel>,
+    pub admin_token_file: PathBuf,
+    pub admin_bootstrap: AdminBootstrap,
+    /// Delegations added from the seed on this start.
+    pub seeded: Option<usize>,
+    /// Where the seeded nodes' tokens were written.
+    pub node_token_dir: PathBuf,
+}
+
+/// Opens a top-level node's directory: store in `dir/db`, admin token `dir/admin.token`,
+/// the seed delegation table on first start (node tokens in `dir/node-tokens/`).
+pub fn open(
+    dir: &Path,
+    config: TopLevelConfig,
+    block_cache_bytes: usize,
+    reset_admin_token: bool,
+) -> Result<OpenedTopLevel, NodeError> {
+    std::fs::create_dir_all(dir).map_err(|e| NodeError::Store {
+        path: dir.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let store = open_store(dir.join("db"), block_cache_bytes.max(8 << 20))?;
+    let top = Arc::new(TopLevel::open(store, config)?);
+    let admin_token_file = dir.join("admin.token");
+    let admin_bootstrap = top.ensure_admin_token(&admin_token_file, reset_admin_token)?;
+    let node_token_dir = dir.join("node-tokens");
+    let seeded = seed::load_once(&top, &seed::embedded(), &node_token_dir).map_err(NodeError::Setup)?;
+    Ok(OpenedTopLevel {
+        top,
+        admin_token_file,
+        admin_bootstrap,
+        seeded,
+        node_token_dir,
+    })
+}
+
+/// The `TopLevel` gRPC service; recursive resolution goes through a forwarder whose
+/// upstream is this top-level node itself.
+pub fn service(
+    top: &Arc<TopLevel>,
+    forward: ForwardConfig,
+) -> pb::top_level_server::TopLevelServer<TopLevelService> {
+    // The node prefix given to the in-process upstream only matters for heartbeats and
+    // reports, which a top-level node never sends itself.
+    let own = crate::identifier::Prefix::parse("88").expect("valid prefix");
+    let upstream = Arc::new(LocalUpstream::new(Arc::clone(top), own));
+    let forwarder = Arc::new(Forwarder::new(upstream, forward));
+    pb::top_level_server::TopLevelServer::new(TopLevelService::new(Arc::clone(top), forwarder))
+}
+
+/// Serves a standalone top-level node until `shutdown`, then drains for `grace`.
+pub async fn serve(
+    top: &OpenedTopLevel,
+    forward: ForwardConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    grace: std::time::Duration,
+) -> Result<(), NodeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::top_level_server::TopLevelServer<TopLevelService>>()
+        .await;
+    let server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection()?)
+        .add_service(service(&top.top, forward))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r?,
+        _ = shutdown.cancelled() => {
+            if tokio::time::timeout(grace, &mut server).await.is_err() {
+                tracing::warn!(?grace, "grace period over; closing remaining connections");
+            }
+        }
+    }
+    top.top.flush()?;
+    tracing::info!("top-level node stopped; store flushed");
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! The forwarder: resolve an identifier this node does not serve.
+//!
+//! 1. A fresh cached answer (positive or negative) is returned at once.
+//! 2. Otherwise one upstream call per identifier is in flight at a time (single-flight):
+//!    the referral cache (longest-prefix match) or the upstream says which node serves the
+//!    prefix; that node is asked with a hop count, so it never forwards again.
+//! 3. Answers are cached for the smallest TTL of their values (capped), negative answers
+//!    briefly. When the upstream or the remote node fails, a stale answer is served for a
+//!    bounded time (RFC 8767), else the error names what failed.
+//!
+//! Caches are bounded (moka). Local identifiers never come here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+use tokio::sync::OnceCell;
+use tonic::transport::Channel;
+
+use super::{remote_error, Upstream, HOPS_HEADER};
+use crate::api::grpc::{convert, pb};
+use crate::error::{Error, ErrorKind, Result};
+use crate::identifier::{Identifier, Prefix};
+use crate::record::Value;
+use crate::toplevel::Referral;
+
+/// Forwarding policy.
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    /// Bound on one call to the upstream or to a remote node.
+    pub timeout: Duration,
+    /// Extra attempts after a failed call (not after an authoritative answer).
+    pub retries: u32,
+    /// Wait before the first retry; doubles each time.
+    pub backoff: Duration,
+    /// Cap on how long an answer is cached, whatever its values' TTLs.
+    pub max_ttl: Duration,
+    /// How long "not found" is cached.
+    pub negative_ttl: Duration,
+    /// How long past its TTL an answer may still be served when the upstream fails.
+    pub serve_stale: Duration,
+    /// While serving stale, how long before asking upstream again.
+    pub stale_refresh: Duration,
+    /// Most answers cached.
+    pub answer_capacity: u64,
+    /// Most referrals cached.
+    pub referral_capacity: u64,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            timeout: Duration::from_secs(2),
+            retries: 2,
+            backoff: Duration::from_millis(50),
+            max_ttl: Duration::from_secs(3600),
+            negative_ttl: Duration::from_secs(30),
+            serve_stale: Duration::from_secs(600),
+            stale_refresh: Duration::from_secs(5),
+            answer_capacity: 100_000,
+            referral_capacity: 10_000,
+        }
+    }
+}
+
+/// A cached answer about one identifier.
+#[derive(Debug)]
+pub struct Answer {
+    /// The public values, or why it does not exist.
+    pub values: std::result::Result<Arc<Vec<Value>>, String>,
+    fresh_until: Instant,
+    stale_until: Instant,
+}
+
+impl Answer {
+    fn result(&self) -> Result<Arc<Vec<Value>>> {
+        self.values.clone().map_err(Error::not_found)
+    }
+}
+
+struct CachedReferral {
+    referral: Referral,
+    expires: Instant,
+}
+
+/// Expire cache entries at the instant their value carries.
+struct ByValue;
+
+impl Expiry<String, Arc<Answer>> for ByValue {
+    fn expire_after_create(&self, _: &String, v: &Arc<Answer>, now: Instant) -> Option<Duration> {
+        Some(v.stale_until.saturating_duration_since(now))
+    }
+    fn expire_after_update(
+        &self,
+        _: &String,
+        v: &Arc<Answer>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.stale_until.saturating_duration_since(now))
+    }
+}
+
+impl Expiry<String, Arc<CachedReferral>> for ByValue {
+    fn expire_after_create(&self, _: &String, v: &Arc<CachedReferral>, now: Instant) -> Option<Duration> {
+        Some(v.expires.saturating_duration_since(now))
+    }
+    fn expire_after_update(
+        &self,
+        _: &String,
+        v: &Arc<CachedReferral>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.expires.saturating_duration_since(now))
+    }
+}
+
+/// Counters of the forwarder (monotonic since start).
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    /// Resolutions answered by forwarding (from cache or not).
+    pub forwarded: AtomicU64,
+    /// Answers served from a fresh cache entry.
+    pub cache_hits: AtomicU64,
+    /// Stale answers served because a refresh failed.
+    pub stale_answers: AtomicU64,
+    /// Calls to the upstream (top-level node), retries included.
+    pub upstream_calls: AtomicU64,
+    /// Calls to remote secondary nodes, retries included.
+    pub remote_calls: AtomicU64,
+    /// Resolutions that failed with UNAVAILABLE.
+    pub failures: AtomicU64,
+}
+
+impl ForwardStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+type Flight = Arc<OnceCell<Result<Arc<Answer>>>>;
+
+pub struct Forwarder {
+    upstream: Arc<dyn Upstream>,
+    config: ForwardConfig,
+    answers: Cache<String, Arc<Answer>>,
+    referrals: Cache<String, Arc<CachedReferral>>,
+    flights: Mutex<HashMap<String, Flight>>,
+    channels: Mutex<HashMap<String, Channel>>,
+    stats: ForwardStats,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Forwarder {
+    pub fn new(upstream: Arc<dyn Upstream>, config: ForwardConfig) -> Forwarder {
+        Forwarder {
+            answers: Cache::builder()
+                .max_capacity(config.answer_capacity)
+                .expire_after(ByValue)
+                .build(),
+            referrals: Cache::builder()
+                .max_capacity(config.referral_capacity)
+                .expire_after(ByValue)
+                .build(),
+            upstream,
+            config,
+            flights: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+            stats: ForwardStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &ForwardStats {
+        &self.stats
+    }
+
+    pub fn upstream(&self) -> &Arc<dyn Upstream> {
+        &self.upstream
+    }
+
+    /// The public values of a remote identifier.
+    ///
+    /// Errors: `NotFound` (authoritative, from the upstream or the serving node);
+    /// `Unavailable` naming what failed when nothing usable is cached.
+    pub async fn resolve(&self, id: &Identifier) -> Result<Arc<Vec<Value>>> {
+        bump(&self.stats.forwarded);
+        let cached = self.answers.get(id.as_str()).await;
+        if let Some(a) = &cached {
+            if Instant::now() < a.fresh_until {
+                bump(&self.stats.cache_hits);
+                return a.result();
+            }
+        }
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(flights.entry(id.to_string()).or_default())
+        };
+        let outcome = flight
+            .get_or_init(|| self.refresh(id, cached))
+            .await
+            .clone();
+        {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            if flights.get(id.as_str()).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                flights.remove(id.as_str());
+            }
+        }
+        match outcome {
+            Ok(answer) => answer.result(),
+            Err(e) => {
+                bump(&self.stats.failures);
+                Err(e)
+            }
+        }
+    }
+
+    /// One upstream round for `id`; falls back to `stale` when it fails.
+    async fn refresh(&self, id: &Identifier, stale: Option<Arc<Answer>>) -> Result<Arc<Answer>> {
+        match self.fetch(id).await {
+            Ok(answer) => {
+                let answer = Arc::new(answer);
+                self.answers.insert(id.to_string(), Arc::clone(&answer)).await;
+                Ok(answer)
+            }
+            Err(e) => {
+                let now = Instant::now();
+                match stale {
+                    Some(s) if now < s.stale_until => {
+                        bump(&self.stats.stale_answers);
+                        tracing::warn!(identifier = %id, error = %e, "serving a stale answer");
+                        // Do not ask again on every request while the upstream is down.
+                        let again = Arc::new(Answer {
+                            values: s.values.clone(),
+                            fresh_until: (now + self.config.stale_refresh).min(s.stale_until),
+                            stale_until: s.stale_until,
+                        });
+                        self.answers.insert(id.to_string(), Arc::clone(&again)).await;
+                        Ok(again)
+                    }
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    fn answer(&self, values: std::result::Result<Arc<Vec<Value>>, String>, ttl: Duration) -> Answer {
+        let now = Instant::now();
+        let fresh_until = now + ttl.min(self.config.max_ttl);
+        Answer {
+            values,
+            fresh_until,
+            stale_until: fresh_until + self.config.serve_stale,
+        }
+    }
+
+    async fn fetch(&self, id: &Identifier) -> Result<Answer> {
+        let referral = match self.referral(&id.prefix()).await {
+            Ok(r) => r,
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return Ok(self.answer(Err(e.message), self.config.negative_ttl));
+            }
+            Err(e) => return Err(e),
+        };
+        let url = referral.endpoints.grpc.clone();
+        if url.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "node {} serving {} has not announced a gRPC endpoint",
+                    referral.node_id, referral.node_prefix
+                ),
+            ));
+        }
+        let what = format!("node {} at {url}", referral.node_id);
+        let asked = self
+            .with_retries(&self.stats.remote_calls, || self.ask(&url, &what, id))
+            .await;
+        match asked {
+            Ok(values) => {
+                let ttl = values.iter().map(|v| v.ttl).min().unwrap_or(0);
+                Ok(self.answer(Ok(Arc::new(values)), Duration::from_secs(ttl as u64)))
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                Ok(self.answer(Err(e.message), self.config.negative_ttl))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Longest-prefix match in the referral cache, else ask the upstream.
+    async fn referral(&self, prefix: &Prefix) -> Result<Referral> {
+        for p in prefix.ancestors_or_self() {
+            if let Some(r) = self.referrals.get(p).await {
+                if Instant::now() < r.expires {
+                    return Ok(r.referral.clone());
+                }
+            }
+        }
+        let referral = self
+            .with_retries(&self.stats.upstream_calls, || self.upstream.locate(prefix))
+            .await?;
+        if referral.ttl > 0 {
+            let expires = Instant::now() + Duration::from_secs(referral.ttl as u64);
+            self.referrals
+                .insert(
+                    referral.node_prefix.to_string(),
+                    Arc::new(CachedReferral {
+                        referral: referral.clone(),
+                        expires,
+                    }),
+                )
+                .await;
+        }
+        Ok(referral)
+    }
+
+    /// Runs `call` with a timeout, retrying failures (not authoritative answers) with
+    /// exponential backoff.
+    async fn with_retries<T, F, Fut>(&self, counter: &AtomicU64, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut backoff = self.config.backoff;
+        let mut attempt = 0;
+        loop {
+            bump(counter);
+            let outcome = match tokio::time::timeout(self.config.timeout, call()).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("no answer within {:?}", self.config.timeout),
+                )),
+            };
+            match outcome {
+                Err(e) if e.kind == ErrorKind::Unavailable && attempt < self.config.retries => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(e) if e.kind == ErrorKind::Unavailable => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("{} (after {} attempts)", e.message, attempt + 1),
+                    ))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn channel(&self, url: &str) -> Result<Channel> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = channels.get(url) {
+            return Ok(c.clone());
+        }
+        if channels.len() >= 1024 {
+            channels.clear();
+        }
+        let channel = Channel::from_shared(url.to_owned())
+            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("bad endpoint {url:?}: {e}")))?
+            .connect_timeout(self.config.timeout)
+            .connect_lazy();
+        channels.insert(url.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Asks the serving node, anonymously, with one hop recorded.
+    async fn ask(&self, url: &str, what: &str, id: &Identifier) -> Result<Vec<Value>> {
+        let mut client = pb::resolver_client::ResolverClient::new(self.channel(url)?);
+        let mut req = tonic::Request::new(pb::ResolveRequest {
+            identifier: id.to_string(),
+            ..Default::default()
+        });
+        req.set_timeout(self.config.timeout);
+        req.metadata_mut()
+            .insert(HOPS_HEADER, tonic::metadata::MetadataValue::from(1u32));
+        let r = client
+            .resolve(req)
+            .await
+            .map_err(|s| remote_error(what, s))?
+            .into_inner();
+        r.values
+            .into_iter()
+            .map(|v| {
+                let timestamp = v.timestamp;
+                convert::value_from(v).map(|mut v| {
+                    v.timestamp = timestamp;
+                    v
+                }).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        format!("{what} sent an invalid value: {}", e.message),
+                    )
+                })
+            })
+            .collect()
+    }
+}
