@@ -304,7 +304,10 @@ impl Config {
         let advertise_grpc = flags.advertise.or(file.grpc.advertise);
         if let Some(a) = &advertise_grpc {
             if !(a.starts_with("http://") || a.starts_with("https://")) {
-                return Err(invalid("grpc.advertise", "must be an http:// or https:// URL"));
+                return Err(invalid(
+                    "grpc.advertise",
+                    "must be an http:// or https:// URL",
+                ));
             }
         }
         let secs = |v: Option<u64>, default: u64, setting: &'static str, max: u64| {
@@ -331,7 +334,12 @@ impl Config {
             retries,
             max_ttl: secs(c.max_ttl_secs, 3600, "cache.max_ttl_secs", 7 * 86_400)?,
             negative_ttl: secs(c.negative_ttl_secs, 30, "cache.negative_ttl_secs", 86_400)?,
-            serve_stale: secs(c.serve_stale_secs, 600, "cache.serve_stale_secs", 7 * 86_400)?,
+            serve_stale: secs(
+                c.serve_stale_secs,
+                600,
+                "cache.serve_stale_secs",
+                7 * 86_400,
+            )?,
             answer_capacity: c.answers.unwrap_or(d.answer_capacity).max(1),
             referral_capacity: c.referrals.unwrap_or(d.referral_capacity).max(1),
             ..d

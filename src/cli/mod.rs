@@ -350,7 +350,11 @@ fn print_values(identifier: &str, values: &[Value]) {
     }
 }
 
-pub(crate) fn show_record(c: &Client, identifier: &str, values: Vec<pb::Value>) -> anyhow::Result<()> {
+pub(crate) fn show_record(
+    c: &Client,
+    identifier: &str,
+    values: Vec<pb::Value>,
+) -> anyhow::Result<()> {
     let values: Vec<Value> = values
         .into_iter()
         .map(value_from_pb)
@@ -569,10 +573,26 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 c.print_json(&serde_json::json!({
                     "node_prefix": r.node_prefix, "node_name": r.node_name,
                     "registered": r.registered, "enterprises": r.enterprises, "version": r.version,
+                    "resolved_local": r.resolved_local, "resolved_forwarded": r.resolved_forwarded,
+                    "cache_hits": r.cache_hits, "stale_answers": r.stale_answers,
+                    "upstream_calls": r.upstream_calls, "remote_calls": r.remote_calls,
+                    "upstream": r.upstream,
                 }))
             } else {
-                println!("node prefix: {}\nname:        {}\nregistered:  {}\nenterprises: {}\nversion:     {}",
-                    r.node_prefix, r.node_name, r.registered, r.enterprises, r.version);
+                println!(
+                    "node prefix: {}\nname:        {}\nregistered:  {}\nenterprises: {}\nversion:     {}",
+                    r.node_prefix, r.node_name, r.registered, r.enterprises, r.version
+                );
+                println!(
+                    "resolved:    {} local, {} forwarded ({} cache hits, {} stale)\nupstream:    {} ({} calls; {} calls to other nodes)",
+                    r.resolved_local,
+                    r.resolved_forwarded,
+                    r.cache_hits,
+                    r.stale_answers,
+                    if r.upstream.is_empty() { "none" } else { &r.upstream },
+                    r.upstream_calls,
+                    r.remote_calls
+                );
                 Ok(())
             }
         }

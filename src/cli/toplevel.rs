@@ -204,7 +204,11 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                     r.node_prefix,
                     r.node_id,
                     r.node_name,
-                    if e.grpc.is_empty() { "<no endpoint announced>" } else { &e.grpc },
+                    if e.grpc.is_empty() {
+                        "<no endpoint announced>"
+                    } else {
+                        &e.grpc
+                    },
                     r.ttl
                 );
                 Ok(())

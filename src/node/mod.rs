@@ -21,10 +21,10 @@ use crate::api::grpc::{pb, AdminService, RegistryService, ResolverService};
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::resolver::{AdminBootstrap, Core, Interface};
-use crate::toplevel::{Endpoints, InterfaceCount, Report};
-use crate::upstream::{Forwarder, GrpcUpstream, LocalUpstream, Upstream};
 use crate::store::rocks::{RocksConfig, RocksStore};
 use crate::store::SharedStore;
+use crate::toplevel::{Endpoints, InterfaceCount, Report};
+use crate::upstream::{Forwarder, GrpcUpstream, LocalUpstream, Upstream};
 
 /// Why a node could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,9 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
                         .to_owned(),
                 ),
                 None => {
-                    tracing::warn!("no upstream token file: heartbeats and statistics reports will be refused");
+                    tracing::warn!(
+                        "no upstream token file: heartbeats and statistics reports will be refused"
+                    );
                     None
                 }
             };
@@ -101,8 +103,19 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
             )?;
             // The embedding node serves its own prefix: make sure it is delegated.
             let me = &config.core.node_prefix;
-            if top.top.locate(me).map(|r| &r.node_prefix != me).unwrap_or(true) {
-                top.top.add_node(&Caller::Admin, me, "self", &config.core.node_name, Default::default())?;
+            if top
+                .top
+                .locate(me)
+                .map(|r| &r.node_prefix != me)
+                .unwrap_or(true)
+            {
+                top.top.add_node(
+                    &Caller::Admin,
+                    me,
+                    "self",
+                    &config.core.node_name,
+                    Default::default(),
+                )?;
             }
             let upstream = LocalUpstream::new(Arc::clone(&top.top), me.clone());
             (Arc::new(upstream) as Arc<dyn Upstream>, Some(top))
@@ -110,12 +123,20 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
     };
     let forwarder = Arc::new(Forwarder::new(upstream, config.forward.clone()));
     let store = open_store(db_path(config), config.block_cache_bytes)?;
-    let core = Arc::new(Core::open(store, config.core.clone(), Some(Arc::clone(&forwarder)))?);
+    let core = Arc::new(Core::open(
+        store,
+        config.core.clone(),
+        Some(Arc::clone(&forwarder)),
+    )?);
     let admin_token_file = config.data_dir.join("admin.token");
     let admin_bootstrap = core.ensure_admin_token(&admin_token_file, reset_admin_token)?;
     let seeded = if config.seed {
-        seed::load_once(&core, &seed::Seed::embedded(), &config.data_dir.join("tokens"))
-            .map_err(NodeError::Setup)?
+        seed::load_once(
+            &core,
+            &seed::Seed::embedded(),
+            &config.data_dir.join("tokens"),
+        )
+        .map_err(NodeError::Setup)?
     } else {
         None
     };
@@ -150,12 +171,16 @@ pub fn report(core: &Core) -> Result<Report, crate::error::Error> {
     })
 }
 
-async fn heartbeat_and_report(core: &Arc<Core>, upstream: &Arc<dyn Upstream>, endpoints: &Endpoints) {
+async fn heartbeat_and_report(
+    core: &Arc<Core>,
+    upstream: &Arc<dyn Upstream>,
+    endpoints: &Endpoints,
+) {
     if let Err(e) = upstream.heartbeat(endpoints).await {
         tracing::warn!(upstream = %upstream.describe(), error = %e, "heartbeat failed");
         return;
     }
-    let report = match core.blocking(|c| report(c)).await {
+    let report = match core.blocking(report).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "cannot compute the statistics report");
@@ -177,7 +202,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
     let core = node.core;
-    let local = listener.local_addr().map_err(|e| NodeError::Setup(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| NodeError::Setup(e.to_string()))?;
     let endpoints = Endpoints {
         grpc: config
             .advertise_grpc
@@ -187,8 +214,12 @@ pub async fn serve(
     };
     let upstream = Arc::clone(node.forwarder.upstream());
     let reporter = {
-        let (core, upstream, endpoints, stop) =
-            (Arc::clone(&core), Arc::clone(&upstream), endpoints.clone(), shutdown.clone());
+        let (core, upstream, endpoints, stop) = (
+            Arc::clone(&core),
+            Arc::clone(&upstream),
+            endpoints.clone(),
+            shutdown.clone(),
+        );
         let every = config.report_interval;
         tokio::spawn(async move {
             loop {
@@ -212,12 +243,14 @@ pub async fn serve(
         .set_serving::<pb::admin_server::AdminServer<AdminService>>()
         .await;
     let max = config.max_message_bytes;
-    let resolver = pb::resolver_server::ResolverServer::new(ResolverService::new(Arc::clone(&core)))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let registry = pb::registry_server::RegistryServer::new(RegistryService::new(Arc::clone(&core)))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let resolver =
+        pb::resolver_server::ResolverServer::new(ResolverService::new(Arc::clone(&core)))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+    let registry =
+        pb::registry_server::RegistryServer::new(RegistryService::new(Arc::clone(&core)))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
     let admin = pb::admin_server::AdminServer::new(AdminService::new(Arc::clone(&core)))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -255,12 +288,10 @@ pub async fn serve(
     let _ = reporter.await;
     // Final statistics, bounded by the upstream timeout.
     heartbeat_and_report(&core, &upstream, &endpoints).await;
-    core.store()
-        .flush()
-        .map_err(|e| NodeError::Store {
-            path: db_path(config),
-            detail: e.to_string(),
-        })?;
+    core.store().flush().map_err(|e| NodeError::Store {
+        path: db_path(config),
+        detail: e.to_string(),
+    })?;
     if let Some(t) = &node.toplevel {
         t.top.flush().map_err(NodeError::Core)?;
     }
@@ -270,7 +301,9 @@ pub async fn serve(
 
 /// Server reflection over every idnode service and the health service.
 fn reflection() -> Result<
-    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
     NodeError,
 > {
     tonic_reflection::server::Builder::configure()

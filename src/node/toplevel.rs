@@ -44,7 +44,8 @@ pub fn open(
     let admin_token_file = dir.join("admin.token");
     let admin_bootstrap = top.ensure_admin_token(&admin_token_file, reset_admin_token)?;
     let node_token_dir = dir.join("node-tokens");
-    let seeded = seed::load_once(&top, &seed::embedded(), &node_token_dir).map_err(NodeError::Setup)?;
+    let seeded =
+        seed::load_once(&top, &seed::embedded(), &node_token_dir).map_err(NodeError::Setup)?;
     Ok(OpenedTopLevel {
         top,
         admin_token_file,

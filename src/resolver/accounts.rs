@@ -30,7 +30,12 @@ impl Core {
 
     /// Makes sure an admin credential exists; see [`ensure_admin_token`].
     pub fn ensure_admin_token(&self, token_file: &Path, reset: bool) -> Result<AdminBootstrap> {
-        ensure_admin_token(self.store.as_ref(), self.config.durability, token_file, reset)
+        ensure_admin_token(
+            self.store.as_ref(),
+            self.config.durability,
+            token_file,
+            reset,
+        )
     }
 
     fn require_admin(&self, caller: &Caller) -> Result<()> {

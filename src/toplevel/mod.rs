@@ -57,7 +57,11 @@ pub struct Endpoints {
 
 impl Endpoints {
     fn validate(&self) -> Result<()> {
-        for (name, v) in [("grpc", &self.grpc), ("dns", &self.dns), ("http", &self.http)] {
+        for (name, v) in [
+            ("grpc", &self.grpc),
+            ("dns", &self.dns),
+            ("http", &self.http),
+        ] {
             if v.len() > 256 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
                 return Err(Error::invalid(format!(
                     "{name} endpoint must be at most 256 bytes without spaces"
@@ -65,7 +69,7 @@ impl Endpoints {
             }
         }
         for (name, v) in [("grpc", &self.grpc), ("http", &self.http)] {
-            if !v.is_empty() && !(v.starts_with("http://") || v.starts_with("https://")) {
+            if !(v.is_empty() || v.starts_with("http://") || v.starts_with("https://")) {
                 return Err(Error::invalid(format!(
                     "{name} endpoint {v:?} must be an http:// or https:// URL"
                 )));

@@ -37,7 +37,11 @@ pub fn embedded() -> Vec<SeedNode> {
 
 /// Loads `nodes` unless this store was seeded before, writing each node's token to
 /// `token_dir/<prefix>.token` (mode 0600). Returns how many delegations were added.
-pub fn load_once(top: &TopLevel, nodes: &[SeedNode], token_dir: &Path) -> Result<Option<usize>, String> {
+pub fn load_once(
+    top: &TopLevel,
+    nodes: &[SeedNode],
+    token_dir: &Path,
+) -> Result<Option<usize>, String> {
     if top
         .store
         .get(Table::Meta, SEEDED)
@@ -48,12 +52,19 @@ pub fn load_once(top: &TopLevel, nodes: &[SeedNode], token_dir: &Path) -> Result
     }
     let mut added = 0;
     for n in nodes {
-        let prefix = Prefix::parse(&n.prefix).map_err(|e| format!("seed node {}: {e}", n.prefix))?;
+        let prefix =
+            Prefix::parse(&n.prefix).map_err(|e| format!("seed node {}: {e}", n.prefix))?;
         if top.read().contains_key(prefix.as_str()) {
             continue;
         }
         let (_, token) = top
-            .add_node(&Caller::Admin, &prefix, &n.node_id, &n.name, Endpoints::default())
+            .add_node(
+                &Caller::Admin,
+                &prefix,
+                &n.node_id,
+                &n.name,
+                Endpoints::default(),
+            )
             .map_err(|e| format!("seed node {}: {e}", n.prefix))?;
         write_secret_file(&token_dir.join(format!("{prefix}.token")), &token)
             .map_err(|e| format!("writing the token of {prefix}: {e}"))?;

@@ -105,7 +105,12 @@ impl Expiry<String, Arc<Answer>> for ByValue {
 }
 
 impl Expiry<String, Arc<CachedReferral>> for ByValue {
-    fn expire_after_create(&self, _: &String, v: &Arc<CachedReferral>, now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        v: &Arc<CachedReferral>,
+        now: Instant,
+    ) -> Option<Duration> {
         Some(v.expires.saturating_duration_since(now))
     }
     fn expire_after_update(
@@ -208,7 +213,10 @@ impl Forwarder {
             .clone();
         {
             let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            if flights.get(id.as_str()).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            if flights
+                .get(id.as_str())
+                .is_some_and(|f| Arc::ptr_eq(f, &flight))
+            {
                 flights.remove(id.as_str());
             }
         }
@@ -226,7 +234,9 @@ impl Forwarder {
         match self.fetch(id).await {
             Ok(answer) => {
                 let answer = Arc::new(answer);
-                self.answers.insert(id.to_string(), Arc::clone(&answer)).await;
+                self.answers
+                    .insert(id.to_string(), Arc::clone(&answer))
+                    .await;
                 Ok(answer)
             }
             Err(e) => {
@@ -241,7 +251,9 @@ impl Forwarder {
                             fresh_until: (now + self.config.stale_refresh).min(s.stale_until),
                             stale_until: s.stale_until,
                         });
-                        self.answers.insert(id.to_string(), Arc::clone(&again)).await;
+                        self.answers
+                            .insert(id.to_string(), Arc::clone(&again))
+                            .await;
                         Ok(again)
                     }
                     _ => Err(e),
@@ -250,7 +262,11 @@ impl Forwarder {
         }
     }
 
-    fn answer(&self, values: std::result::Result<Arc<Vec<Value>>, String>, ttl: Duration) -> Answer {
+    fn answer(
+        &self,
+        values: std::result::Result<Arc<Vec<Value>>, String>,
+        ttl: Duration,
+    ) -> Answer {
         let now = Instant::now();
         let fresh_until = now + ttl.min(self.config.max_ttl);
         Answer {
@@ -391,15 +407,17 @@ impl Forwarder {
             .into_iter()
             .map(|v| {
                 let timestamp = v.timestamp;
-                convert::value_from(v).map(|mut v| {
-                    v.timestamp = timestamp;
-                    v
-                }).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Unavailable,
-                        format!("{what} sent an invalid value: {}", e.message),
-                    )
-                })
+                convert::value_from(v)
+                    .map(|mut v| {
+                        v.timestamp = timestamp;
+                        v
+                    })
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Unavailable,
+                            format!("{what} sent an invalid value: {}", e.message),
+                        )
+                    })
             })
             .collect()
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::Code;
 
-pub use forward::{ForwardConfig, ForwardStats, Forwarder, Answer};
+pub use forward::{Answer, ForwardConfig, ForwardStats, Forwarder};
 
 use crate::api::grpc::{pb, BearerAuth};
 use crate::auth::Caller;
@@ -137,18 +137,20 @@ impl Upstream for GrpcUpstream {
     async fn report(&self, report: &Report) -> Result<()> {
         self.client
             .clone()
-            .report_stats(self.request(pb::ReportStatsRequest {
-                registered: report.registered,
-                prefixes: report
-                    .prefixes
-                    .iter()
-                    .map(|(prefix, registered)| pb::PrefixTotal {
-                        prefix: prefix.clone(),
-                        registered: *registered,
-                    })
-                    .collect(),
-                resolutions: report.resolutions.iter().map(interface_count_to).collect(),
-            }))
+            .report_stats(
+                self.request(pb::ReportStatsRequest {
+                    registered: report.registered,
+                    prefixes: report
+                        .prefixes
+                        .iter()
+                        .map(|(prefix, registered)| pb::PrefixTotal {
+                            prefix: prefix.clone(),
+                            registered: *registered,
+                        })
+                        .collect(),
+                    resolutions: report.resolutions.iter().map(interface_count_to).collect(),
+                }),
+            )
             .await
             .map_err(|s| remote_error(&self.describe(), s))?;
         Ok(())

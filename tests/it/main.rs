@@ -3,5 +3,6 @@
 mod admin;
 mod batch;
 mod cli;
+mod federation;
 mod registry;
 mod support;

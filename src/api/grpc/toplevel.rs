@@ -76,7 +76,10 @@ fn prefix(text: &str) -> Result<Prefix, Status> {
 
 #[tonic::async_trait]
 impl pb::top_level_server::TopLevel for TopLevelService {
-    async fn locate(&self, req: Request<pb::LocateRequest>) -> Result<Response<pb::Referral>, Status> {
+    async fn locate(
+        &self,
+        req: Request<pb::LocateRequest>,
+    ) -> Result<Response<pb::Referral>, Status> {
         let p = prefix(&req.get_ref().prefix)?;
         let r = self.top.locate(&p).map_err(status)?;
         Ok(Response::new(pb::Referral {
@@ -132,7 +135,11 @@ impl pb::top_level_server::TopLevel for TopLevelService {
         let r = std::mem::take(req.get_mut());
         let report = Report {
             registered: r.registered,
-            prefixes: r.prefixes.into_iter().map(|p| (p.prefix, p.registered)).collect(),
+            prefixes: r
+                .prefixes
+                .into_iter()
+                .map(|p| (p.prefix, p.registered))
+                .collect(),
             resolutions: r
                 .resolutions
                 .into_iter()
