@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::dns::DnsConfig;
 use crate::identifier::{Limits, Prefix};
 use crate::record::RecordLimits;
 use crate::resolver::CoreConfig;
@@ -24,6 +25,8 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     pub upstream: UpstreamSection,
     pub cache: CacheSection,
+    pub dns: DnsSection,
+    pub http: HttpSection,
     pub toplevel: TopLevelSection,
     /// Load the embedded seed data set on the first start of a new data directory.
     pub seed: Option<bool>,
@@ -113,6 +116,28 @@ pub struct Overrides {
     pub upstream: Option<String>,
     pub upstream_token_file: Option<PathBuf>,
     pub advertise: Option<String>,
+    pub dns_addr: Option<String>,
+    pub dns_zone: Option<String>,
+    pub http_addr: Option<String>,
+}
+
+/// The DNS interface.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSection {
+    /// UDP and TCP listen address; "off" disables DNS.
+    pub addr: Option<String>,
+    /// The zone identifiers are named under, e.g. "id.example.".
+    pub zone: Option<String>,
+    pub negative_ttl_secs: Option<u32>,
+}
+
+/// The HTTP interface (Handle REST API, /metrics, /healthz).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Listen address; "off" disables HTTP.
+    pub addr: Option<String>,
 }
 
 /// The top-level node a secondary node joins.
@@ -140,6 +165,10 @@ pub struct Config {
     /// gRPC URL announced to the top-level node (`None`: derived from the bound address).
     pub advertise_grpc: Option<String>,
     pub toplevel: TopLevelConfig,
+    /// `None`: DNS is off.
+    pub dns: Option<(SocketAddr, DnsConfig)>,
+    /// `None`: HTTP is off.
+    pub http_addr: Option<SocketAddr>,
 }
 
 /// Why a configuration was rejected; names the setting.
@@ -164,6 +193,9 @@ pub enum ConfigError {
 
 pub const DEFAULT_DATA_DIR: &str = "./idnode-data";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:7000";
+pub const DEFAULT_DNS_ADDR: &str = "127.0.0.1:5353";
+pub const DEFAULT_DNS_ZONE: &str = "id.example.";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_NODE_PREFIX: &str = "88.101";
 pub const DEFAULT_NODE_NAME: &str = "湖北工业互联网标识解析二级节点 (Hubei secondary node)";
 
@@ -365,6 +397,47 @@ impl Config {
         if toplevel.goal <= 0 {
             return Err(invalid("toplevel.goal", "must be positive"));
         }
+        let addr_or_off =
+            |v: String, setting: &'static str| -> Result<Option<SocketAddr>, ConfigError> {
+                if v == "off" {
+                    return Ok(None);
+                }
+                v.parse()
+                    .map(Some)
+                    .map_err(|e| invalid(setting, format!("{v:?}: {e} (or \"off\")")))
+            };
+        let dns_addr = addr_or_off(
+            flags
+                .dns_addr
+                .or(file.dns.addr.clone())
+                .unwrap_or_else(|| DEFAULT_DNS_ADDR.to_owned()),
+            "dns.addr",
+        )?;
+        let zone_text = flags
+            .dns_zone
+            .or(file.dns.zone.clone())
+            .unwrap_or_else(|| DEFAULT_DNS_ZONE.to_owned());
+        let mut zone = hickory_proto::rr::Name::from_ascii(&zone_text)
+            .map_err(|e| invalid("dns.zone", format!("{zone_text:?}: {e}")))?;
+        zone.set_fqdn(true);
+        if zone.is_root() || zone.len() > 128 {
+            return Err(invalid(
+                "dns.zone",
+                "must be a non-root name of at most 128 bytes",
+            ));
+        }
+        let dns = dns_addr.map(|addr| {
+            let mut d = DnsConfig::new(zone.to_lowercase());
+            d.negative_ttl = file.dns.negative_ttl_secs.unwrap_or(60);
+            (addr, d)
+        });
+        let http_addr = addr_or_off(
+            flags
+                .http_addr
+                .or(file.http.addr.clone())
+                .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned()),
+            "http.addr",
+        )?;
         let mut core = CoreConfig::new(node_prefix);
         core.node_name = node_name;
         core.identifier_limits = identifier_limits;
@@ -384,6 +457,8 @@ impl Config {
             report_interval,
             advertise_grpc,
             toplevel,
+            dns,
+            http_addr,
         })
     }
 }
@@ -438,6 +513,9 @@ mod tests {
             ("[upstream]\ntimeout_ms = 0", "upstream.timeout_ms"),
             ("[cache]\nmax_ttl_secs = 99999999", "cache.max_ttl_secs"),
             ("[toplevel]\ngoal = 0", "toplevel.goal"),
+            ("[dns]\naddr = \"localhost\"", "dns.addr"),
+            ("[dns]\nzone = \".\"", "dns.zone"),
+            ("[http]\naddr = \"nowhere:80\"", "http.addr"),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.starts_with(setting), "{text}: {e}");

@@ -15,7 +15,8 @@
 //! - [`toplevel`]: the mock national top-level node: delegations, referrals, liveness, statistics.
 //! - [`upstream`]: forwarding: the `Upstream` trait (gRPC client or embedded top-level) and the
 //!   caching, single-flight, serve-stale `Forwarder`.
-//! - [`api`]: protocol adapters (gRPC).
+//! - [`api`]: protocol adapters: gRPC, DNS, HTTP (Handle.Net REST, /metrics, /healthz).
+//! - [`telemetry`]: per-node Prometheus metrics.
 //! - [`config`]: TOML file + flags → validated `Config`.
 //! - [`node`]: wiring: open, seed, serve, shut down.
 //!
@@ -31,6 +32,7 @@ pub mod node;
 pub mod record;
 pub mod resolver;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 pub mod toplevel;
 pub mod upstream;

@@ -69,17 +69,30 @@ struct ServeArgs {
     /// The gRPC URL other nodes should use to reach this one.
     #[arg(long)]
     advertise: Option<String>,
+    /// DNS listen address (UDP and TCP), or "off". Default 127.0.0.1:5353.
+    #[arg(long)]
+    dns_addr: Option<String>,
+    /// DNS zone identifiers are named under. Default id.example.
+    #[arg(long)]
+    dns_zone: Option<String>,
+    /// HTTP listen address (Handle REST API, /metrics, /healthz), or "off". Default 127.0.0.1:8080.
+    #[arg(long)]
+    http_addr: Option<String>,
+    /// Log level filter (e.g. info, debug, idnode=debug); overrides RUST_LOG.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: String,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let (level, format) = match &args.command {
+        Command::Serve(s) => (s.log_level.clone(), s.log_format.as_str()),
+        _ => (None, "text"),
+    };
+    init_logs(level.as_deref(), format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,6 +102,25 @@ fn main() -> anyhow::Result<()> {
         Command::TopLevel(c) => runtime.block_on(cli::toplevel::run(c)),
         Command::Client(c) => runtime.block_on(cli::run(c)),
     }
+}
+
+/// Logs go to stderr: `--log-level` (else `RUST_LOG`, else info), as text or JSON lines.
+fn init_logs(level: Option<&str>, format: &str) -> anyhow::Result<()> {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::try_new(l)
+            .with_context(|| format!("--log-level {l:?}"))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into()),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "text" => builder.init(),
+        "json" => builder.json().init(),
+        other => anyhow::bail!("--log-format {other:?}: use text or json"),
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -106,14 +138,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             upstream: args.upstream,
             upstream_token_file: args.upstream_token_file,
             advertise: args.advertise,
+            dns_addr: args.dns_addr,
+            dns_zone: args.dns_zone,
+            http_addr: args.http_addr,
         },
     )
     .context("invalid configuration")?;
     let opened = idnode::node::open(&config, args.reset_admin_token)?;
-    let listener = idnode::node::bind(config.grpc_addr)
+    let listeners = idnode::node::bind(&config)
         .await
-        .with_context(|| format!("binding gRPC on {}", config.grpc_addr))?;
-    let addr = listener.local_addr()?;
+        .context("binding the listeners (gRPC, DNS, HTTP)")?;
+    let addr = listeners.grpc_addr()?;
     match opened.admin_bootstrap {
         idnode::resolver::AdminBootstrap::Created => println!(
             "admin token written to {} (mode 0600; shown nowhere else)",
@@ -141,6 +176,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => println!("upstream: {}", opened.forwarder.upstream().describe()),
     }
+    if let (Some(dns), Some((_, d))) = (listeners.dns_addr(), &config.dns) {
+        println!("DNS on {dns} (UDP and TCP), zone {}", d.zone);
+    }
+    if let Some(http) = listeners.http_addr() {
+        println!("HTTP on http://{http} (/api/handles, /metrics, /healthz)");
+    }
     println!(
         "idnode {} serving node prefix {} ({} identifiers) on grpc://{addr}, data in {}",
         env!("CARGO_PKG_VERSION"),
@@ -150,7 +191,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
-    idnode::node::serve(opened, &config, listener, shutdown).await?;
+    idnode::node::serve(opened, &config, listeners, shutdown).await?;
     Ok(())
 }
 

@@ -116,6 +116,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Print the DNS name of an identifier (for dig and other DNS clients).
+    DnsName {
+        identifier: String,
+        /// The node's DNS zone.
+        #[arg(long, default_value = idnode::config::DEFAULT_DNS_ZONE)]
+        zone: String,
+    },
     /// The node's prefix, name and totals.
     Info {
         #[command(flatten)]
@@ -595,6 +602,14 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 );
                 Ok(())
             }
+        }
+        ClientCommand::DnsName { identifier, zone } => {
+            let id = idnode::identifier::Identifier::parse(&identifier)?;
+            let zone = hickory_proto::rr::Name::from_ascii(&zone)
+                .map_err(|e| anyhow!("--zone {zone:?}: {e}"))?;
+            let name = idnode::api::dns::naming::encode(&id, &zone)?;
+            println!("{}", name.to_ascii());
+            Ok(())
         }
         ClientCommand::Enterprise(e) => enterprise(e).await,
         ClientCommand::Template(t) => template(t).await,

@@ -105,7 +105,7 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let top = idnode::node::toplevel::open(&data_dir, config, 64 << 20, reset_admin_token)?;
-            let listener = idnode::node::bind(addr)
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding gRPC on {addr}"))?;
             let local = listener.local_addr()?;

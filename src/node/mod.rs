@@ -11,13 +11,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
+use crate::api::dns::{self, DnsHandler};
 use crate::api::grpc::toplevel::TopLevelService;
 use crate::api::grpc::{pb, AdminService, RegistryService, ResolverService};
+use crate::api::http;
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::resolver::{AdminBootstrap, Core, Interface};
@@ -198,20 +200,48 @@ async fn heartbeat_and_report(
 pub async fn serve(
     node: Opened,
     config: &Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
     let core = node.core;
-    let local = listener
-        .local_addr()
+    let local = listeners
+        .grpc_addr()
         .map_err(|e| NodeError::Setup(e.to_string()))?;
     let endpoints = Endpoints {
         grpc: config
             .advertise_grpc
             .clone()
             .unwrap_or_else(|| format!("http://{local}")),
-        ..Default::default()
+        dns: listeners
+            .dns_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        http: listeners
+            .http_addr()
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default(),
     };
+    let mut side_servers = Vec::new();
+    if let (Some((udp, tcp)), Some((_, dns_config))) = (listeners.dns, &config.dns) {
+        let handler = Arc::new(DnsHandler::new(Arc::clone(&core), dns_config.clone()));
+        side_servers.push(tokio::spawn(dns::serve_udp(
+            Arc::clone(&handler),
+            udp,
+            shutdown.clone(),
+        )));
+        side_servers.push(tokio::spawn(dns::serve_tcp(handler, tcp, shutdown.clone())));
+    }
+    if let Some(listener) = listeners.http {
+        let router = http::router(http::HttpState {
+            core: Arc::clone(&core),
+        });
+        let stop = shutdown.clone();
+        side_servers.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(listener, router, stop).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }));
+    }
     let upstream = Arc::clone(node.forwarder.upstream());
     let reporter = {
         let (core, upstream, endpoints, stop) = (
@@ -268,12 +298,13 @@ pub async fn serve(
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection()?)
+        .add_service(reflection_v1alpha()?)
         .add_service(resolver)
         .add_service(registry)
         .add_service(admin)
         .add_optional_service(top_service)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            TcpListenerStream::new(listeners.grpc),
             shutdown.clone().cancelled_owned(),
         );
     tokio::pin!(server);
@@ -283,6 +314,14 @@ pub async fn serve(
             if tokio::time::timeout(config.shutdown_grace, &mut server).await.is_err() {
                 tracing::warn!(grace = ?config.shutdown_grace, "grace period over; closing remaining connections");
             }
+        }
+    }
+    for s in side_servers {
+        if tokio::time::timeout(config.shutdown_grace, s)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a DNS/HTTP server did not stop within the grace period");
         }
     }
     let _ = reporter.await;
@@ -313,7 +352,67 @@ fn reflection() -> Result<
         .map_err(|e| NodeError::Setup(format!("reflection: {e}")))
 }
 
-/// Binds the gRPC listener (after the configuration was validated).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// The same reflection service in its v1alpha version, which older clients (grpcurl 1.8)
+/// still ask for.
+fn reflection_v1alpha() -> Result<
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+    NodeError,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| NodeError::Setup(format!("reflection: {e}")))
+}
+
+/// The sockets a node serves on, bound before serving starts (after the configuration
+/// was validated), so tests and operators can use port 0.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// UDP and TCP on the same port.
+    pub dns: Option<(UdpSocket, TcpListener)>,
+    pub http: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
+        self.grpc.local_addr()
+    }
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().and_then(|(u, _)| u.local_addr().ok())
+    }
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|h| h.local_addr().ok())
+    }
+}
+
+/// Binds every configured listener.
+pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+    let grpc = TcpListener::bind(config.grpc_addr).await?;
+    let dns = match &config.dns {
+        Some((addr, _)) => Some(bind_dns(*addr).await?),
+        None => None,
+    };
+    let http = match config.http_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    Ok(Listeners { grpc, dns, http })
+}
+
+/// UDP and TCP on one port; with port 0, retries until both get the same free port.
+async fn bind_dns(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(addr).await?;
+        let port = udp.local_addr()?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no common DNS port")))
 }

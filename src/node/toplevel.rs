@@ -9,7 +9,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
-use super::{open_store, reflection, NodeError};
+use super::{open_store, reflection, reflection_v1alpha, NodeError};
 use crate::api::grpc::pb;
 use crate::api::grpc::toplevel::TopLevelService;
 use crate::resolver::AdminBootstrap;
@@ -84,6 +84,7 @@ pub async fn serve(
     let server = Server::builder()
         .add_service(health_service)
         .add_service(reflection()?)
+        .add_service(reflection_v1alpha()?)
         .add_service(service(&top.top, forward))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),

@@ -23,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Limits, Prefix};
 use crate::record::{Record, RecordLimits, Value};
 use crate::store::{codec, Durability, SharedStore, Table};
+use crate::telemetry::Telemetry;
 use crate::template::Template;
 use crate::upstream::Forwarder;
 use latch::Latches;
@@ -125,6 +126,7 @@ pub struct Core {
     /// How identifiers this node does not serve are resolved; `None`: they are not found.
     forwarder: Option<Arc<Forwarder>>,
     resolutions: ResolutionCounts,
+    telemetry: Telemetry,
     latches: Latches,
     /// Enterprise accounts by prefix: few, read on every write, so kept in memory and
     /// written through.
@@ -158,6 +160,7 @@ impl Core {
             config,
             forwarder,
             resolutions: ResolutionCounts::default(),
+            telemetry: Telemetry::new(),
             latches: Latches::new(4096),
             enterprises: RwLock::new(enterprises),
             templates: RwLock::new(HashMap::new()),
@@ -209,6 +212,11 @@ impl Core {
 
     pub fn resolutions(&self) -> &ResolutionCounts {
         &self.resolutions
+    }
+
+    /// This node's metrics registry.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Resolves any identifier: from the store when this node serves its prefix (never

@@ -151,6 +151,11 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> StoreResult<()> {
         Ok(())
     }
+
+    /// Engine figures for monitoring, e.g. `("estimate-num-keys", n)`; empty by default.
+    fn properties(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 pub type SharedStore = Arc<dyn Store>;

@@ -169,6 +169,39 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    fn properties(&self) -> Vec<(&'static str, u64)> {
+        // Summed over column families, except the shared block cache (counted once).
+        let summed = [
+            ("estimate-num-keys", "rocksdb.estimate-num-keys"),
+            ("live-sst-files-size", "rocksdb.live-sst-files-size"),
+            (
+                "estimate-pending-compaction-bytes",
+                "rocksdb.estimate-pending-compaction-bytes",
+            ),
+            ("cur-size-all-mem-tables", "rocksdb.cur-size-all-mem-tables"),
+        ];
+        let mut out = Vec::new();
+        for (short, name) in summed {
+            let total = Table::ALL
+                .iter()
+                .filter_map(|t| self.cf(*t).ok())
+                .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+                .sum();
+            out.push((short, total));
+        }
+        if let Ok(cf) = self.cf(Table::Records) {
+            for (short, name) in [
+                ("block-cache-usage", "rocksdb.block-cache-usage"),
+                ("block-cache-capacity", "rocksdb.block-cache-capacity"),
+            ] {
+                if let Ok(Some(v)) = self.db.property_int_value_cf(cf, name) {
+                    out.push((short, v));
+                }
+            }
+        }
+        out
+    }
+
     fn flush(&self) -> StoreResult<()> {
         for t in Table::ALL {
             self.db.flush_cf(self.cf(t)?).map_err(err)?;

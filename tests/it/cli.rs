@@ -19,6 +19,10 @@ fn serve(dir: &Path) -> Served {
             "serve",
             "--grpc-addr",
             "127.0.0.1:0",
+            "--dns-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
             "--block-cache-mb",
             "16",
             "--data-dir",
@@ -259,7 +263,14 @@ fn bad_configuration_fails_before_binding() {
     )
     .unwrap();
     let out = Command::new(BIN)
-        .args(["serve", "--config", cfg.to_str().unwrap(), "--data-dir"])
+        .args([
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--dns-addr",
+            "off",
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .output()
         .unwrap();

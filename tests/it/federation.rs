@@ -31,7 +31,7 @@ impl TopNode {
             ..Default::default()
         };
         let top = idnode::node::toplevel::open(dir, config, 8 << 20, false).unwrap();
-        let listener = idnode::node::bind(addr.parse().unwrap()).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -637,4 +637,62 @@ async fn the_embedded_top_level_serves_other_nodes() {
     assert_eq!(r.values[0].r#type, "URL");
     let info = info(&a).await;
     assert_eq!(info.upstream, "the embedded top-level node");
+}
+
+#[tokio::test]
+async fn dns_and_http_forward_like_grpc() {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let p = province().await;
+    p.b.registry(Some(&p.b_token))
+        .create(create(axle("DNS-1", 60)))
+        .await
+        .unwrap();
+    let zone = Name::from_ascii("id.example.").unwrap();
+    let id = idnode::identifier::Identifier::parse("88.102.3/DNS-1").unwrap();
+    let mut q = Message::new(7, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(
+        idnode::api::dns::naming::encode(&id, &zone).unwrap(),
+        RecordType::TXT,
+    ));
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket
+        .send_to(&q.to_vec().unwrap(), p.a.dns_addr.unwrap())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let m = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(m.answers.len(), 2, "{m:?}");
+    assert!(
+        !m.metadata.authoritative,
+        "a forwarded answer is not authoritative"
+    );
+    let RData::TXT(t) = &m.answers[0].data else {
+        panic!("TXT expected")
+    };
+    assert_eq!(
+        t.txt_data[0].as_ref(),
+        b"1 string URL https://example-axle.cn/p/DNS-1"
+    );
+
+    // The HTTP interface of A forwards too, and hits the answer A cached for DNS.
+    let body: serde_json::Value = reqwest::get(format!(
+        "http://{}/api/handles/88.102.3/DNS-1",
+        p.a.http_addr.unwrap()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body["values"][1]["data"]["value"], "XY-2025-07");
+    let info = info(&p.a).await;
+    assert_eq!(
+        (info.remote_calls, info.cache_hits, info.resolved_forwarded),
+        (1, 1, 2)
+    );
 }

@@ -3,6 +3,8 @@
 mod admin;
 mod batch;
 mod cli;
+mod dns;
 mod federation;
+mod http;
 mod registry;
 mod support;

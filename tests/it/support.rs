@@ -15,6 +15,10 @@ pub type Svc = InterceptedService<Channel, BearerAuth>;
 
 pub struct TestNode {
     pub addr: SocketAddr,
+    /// DNS (UDP and TCP), when enabled.
+    pub dns_addr: Option<SocketAddr>,
+    /// HTTP base address, when enabled.
+    pub http_addr: Option<SocketAddr>,
     pub admin_token: String,
     pub data_dir: PathBuf,
     shutdown: CancellationToken,
@@ -29,6 +33,8 @@ pub fn config(data_dir: &Path, seed: bool) -> Config {
         Overrides {
             data_dir: Some(data_dir.to_owned()),
             grpc_addr: Some("127.0.0.1:0".into()),
+            dns_addr: Some("127.0.0.1:0".into()),
+            http_addr: Some("127.0.0.1:0".into()),
             no_seed: !seed,
             block_cache_mb: Some(16),
             ..Default::default()
@@ -64,12 +70,14 @@ impl TestNode {
         let data_dir = config.data_dir.clone();
         let data_dir = data_dir.as_path();
         let opened = idnode::node::open(&config, false).expect("node opens");
-        let listener = idnode::node::bind(config.grpc_addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listeners = idnode::node::bind(&config).await.unwrap();
+        let addr = listeners.grpc_addr().unwrap();
+        let dns_addr = listeners.dns_addr();
+        let http_addr = listeners.http_addr();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
-            idnode::node::serve(opened, &config, listener, token)
+            idnode::node::serve(opened, &config, listeners, token)
                 .await
                 .expect("node serves");
         });
@@ -85,6 +93,8 @@ impl TestNode {
             .unwrap();
         TestNode {
             addr,
+            dns_addr,
+            http_addr,
             admin_token,
             data_dir: data_dir.to_owned(),
             shutdown,

@@ -23,6 +23,20 @@ pub fn code(kind: ErrorKind) -> Code {
     }
 }
 
+/// A metrics label for an error kind.
+pub fn outcome(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidArgument => "invalid_argument",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::AlreadyExists => "already_exists",
+        ErrorKind::PermissionDenied => "permission_denied",
+        ErrorKind::Unauthenticated => "unauthenticated",
+        ErrorKind::ResourceExhausted => "resource_exhausted",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::Internal => "internal",
+    }
+}
+
 pub fn status(e: Error) -> Status {
     Status::new(code(e.kind), e.message)
 }

@@ -43,19 +43,36 @@ fn bearer<T>(req: &Request<T>) -> Result<Option<String>, Status> {
 }
 
 /// Runs `f` with the authenticated caller on the blocking pool.
-async fn call<T, R, F>(core: &Arc<Core>, req: &Request<T>, f: F) -> Result<Response<R>, Status>
+async fn call<T, R, F>(
+    core: &Arc<Core>,
+    req: &Request<T>,
+    op: &'static str,
+    f: F,
+) -> Result<Response<R>, Status>
 where
     R: Send + 'static,
     F: FnOnce(&Core, &Caller) -> Result<R, Error> + Send + 'static,
 {
+    let started = std::time::Instant::now();
     let token = bearer(req)?;
-    core.blocking(move |c| {
-        let caller = c.authenticate(token.as_deref())?;
-        f(c, &caller)
-    })
-    .await
-    .map(Response::new)
-    .map_err(status)
+    let r = core
+        .blocking(move |c| {
+            let caller = c.authenticate(token.as_deref())?;
+            f(c, &caller)
+        })
+        .await;
+    observe(core, op, started, &r);
+    r.map(Response::new).map_err(status)
+}
+
+/// Counts a request and its latency by outcome (the gRPC code's name).
+fn observe<R>(core: &Core, op: &'static str, started: std::time::Instant, r: &Result<R, Error>) {
+    let outcome = match r {
+        Ok(_) => "ok",
+        Err(e) => convert::outcome(e.kind),
+    };
+    core.telemetry()
+        .request("grpc", op, outcome, started.elapsed());
 }
 
 /// `idnode.v1.Resolver`.
@@ -83,12 +100,13 @@ impl pb::resolver_server::Resolver for ResolverService {
         };
         let token = bearer(&req)?;
         let hops = hops(&req)?;
+        let started = std::time::Instant::now();
         let resolved = self
             .core
             .resolve_routed(token, id, filter, hops, Interface::Grpc)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(resolved_to(resolved)))
+            .await;
+        observe(&self.core, "resolve", started, &resolved);
+        Ok(Response::new(resolved_to(resolved.map_err(status)?)))
     }
 }
 
@@ -146,7 +164,7 @@ impl pb::registry_server::Registry for RegistryService {
             .take()
             .ok_or_else(|| Status::invalid_argument("record is required"))?;
         let (id, record) = record_from(&self.core, record).map_err(status)?;
-        call(&self.core, &req, move |c, caller| {
+        call(&self.core, &req, "create", move |c, caller| {
             let outcome = c.create(caller, id, record)?;
             Ok(pb::CreateResponse {
                 created: outcome == CreateOutcome::Created,
@@ -178,7 +196,7 @@ impl pb::registry_server::Registry for RegistryService {
                 ))
             }
         };
-        call(&self.core, &req, move |c, caller| {
+        call(&self.core, &req, "update", move |c, caller| {
             let record = c.update(caller, &id, update)?;
             Ok(pb::UpdateResponse {
                 record: Some(convert::record_to(&id, record)),
@@ -195,7 +213,7 @@ impl pb::registry_server::Registry for RegistryService {
             .core
             .parse_identifier(&req.get_ref().identifier)
             .map_err(status)?;
-        call(&self.core, &req, move |c, caller| {
+        call(&self.core, &req, "delete", move |c, caller| {
             c.delete(caller, &id)?;
             Ok(pb::DeleteResponse {})
         })
@@ -207,7 +225,7 @@ impl pb::registry_server::Registry for RegistryService {
             .core
             .parse_identifier(&req.get_ref().identifier)
             .map_err(status)?;
-        call(&self.core, &req, move |c, caller| {
+        call(&self.core, &req, "get", move |c, caller| {
             let record = c.get(caller, &id)?;
             Ok(pb::GetResponse {
                 record: Some(convert::record_to(&id, record)),
@@ -313,7 +331,7 @@ impl pb::registry_server::Registry for RegistryService {
             r.page_size as usize
         };
         let cursor = (!r.cursor.is_empty()).then(|| r.cursor.clone());
-        call(&self.core, &req, move |c, caller| {
+        call(&self.core, &req, "list", move |c, caller| {
             let page = c.list(caller, &prefix, cursor.as_deref(), page_size)?;
             Ok(pb::ListResponse {
                 identifiers: page.identifiers.iter().map(|i| i.to_string()).collect(),
@@ -327,7 +345,7 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         req: Request<pb::GetCountsRequest>,
     ) -> Result<Response<pb::GetCountsResponse>, Status> {
-        call(&self.core, &req, |c, caller| {
+        call(&self.core, &req, "get_counts", |c, caller| {
             let counts = c.counts(caller)?;
             Ok(pb::GetCountsResponse {
                 node_total: counts.node_total,
@@ -351,7 +369,7 @@ impl pb::registry_server::Registry for RegistryService {
             .take()
             .ok_or_else(|| Status::invalid_argument("template is required"))?;
         let template = convert::template_from(template).map_err(status)?;
-        call(&self.core, &req, move |c, caller| {
+        call(&self.core, &req, "register_template", move |c, caller| {
             let outcome = c.register_template(caller, template)?;
             Ok(pb::RegisterTemplateResponse {
                 created: outcome == CreateOutcome::Created,
@@ -368,7 +386,7 @@ impl pb::registry_server::Registry for RegistryService {
             .core
             .parse_identifier(&req.get_ref().identifier)
             .map_err(status)?;
-        call(&self.core, &req, move |c, _| {
+        call(&self.core, &req, "get_template", move |c, _| {
             let t = c.template(&id)?;
             Ok(pb::GetTemplateResponse {
                 template: Some(convert::template_to(&t)),
@@ -387,7 +405,7 @@ impl pb::registry_server::Registry for RegistryService {
         } else {
             Some(self.core.parse_prefix(&text).map_err(status)?)
         };
-        call(&self.core, &req, move |c, _| {
+        call(&self.core, &req, "list_templates", move |c, _| {
             let templates = c.list_templates(prefix.as_ref())?;
             Ok(pb::ListTemplatesResponse {
                 templates: templates.iter().map(convert::template_to).collect(),
@@ -440,7 +458,7 @@ impl pb::admin_server::Admin for AdminService {
         let r = req.get_ref();
         let prefix = self.core.parse_prefix(&r.prefix).map_err(status)?;
         let (name, industry) = (r.name.clone(), r.industry_code.clone());
-        call(&self.core, &req, move |c, caller| {
+        call(&self.core, &req, "create_enterprise", move |c, caller| {
             let (enterprise, token) = c.create_enterprise(caller, &prefix, &name, &industry)?;
             Ok(pb::CreateEnterpriseResponse {
                 enterprise: Some(convert::enterprise_to(&enterprise, 0)),
@@ -454,7 +472,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::ListEnterprisesRequest>,
     ) -> Result<Response<pb::ListEnterprisesResponse>, Status> {
-        call(&self.core, &req, |c, caller| {
+        call(&self.core, &req, "list_enterprises", |c, caller| {
             let all = c.list_enterprises(caller)?;
             let enterprises = all
                 .iter()
@@ -479,7 +497,7 @@ impl pb::admin_server::Admin for AdminService {
             .parse_prefix(&req.get_ref().prefix)
             .map_err(status)?;
         let keep = req.get_ref().keep_previous;
-        call(&self.core, &req, move |c, caller| {
+        call(&self.core, &req, "rotate_token", move |c, caller| {
             Ok(pb::RotateTokenResponse {
                 token: c.rotate_token(caller, &prefix, keep)?,
             })
@@ -495,7 +513,7 @@ impl pb::admin_server::Admin for AdminService {
             .core
             .parse_prefix(&req.get_ref().prefix)
             .map_err(status)?;
-        call(&self.core, &req, move |c, caller| {
+        call(&self.core, &req, "revoke_tokens", move |c, caller| {
             c.revoke_tokens(caller, &prefix)?;
             Ok(pb::RevokeTokensResponse {})
         })
@@ -506,7 +524,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::GetNodeInfoRequest>,
     ) -> Result<Response<pb::GetNodeInfoResponse>, Status> {
-        call(&self.core, &req, |c, _| {
+        call(&self.core, &req, "get_node_info", |c, _| {
             let cfg = c.config();
             let (mut local, mut forwarded) = (0, 0);
             for via in Interface::ALL {

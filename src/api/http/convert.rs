@@ -1,0 +1,336 @@
+//! Handle.Net JSON ⇄ domain values, query strings, and the error mapping of the REST API.
+
+use axum::http::StatusCode;
+use base64::Engine;
+use serde_json::{json, Value as Json};
+
+use crate::error::{Error, ErrorKind};
+use crate::identifier::Identifier;
+use crate::record::{Format, Permissions, Reference, Value, DEFAULT_TTL};
+
+/// Handle response codes used by this API.
+pub mod code {
+    pub const SUCCESS: i64 = 1;
+    pub const ERROR: i64 = 2;
+    pub const SERVER_BUSY: i64 = 3;
+    pub const PROTOCOL_ERROR: i64 = 4;
+    pub const NOT_SUPPORTED: i64 = 5;
+    pub const HANDLE_NOT_FOUND: i64 = 100;
+    pub const HANDLE_ALREADY_EXISTS: i64 = 101;
+    pub const INVALID_HANDLE: i64 = 102;
+    pub const VALUES_NOT_FOUND: i64 = 200;
+    pub const VALUE_ALREADY_EXISTS: i64 = 201;
+    pub const INVALID_VALUE: i64 = 202;
+    pub const INSUFFICIENT_PERMISSIONS: i64 = 401;
+    pub const AUTHENTICATION_NEEDED: i64 = 402;
+}
+
+/// The one mapping from core errors to (HTTP status, Handle response code).
+pub fn status(kind: ErrorKind) -> (StatusCode, i64) {
+    match kind {
+        ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, code::INVALID_VALUE),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, code::HANDLE_NOT_FOUND),
+        ErrorKind::AlreadyExists => (StatusCode::CONFLICT, code::HANDLE_ALREADY_EXISTS),
+        ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, code::INSUFFICIENT_PERMISSIONS),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, code::AUTHENTICATION_NEEDED),
+        ErrorKind::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, code::SERVER_BUSY),
+        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_BUSY),
+        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, code::ERROR),
+    }
+}
+
+/// `key=value` pairs of a query string, percent-decoded (`+` is a space), in order.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    raw.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// Handle.Net booleans: true when present and empty, `true` or `yes`.
+pub fn flag(pairs: &[(String, String)], name: &str) -> Option<bool> {
+    pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| {
+        v.is_empty() || v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("yes")
+    })
+}
+
+pub fn all<'a>(pairs: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> {
+    pairs
+        .iter()
+        .filter(move |(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Seconds since the epoch as `2022-05-04T06:45:34Z`.
+pub fn iso8601(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A value as the Handle.Net REST API shows it.
+pub fn value_to_json(v: &Value) -> Json {
+    let data = match v.format {
+        Format::Binary => json!({
+            "format": "base64",
+            "value": base64::engine::general_purpose::STANDARD.encode(&v.data),
+        }),
+        Format::Json if v.kind == "HS_ADMIN" => match serde_json::from_slice::<Json>(&v.data) {
+            Ok(value) => json!({ "format": "admin", "value": value }),
+            Err(_) => json!({ "format": "string", "value": String::from_utf8_lossy(&v.data) }),
+        },
+        Format::String | Format::Json => {
+            json!({ "format": "string", "value": String::from_utf8_lossy(&v.data) })
+        }
+    };
+    let mut out = json!({
+        "index": v.index,
+        "type": v.kind,
+        "data": data,
+        "ttl": v.ttl,
+        "timestamp": iso8601(v.timestamp),
+    });
+    if v.permissions != Permissions::default() {
+        out["permissions"] = json!(v.permissions.to_string());
+    }
+    if !v.references.is_empty() {
+        out["references"] = v
+            .references
+            .iter()
+            .map(|r| json!({ "handle": r.identifier.to_string(), "index": r.index }))
+            .collect();
+    }
+    out
+}
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::invalid(msg)
+}
+
+fn uint(v: &Json, what: &str) -> Result<u32, Error> {
+    match v {
+        Json::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| bad(format!("{what} must be a non-negative integer")))
+}
+
+/// A value from Handle.Net JSON: `data` as `{format, value}` or a bare string; `index` as a
+/// number or a string.
+pub fn value_from_json(v: &Json) -> Result<Value, Error> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("a value must be a JSON object"))?;
+    let index = uint(
+        obj.get("index")
+            .ok_or_else(|| bad("a value needs an index"))?,
+        "index",
+    )?;
+    let kind = obj
+        .get("type")
+        .and_then(Json::as_str)
+        .ok_or_else(|| bad(format!("value {index}: type must be a string")))?
+        .to_owned();
+    let (format, data) = match obj.get("data") {
+        None | Some(Json::Null) => (Format::String, Vec::new()),
+        Some(Json::String(s)) => (Format::String, s.clone().into_bytes()),
+        Some(Json::Object(d)) => {
+            let fmt = d.get("format").and_then(Json::as_str).unwrap_or("string");
+            let value = d.get("value").cloned().unwrap_or(Json::Null);
+            match (fmt, value) {
+                ("string", Json::String(s)) => (Format::String, s.into_bytes()),
+                ("string", other) => (Format::String, other.to_string().into_bytes()),
+                ("base64", Json::String(s)) => (
+                    Format::Binary,
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s.trim())
+                        .map_err(|_| bad(format!("value {index}: data is not base64")))?,
+                ),
+                ("hex", Json::String(s)) => (
+                    Format::Binary,
+                    hex::decode(s.trim())
+                        .map_err(|_| bad(format!("value {index}: data is not hex")))?,
+                ),
+                ("base64" | "hex", _) => {
+                    return Err(bad(format!("value {index}: {fmt} data must be a string")))
+                }
+                // admin, site, vlist, key...: structured; kept as JSON.
+                (_, other) => (Format::Json, other.to_string().into_bytes()),
+            }
+        }
+        Some(other) => (Format::Json, other.to_string().into_bytes()),
+    };
+    let ttl = match obj.get("ttl") {
+        None | Some(Json::Null) => DEFAULT_TTL,
+        Some(t) => uint(t, "ttl").unwrap_or(DEFAULT_TTL).max(1),
+    };
+    let permissions = match obj.get("permissions").and_then(Json::as_str) {
+        None => Permissions::default(),
+        Some(p) => Permissions::parse(p).ok_or_else(|| {
+            bad(format!(
+                "value {index}: permissions must be 4 characters of 0/1"
+            ))
+        })?,
+    };
+    let references = match obj.get("references") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(refs)) => refs
+            .iter()
+            .map(|r| {
+                let handle = r
+                    .get("handle")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| bad(format!("value {index}: a reference needs a handle")))?;
+                Ok(Reference {
+                    identifier: Identifier::parse(handle)?,
+                    index: uint(r.get("index").unwrap_or(&Json::Null), "reference index")?,
+                })
+            })
+            .collect::<Result<_, Error>>()?,
+        Some(_) => return Err(bad(format!("value {index}: references must be an array"))),
+    };
+    Ok(Value {
+        index,
+        kind,
+        format,
+        data,
+        ttl,
+        timestamp: 0,
+        permissions,
+        references,
+    })
+}
+
+/// The values of a PUT body: `{"handle": ..., "values": [...]}`, a bare array, or one value.
+/// Returns the values and the body's `handle`, if any.
+pub fn body_values(body: &Json) -> Result<(Vec<Value>, Option<String>), Error> {
+    let (list, handle) = match body {
+        Json::Array(a) => (a.as_slice(), None),
+        Json::Object(o) if o.contains_key("values") => (
+            o["values"]
+                .as_array()
+                .map(Vec::as_slice)
+                .ok_or_else(|| bad("values must be an array"))?,
+            o.get("handle").and_then(Json::as_str).map(str::to_owned),
+        ),
+        Json::Object(_) => (std::slice::from_ref(body), None),
+        _ => return Err(bad("the body must be a JSON object or array")),
+    };
+    let values = list.iter().map(value_from_json).collect::<Result<_, _>>()?;
+    Ok((values, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_its_status() {
+        let table = [
+            (ErrorKind::InvalidArgument, 400, 202),
+            (ErrorKind::NotFound, 404, 100),
+            (ErrorKind::AlreadyExists, 409, 101),
+            (ErrorKind::PermissionDenied, 403, 401),
+            (ErrorKind::Unauthenticated, 401, 402),
+            (ErrorKind::ResourceExhausted, 429, 3),
+            (ErrorKind::Unavailable, 503, 3),
+            (ErrorKind::Internal, 500, 2),
+        ];
+        assert_eq!(table.len(), ErrorKind::ALL.len());
+        for (kind, http, handle) in table {
+            assert_eq!(
+                status(kind),
+                (StatusCode::from_u16(http).unwrap(), handle),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(1_651_646_734), "2022-05-04T06:45:34Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn handle_value_shapes() {
+        let bare: Json =
+            serde_json::from_str(r#"{"index":"1","type":"URL","data":"https://e.cn"}"#).unwrap();
+        let v = value_from_json(&bare).unwrap();
+        assert_eq!(
+            (v.index, v.format, v.data.as_slice()),
+            (1, Format::String, b"https://e.cn".as_slice())
+        );
+        let admin: Json = serde_json::from_str(
+            r#"{"index":"100","type":"HS_ADMIN","data":{"format":"admin","value":{"handle":"88.101.5/ADMIN","index":"200","permissions":"011111110011"}}}"#,
+        )
+        .unwrap();
+        let v = value_from_json(&admin).unwrap();
+        assert_eq!((v.index, v.format), (100, Format::Json));
+        let back = value_to_json(&v);
+        assert_eq!(back["data"]["format"], "admin");
+        assert_eq!(back["data"]["value"]["handle"], "88.101.5/ADMIN");
+        let b64: Json = serde_json::from_str(
+            r#"{"index":5,"type":"K","data":{"format":"base64","value":"AAEC"}}"#,
+        )
+        .unwrap();
+        assert_eq!(value_from_json(&b64).unwrap().data, vec![0, 1, 2]);
+        for bad in [
+            r#"{"type":"URL","data":"x"}"#,
+            r#"{"index":-1,"type":"URL"}"#,
+            r#"{"index":1,"type":5}"#,
+            r#"{"index":1,"type":"K","data":{"format":"base64","value":"!!"}}"#,
+            r#"{"index":1,"type":"K","data":"x","permissions":"11"}"#,
+            r#"[1]"#,
+        ] {
+            let j: Json = serde_json::from_str(bad).unwrap();
+            assert!(value_from_json(&j).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bodies_and_queries() {
+        let body: Json = serde_json::from_str(
+            r#"{"handle":"88.101.5/x","values":[{"index":1,"type":"URL","data":"u"}]}"#,
+        )
+        .unwrap();
+        let (values, handle) = body_values(&body).unwrap();
+        assert_eq!((values.len(), handle.as_deref()), (1, Some("88.101.5/x")));
+        let one: Json = serde_json::from_str(r#"{"index":2,"type":"EMAIL","data":"a@b"}"#).unwrap();
+        assert_eq!(body_values(&one).unwrap().0.len(), 1);
+        let q = query_pairs(Some(
+            "index=1&index=2&type=URL&publicOnly&overwrite=false&x=a%2Fb+c",
+        ));
+        assert_eq!(all(&q, "index").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(flag(&q, "publicOnly"), Some(true));
+        assert_eq!(flag(&q, "overwrite"), Some(false));
+        assert_eq!(flag(&q, "pretty"), None);
+        assert_eq!(all(&q, "x").next(), Some("a/b c"));
+    }
+}

@@ -1,0 +1,594 @@
+//! The HTTP adapter (axum): the Handle.Net v9 compatible REST API, `/healthz`, `/metrics`.
+//!
+//! - `GET /api/handles/{identifier}` (`type=`, `index=` filters, `publicOnly`): values the
+//!   caller may see; forwarded like every resolution.
+//! - `PUT /api/handles/{identifier}`: create (`overwrite=false`: 201, or 409 if it exists),
+//!   replace (`overwrite`, the default), or with `index=` add/modify exactly those values.
+//! - `DELETE /api/handles/{identifier}`: the record, or `index=` values.
+//! - `GET /api/handles?prefix=P&page=N&pageSize=M`: identifiers with exactly prefix `P`
+//!   (pages count from 0; without `pageSize` every identifier, up to 100,000).
+//!
+//! Authentication: `Authorization: Bearer <token>`, or HTTP Basic as Handle clients send it:
+//! user `index:handle` (percent-encoded or not), password = the token of the enterprise that
+//! owns the handle's prefix (or the admin token). Every error is JSON
+//! `{"responseCode": N, "handle": ..., "message": ...}` without internal detail.
+
+pub mod convert;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use serde_json::{json, Value as Json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Caller;
+use crate::error::{Error, ErrorKind};
+use crate::identifier::Identifier;
+use crate::resolver::{Core, CreateOutcome, Filter, Interface, Update};
+use crate::telemetry::Telemetry;
+use convert::code;
+
+/// Largest request body accepted (a full record plus JSON overhead).
+const MAX_BODY: usize = 4 << 20;
+/// Most identifiers one unpaged listing returns.
+const MAX_UNPAGED: usize = 100_000;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub core: Arc<Core>,
+}
+
+/// The routes of the HTTP interface.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/api/handles", get(list))
+        .route(
+            "/api/handles/{*handle}",
+            get(read).put(write).delete(remove),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            reply(
+                StatusCode::NOT_FOUND,
+                json!({ "responseCode": code::PROTOCOL_ERROR, "message": "no such endpoint" }),
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown`, letting open requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+fn reply(status: StatusCode, body: Json) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A failed request: HTTP status, Handle response code, message.
+struct Failure {
+    status: StatusCode,
+    code: i64,
+    message: String,
+    handle: Option<String>,
+}
+
+impl Failure {
+    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            code,
+            message: message.into(),
+            handle: None,
+        }
+    }
+
+    fn about(mut self, handle: &str) -> Failure {
+        self.handle = Some(handle.to_owned());
+        self
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let (status, code) = convert::status(e.kind);
+        Failure::new(status, code, e.message)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "responseCode": self.code, "message": self.message });
+        if let Some(h) = self.handle {
+            body["handle"] = json!(h);
+        }
+        reply(self.status, body)
+    }
+}
+
+/// Credentials of a request: the token, and for Basic the handle named in the user name.
+fn credentials(headers: &HeaderMap) -> Result<Option<(String, Option<String>)>, Failure> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let unauthorized =
+        |m: &str| Failure::new(StatusCode::UNAUTHORIZED, code::AUTHENTICATION_NEEDED, m);
+    let value = value
+        .to_str()
+        .map_err(|_| unauthorized("the Authorization header is not ASCII"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Some((rest.trim().to_owned(), None)));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| unauthorized("Basic credentials are not base64 of user:password"))?;
+        let (user, password) = decoded
+            .rsplit_once(':')
+            .ok_or_else(|| unauthorized("Basic credentials need user:password"))?;
+        let user = percent_encoding::percent_decode_str(user)
+            .decode_utf8_lossy()
+            .into_owned();
+        // "index:handle" (the handle holding the secret); the index is informational.
+        let handle = user
+            .split_once(':')
+            .map(|(_, h)| h)
+            .unwrap_or(&user)
+            .to_owned();
+        return Ok(Some((password.to_owned(), Some(handle))));
+    }
+    Err(unauthorized("use Authorization: Bearer <token> or Basic"))
+}
+
+/// Authenticates on the blocking pool; for Basic, the user's handle must belong to the
+/// caller.
+async fn caller(core: &Arc<Core>, headers: &HeaderMap) -> Result<Caller, Failure> {
+    let Some((token, handle)) = credentials(headers)? else {
+        return Ok(Caller::Anonymous);
+    };
+    let caller = core
+        .blocking(move |c| {
+            let caller = c.authenticate(Some(&token))?;
+            if let Some(h) = handle {
+                let owned = match Identifier::parse(&h) {
+                    Ok(id) => {
+                        caller.owns(&id.prefix(), &c.config().node_prefix)
+                            || caller == Caller::Admin
+                    }
+                    Err(_) => false,
+                };
+                if !owned {
+                    return Err(Error::unauthenticated(format!(
+                        "the credentials do not belong to user handle {h}"
+                    )));
+                }
+            }
+            Ok(caller)
+        })
+        .await?;
+    Ok(caller)
+}
+
+fn token_only(headers: &HeaderMap) -> Result<Option<String>, Failure> {
+    Ok(credentials(headers)?.map(|(t, _)| t))
+}
+
+fn parse_id(core: &Core, text: &str) -> Result<Identifier, Failure> {
+    core.parse_identifier(text).map_err(|e| {
+        Failure::new(StatusCode::BAD_REQUEST, code::INVALID_HANDLE, e.message).about(text)
+    })
+}
+
+fn indexes(pairs: &[(String, String)]) -> Result<(Vec<u32>, bool), Failure> {
+    let mut out = Vec::new();
+    let mut various = false;
+    for v in convert::all(pairs, "index") {
+        if v == "various" {
+            various = true;
+            continue;
+        }
+        out.push(v.parse().map_err(|_| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                code::PROTOCOL_ERROR,
+                format!("index {v:?} is not a number"),
+            )
+        })?);
+    }
+    Ok((out, various))
+}
+
+fn observe(t: &Telemetry, op: &'static str, started: Instant, r: &Result<Response, Failure>) {
+    let outcome = match r {
+        Ok(_) => "ok",
+        Err(f) if f.status.is_client_error() => "client_error",
+        Err(_) => "error",
+    };
+    t.request("http", op, outcome, started.elapsed());
+}
+
+async fn read(
+    State(s): State<HttpState>,
+    Path(handle): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let started = Instant::now();
+    let r = read_inner(&s, &handle, raw.as_deref(), &headers).await;
+    observe(s.core.telemetry(), "get", started, &r);
+    r.map_err(|f| f.about(&handle))
+}
+
+async fn read_inner(
+    s: &HttpState,
+    handle: &str,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, Failure> {
+    let id = parse_id(&s.core, handle)?;
+    let q = convert::query_pairs(raw);
+    let (idx, _) = indexes(&q)?;
+    let filter = Filter {
+        types: convert::all(&q, "type").map(str::to_owned).collect(),
+        indexes: idx,
+    };
+    let filtered = !filter.types.is_empty() || !filter.indexes.is_empty();
+    let token = if convert::flag(&q, "publicOnly") == Some(true) {
+        None
+    } else {
+        token_only(headers)?
+    };
+    let resolved = s
+        .core
+        .resolve_routed(token, id.clone(), filter, 0, Interface::Http)
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::NotFound => {
+                Failure::new(StatusCode::NOT_FOUND, code::HANDLE_NOT_FOUND, e.message)
+            }
+            _ => e.into(),
+        })?;
+    let response_code = if filtered && resolved.values.is_empty() {
+        code::VALUES_NOT_FOUND
+    } else {
+        code::SUCCESS
+    };
+    let values: Vec<Json> = resolved.values.iter().map(convert::value_to_json).collect();
+    let body = json!({ "responseCode": response_code, "handle": id.to_string(), "values": values });
+    if convert::flag(&q, "pretty") == Some(true) {
+        let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            text,
+        )
+            .into_response());
+    }
+    Ok(reply(StatusCode::OK, body))
+}
+
+async fn write(
+    State(s): State<HttpState>,
+    Path(handle): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let started = Instant::now();
+    let r = write_inner(&s, &handle, raw.as_deref(), &headers, body).await;
+    observe(s.core.telemetry(), "put", started, &r);
+    r.map_err(|f| f.about(&handle))
+}
+
+async fn write_inner(
+    s: &HttpState,
+    handle: &str,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let protocol = |m: String| Failure::new(StatusCode::BAD_REQUEST, code::PROTOCOL_ERROR, m);
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json_body {
+        return Err(protocol("PUT needs Content-Type: application/json".into()));
+    }
+    let id = parse_id(&s.core, handle)?;
+    let q = convert::query_pairs(raw);
+    if convert::flag(&q, "mintNewSuffix") == Some(true) {
+        return Err(Failure::new(
+            StatusCode::NOT_IMPLEMENTED,
+            code::NOT_SUPPORTED,
+            "mintNewSuffix is not supported: choose the suffix",
+        ));
+    }
+    let overwrite = convert::flag(&q, "overwrite").unwrap_or(true);
+    let (idx, various) = indexes(&q)?;
+    let json: Json = serde_json::from_slice(&body)
+        .map_err(|e| protocol(format!("the body is not JSON: {e}")))?;
+    let (values, body_handle) = convert::body_values(&json).map_err(|e| protocol(e.message))?;
+    if let Some(h) = body_handle {
+        if parse_id(&s.core, &h)? != id {
+            return Err(protocol(format!(
+                "the body's handle {h} differs from the path's {id}"
+            )));
+        }
+    }
+    let caller = caller(&s.core, headers).await?;
+    let done = |status, response_code| {
+        Ok(reply(
+            status,
+            json!({ "responseCode": response_code, "handle": id.to_string() }),
+        ))
+    };
+
+    if idx.is_empty() && !various {
+        let record = crate::record::Record::new(values);
+        let (target, creator) = (id.clone(), caller.clone());
+        if !overwrite {
+            let outcome = s
+                .core
+                .blocking(move |c| c.create(&creator, target, record))
+                .await;
+            return match outcome {
+                Ok(CreateOutcome::Created) => done(StatusCode::CREATED, code::SUCCESS),
+                Ok(CreateOutcome::AlreadyPresent)
+                | Err(Error {
+                    kind: ErrorKind::AlreadyExists,
+                    ..
+                }) => Err(Failure::new(
+                    StatusCode::CONFLICT,
+                    code::HANDLE_ALREADY_EXISTS,
+                    format!("{id} already exists"),
+                )),
+                Err(e) => Err(e.into()),
+            };
+        }
+        // Overwrite: replace when present, else create.
+        s.core
+            .blocking(move |c| {
+                match c.update(&creator, &target, Update::Replace(record.values.clone())) {
+                    Err(e) if e.kind == ErrorKind::NotFound => {
+                        c.create(&creator, target, record).map(|_| ())
+                    }
+                    other => other.map(|_| ()),
+                }
+            })
+            .await?;
+        return done(StatusCode::OK, code::SUCCESS);
+    }
+
+    // index=...: add or modify exactly these values, merged into the record.
+    if !various {
+        let mut sent: Vec<u32> = values.iter().map(|v| v.index).collect();
+        let mut asked = idx.clone();
+        sent.sort_unstable();
+        asked.sort_unstable();
+        asked.dedup();
+        if sent != asked {
+            return Err(protocol(format!(
+                "the body's value indexes {sent:?} differ from the index parameters {asked:?}"
+            )));
+        }
+    }
+    let target = id.clone();
+    s.core
+        .blocking(move |c| {
+            let current = c.get(&caller, &target)?;
+            let (modify, add): (Vec<_>, Vec<_>) = values
+                .into_iter()
+                .partition(|v| current.value(v.index).is_some());
+            if !overwrite && !modify.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{target} already has a value at index {}", modify[0].index),
+                ));
+            }
+            c.update(
+                &caller,
+                &target,
+                Update::Edit {
+                    add,
+                    modify,
+                    remove: Vec::new(),
+                },
+            )
+        })
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::AlreadyExists => {
+                Failure::new(StatusCode::CONFLICT, code::VALUE_ALREADY_EXISTS, e.message)
+            }
+            _ => e.into(),
+        })?;
+    done(StatusCode::OK, code::SUCCESS)
+}
+
+async fn remove(
+    State(s): State<HttpState>,
+    Path(handle): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let started = Instant::now();
+    let r = remove_inner(&s, &handle, raw.as_deref(), &headers).await;
+    observe(s.core.telemetry(), "delete", started, &r);
+    r.map_err(|f| f.about(&handle))
+}
+
+async fn remove_inner(
+    s: &HttpState,
+    handle: &str,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, Failure> {
+    let id = parse_id(&s.core, handle)?;
+    let q = convert::query_pairs(raw);
+    let (idx, _) = indexes(&q)?;
+    let caller = caller(&s.core, headers).await?;
+    let target = id.clone();
+    s.core
+        .blocking(move |c| {
+            if idx.is_empty() {
+                return c.delete(&caller, &target);
+            }
+            let current = c.get(&caller, &target)?;
+            if let Some(missing) = idx.iter().find(|i| current.value(**i).is_none()) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{target} has no value at index {missing}"),
+                ));
+            }
+            c.update(
+                &caller,
+                &target,
+                Update::Edit {
+                    add: Vec::new(),
+                    modify: Vec::new(),
+                    remove: idx,
+                },
+            )
+            .map(|_| ())
+        })
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::InvalidArgument => {
+                Failure::new(StatusCode::BAD_REQUEST, code::VALUES_NOT_FOUND, e.message)
+            }
+            _ => e.into(),
+        })?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({ "responseCode": code::SUCCESS, "handle": id.to_string() }),
+    ))
+}
+
+async fn list(
+    State(s): State<HttpState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let started = Instant::now();
+    let r = list_inner(&s, raw.as_deref(), &headers).await;
+    observe(s.core.telemetry(), "list", started, &r);
+    r
+}
+
+async fn list_inner(
+    s: &HttpState,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, Failure> {
+    let q = convert::query_pairs(raw);
+    let protocol = |m: &str| Failure::new(StatusCode::BAD_REQUEST, code::PROTOCOL_ERROR, m);
+    let prefix_text = convert::all(&q, "prefix")
+        .next()
+        .ok_or_else(|| protocol("prefix is required"))?
+        .to_owned();
+    let prefix = s.core.parse_prefix(&prefix_text).map_err(Failure::from)?;
+    let number = |name: &str| -> Result<Option<usize>, Failure> {
+        convert::all(&q, name)
+            .next()
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| protocol("page and pageSize must be numbers"))
+            })
+            .transpose()
+    };
+    let page = number("page")?.unwrap_or(0);
+    let page_size = number("pageSize")?;
+    let caller = caller(&s.core, headers).await?;
+    let (handles, total) = s
+        .core
+        .blocking(move |c| {
+            // Walk the prefix with cursor pages: skip to the page asked for, count the rest.
+            let (skip, take) = match page_size {
+                Some(n) => (page.saturating_mul(n), n),
+                None => (0, MAX_UNPAGED),
+            };
+            let (mut seen, mut out, mut cursor) = (0usize, Vec::new(), None::<String>);
+            loop {
+                let listing = c.list(&caller, &prefix, cursor.as_deref(), 1000)?;
+                for id in &listing.identifiers {
+                    if seen >= skip && out.len() < take {
+                        out.push(id.to_string());
+                    }
+                    seen += 1;
+                }
+                match listing.next_cursor {
+                    Some(next) if seen < 10_000_000 => cursor = Some(next),
+                    _ => break,
+                }
+            }
+            Ok((out, seen))
+        })
+        .await?;
+    let mut body = json!({
+        "responseCode": code::SUCCESS,
+        "prefix": prefix_text,
+        "totalCount": total.to_string(),
+        "handles": handles,
+    });
+    if let Some(n) = page_size {
+        body["page"] = json!(page);
+        body["pageSize"] = json!(n);
+    }
+    Ok(reply(StatusCode::OK, body))
+}
+
+async fn healthz(State(s): State<HttpState>) -> Response {
+    let check = s.core.blocking(|c| c.node_total()).await;
+    match check {
+        Ok(n) => reply(
+            StatusCode::OK,
+            json!({ "status": "ok", "store": "ok", "node_prefix": s.core.config().node_prefix.to_string(), "registered": n }),
+        ),
+        Err(_) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "error", "store": "unavailable" }),
+        ),
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    let core = Arc::clone(&s.core);
+    let text = tokio::task::spawn_blocking(move || core.telemetry().render(&core))
+        .await
+        .unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
