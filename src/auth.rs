@@ -32,6 +32,23 @@ pub struct Credential {
     pub secret_sha256: String,
     pub subject: Subject,
     pub created_at: i64,
+    /// Seconds since the epoch after which the token is refused; `None`: no expiry.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// Limits the node admin sets on an enterprise; `None`: unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// Identifiers registered under the prefix at any time.
+    #[serde(default)]
+    pub max_registrations: Option<u64>,
+    /// Registrations per calendar day (UTC).
+    #[serde(default)]
+    pub max_registrations_per_day: Option<u64>,
+    /// Requests per second made with the enterprise's tokens (token bucket, burst = 1 s).
+    #[serde(default)]
+    pub max_requests_per_second: Option<u32>,
 }
 
 /// An enterprise account: a name and the prefix it owns.
@@ -45,6 +62,8 @@ pub struct Enterprise {
     /// Ids of the credentials currently valid for this enterprise.
     #[serde(default)]
     pub credential_ids: Vec<String>,
+    #[serde(default)]
+    pub quota: Quota,
 }
 
 /// The authenticated identity of a request.
@@ -92,6 +111,7 @@ pub fn mint(subject: Subject, now: i64) -> NewToken {
             id,
             subject,
             created_at: now,
+            expires_at: None,
         },
     }
 }

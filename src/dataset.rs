@@ -11,13 +11,14 @@
 //! Value fields: `index` (required), `type` (required), `data` (string; base64 when
 //! `format` is `binary`), `format` (`string` default, `json`, `binary`), `ttl` (seconds,
 //! default 86400), `permissions` (`admin_read admin_write public_read public_write`, default
-//! `1110`), `references` (`[{"identifier": ..., "index": ...}]`), and on output `timestamp`.
+//! `1110`), `classification` (`public`, `partner`, `private`; overrides the read bits),
+//! `references` (`[{"identifier": ..., "index": ...}]`), and on output `timestamp`.
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::identifier::Identifier;
-use crate::record::{Format, Permissions, Record, Reference, Value, DEFAULT_TTL};
+use crate::record::{Classification, Format, Permissions, Record, Reference, Value, DEFAULT_TTL};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +40,9 @@ pub struct ValueJson {
     pub ttl: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<String>,
+    /// `public`, `partner` or `private`; overrides the read bits of `permissions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<ReferenceJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +63,8 @@ pub enum DatasetError {
     Format { index: u32, format: String },
     #[error("value {index}: permissions {0:?} must be 4 characters of 0/1", .perms)]
     Permissions { index: u32, perms: String },
+    #[error("value {index}: classification {classification:?} is not public, partner or private")]
+    Classification { index: u32, classification: String },
     #[error("value {index}: binary data is not base64")]
     Base64 { index: u32 },
     #[error("value {index}: reference {identifier:?}: {reason}")]
@@ -85,13 +91,21 @@ impl ValueJson {
                 .map_err(|_| DatasetError::Base64 { index })?,
             _ => self.data.as_bytes().to_vec(),
         };
-        let permissions = match &self.permissions {
+        let mut permissions = match &self.permissions {
             None => Permissions::default(),
             Some(p) => Permissions::parse(p).ok_or_else(|| DatasetError::Permissions {
                 index,
                 perms: p.clone(),
             })?,
         };
+        if let Some(c) = &self.classification {
+            permissions.classify(Classification::from_name(c).ok_or_else(|| {
+                DatasetError::Classification {
+                    index,
+                    classification: c.clone(),
+                }
+            })?);
+        }
         let references = self
             .references
             .iter()
@@ -132,6 +146,7 @@ impl ValueJson {
             format: Some(v.format.name().to_owned()),
             ttl: Some(v.ttl),
             permissions: Some(v.permissions.to_string()),
+            classification: Some(v.permissions.classification().name().to_owned()),
             references: v
                 .references
                 .iter()

@@ -40,12 +40,36 @@ impl ErrorKind {
     ];
 }
 
+/// Machine-readable reasons for refusals, with the codes of China's national identifier
+/// software (IDIS) so existing clients can act on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// 603: the enterprise's request-rate limit.
+    RequestLimit,
+    /// 604: the enterprise's registration limit (total or per day).
+    RegistrationLimit,
+    /// 406: too many failed authentications from this client.
+    AuthenticationLimit,
+}
+
+impl Reason {
+    pub fn code(self) -> u16 {
+        match self {
+            Reason::RequestLimit => 603,
+            Reason::RegistrationLimit => 604,
+            Reason::AuthenticationLimit => 406,
+        }
+    }
+}
+
 /// An error with its kind and a client-safe message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// Why a limit refused the request, when one did.
+    pub reason: Option<Reason>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -55,6 +79,17 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// A limit refused the request: `ResourceExhausted` with a machine-readable reason,
+    /// whose code also prefixes the message (`[604] ...`).
+    pub fn limit(reason: Reason, message: impl std::fmt::Display) -> Error {
+        Error {
+            kind: ErrorKind::ResourceExhausted,
+            message: format!("[{}] {message}", reason.code()),
+            reason: Some(reason),
         }
     }
 

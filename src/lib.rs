@@ -9,6 +9,7 @@
 //! - [`template`]: industry metadata templates and the check of a record against one (pure).
 //! - [`auth`]: tokens, credentials, enterprises, callers (pure).
 //! - [`error`]: the protocol-neutral `Error` and `ErrorKind`.
+//! - [`audit`]: verification of the hash-chained operation log and of signed log heads.
 //! - [`dataset`]: the JSON record format of files (seeds, `register --file`, output).
 //! - [`store`]: the `Store` trait, its RocksDB and in-memory implementations, the on-disk codec.
 //! - [`resolver`]: the core: resolve, register, accounts, templates, counts.
@@ -23,6 +24,7 @@
 //! The `idnode` binary (`src/main.rs`, `src/cli/`) holds the operator and client commands.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod dataset;

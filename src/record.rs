@@ -65,13 +65,45 @@ impl Format {
     }
 }
 
-/// Who may read and write a value (Handle permission bits).
+/// How sensitive a value is (the seed plan's data classification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Classification {
+    /// Anyone may read it (`public_read`).
+    Public,
+    /// The owner and the enterprises it granted read access to.
+    Partner,
+    /// The owner only.
+    Private,
+}
+
+impl Classification {
+    pub fn name(self) -> &'static str {
+        match self {
+            Classification::Public => "public",
+            Classification::Partner => "partner",
+            Classification::Private => "private",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Classification> {
+        match s {
+            "public" => Some(Classification::Public),
+            "partner" => Some(Classification::Partner),
+            "private" => Some(Classification::Private),
+            _ => None,
+        }
+    }
+}
+
+/// Who may read and write a value (Handle permission bits, plus partner reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Permissions {
     pub admin_read: bool,
     pub admin_write: bool,
     pub public_read: bool,
     pub public_write: bool,
+    /// Enterprises granted partner access may read it (not a Handle bit).
+    pub partner_read: bool,
 }
 
 impl Default for Permissions {
@@ -82,6 +114,7 @@ impl Default for Permissions {
             admin_write: true,
             public_read: true,
             public_write: false,
+            partner_read: false,
         }
     }
 }
@@ -98,11 +131,13 @@ impl Permissions {
             admin_write: b[1] == b'1',
             public_read: b[2] == b'1',
             public_write: b[3] == b'1',
+            partner_read: false,
         })
     }
 
     pub fn bits(self) -> u8 {
-        (self.admin_read as u8) << 3
+        (self.partner_read as u8) << 4
+            | (self.admin_read as u8) << 3
             | (self.admin_write as u8) << 2
             | (self.public_read as u8) << 1
             | self.public_write as u8
@@ -114,7 +149,25 @@ impl Permissions {
             admin_write: bits & 4 != 0,
             public_read: bits & 2 != 0,
             public_write: bits & 1 != 0,
+            partner_read: bits & 16 != 0,
         }
+    }
+
+    pub fn classification(self) -> Classification {
+        if self.public_read {
+            Classification::Public
+        } else if self.partner_read {
+            Classification::Partner
+        } else {
+            Classification::Private
+        }
+    }
+
+    /// Sets the read bits for a classification (the owner keeps reading).
+    pub fn classify(&mut self, c: Classification) {
+        self.public_read = c == Classification::Public;
+        self.partner_read = c == Classification::Partner;
+        self.admin_read = true;
     }
 }
 
@@ -436,6 +489,16 @@ mod tests {
             assert_eq!(p.to_string(), s);
             assert_eq!(Permissions::from_bits(p.bits()), p);
         }
+        let mut p = Permissions::default();
+        assert_eq!(p.classification(), Classification::Public);
+        p.classify(Classification::Partner);
+        assert_eq!(
+            (p.classification(), p.to_string()),
+            (Classification::Partner, "1100".into())
+        );
+        assert_eq!(Permissions::from_bits(p.bits()), p);
+        p.classify(Classification::Private);
+        assert_eq!(p.classification(), Classification::Private);
         for bad in ["", "111", "11100", "11a0"] {
             assert_eq!(Permissions::parse(bad), None);
         }

@@ -1,6 +1,7 @@
 //! Client commands: talk to a running node over gRPC, print for people or, with `--json`,
 //! for scripts.
 
+pub mod audit;
 pub mod toplevel;
 
 use std::path::PathBuf;
@@ -134,6 +135,12 @@ pub enum ClientCommand {
     /// Industry metadata templates.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Partner read access to PARTNER-classified values.
+    #[command(subcommand)]
+    Grant(audit::GrantCommand),
+    /// The tamper-evident operation log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -145,6 +152,9 @@ pub enum EnterpriseCommand {
         /// GB/T 4754 industry code, e.g. C3670.
         #[arg(long, default_value = "")]
         industry: String,
+        /// The token expires after this many seconds (default: never).
+        #[arg(long)]
+        token_ttl: Option<u64>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -159,6 +169,27 @@ pub enum EnterpriseCommand {
         /// Keep the newest previous token valid too.
         #[arg(long)]
         keep_previous: bool,
+        /// The new token expires after this many seconds (default: never).
+        #[arg(long)]
+        token_ttl: Option<u64>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Set an enterprise's quota (0 or absent: unlimited).
+    Quota {
+        prefix: String,
+        #[arg(long, default_value_t = 0)]
+        max_registrations: u64,
+        #[arg(long, default_value_t = 0)]
+        max_per_day: u64,
+        #[arg(long, default_value_t = 0)]
+        max_rps: u32,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// An enterprise's quota and usage.
+    Usage {
+        prefix: String,
         #[command(flatten)]
         conn: Connection,
     },
@@ -246,7 +277,7 @@ impl Client {
     fn resolver(&self) -> pb::resolver_client::ResolverClient<Svc> {
         pb::resolver_client::ResolverClient::new(self.channel.clone())
     }
-    fn registry(&self) -> pb::registry_client::RegistryClient<Svc> {
+    pub(crate) fn registry(&self) -> pb::registry_client::RegistryClient<Svc> {
         pb::registry_client::RegistryClient::new(self.channel.clone())
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20)
@@ -613,6 +644,8 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::Enterprise(e) => enterprise(e).await,
         ClientCommand::Template(t) => template(t).await,
+        ClientCommand::Grant(g) => audit::grant(g).await,
+        ClientCommand::Audit(a) => audit::run(a).await,
     }
 }
 
@@ -691,6 +724,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
             prefix,
             name,
             industry,
+            token_ttl,
             conn,
         } => {
             let c = conn.connect().await?;
@@ -700,6 +734,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                     prefix,
                     name,
                     industry_code: industry,
+                    token_ttl_secs: token_ttl.unwrap_or(0),
                 })
                 .await
                 .map_err(|s| c.fail(s))?
@@ -744,6 +779,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
         EnterpriseCommand::Rotate {
             prefix,
             keep_previous,
+            token_ttl,
             conn,
         } => {
             let c = conn.connect().await?;
@@ -752,6 +788,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 .rotate_token(pb::RotateTokenRequest {
                     prefix,
                     keep_previous,
+                    token_ttl_secs: token_ttl.unwrap_or(0),
                 })
                 .await
                 .map_err(|s| c.fail(s))?
@@ -762,6 +799,62 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 println!("new token (shown once): {}", r.token);
                 Ok(())
             }
+        }
+        EnterpriseCommand::Quota {
+            prefix,
+            max_registrations,
+            max_per_day,
+            max_rps,
+            conn,
+        } => {
+            let c = conn.connect().await?;
+            c.admin()
+                .set_quota(pb::SetQuotaRequest {
+                    prefix: prefix.clone(),
+                    quota: Some(pb::Quota {
+                        max_registrations,
+                        max_registrations_per_day: max_per_day,
+                        max_requests_per_second: max_rps,
+                    }),
+                })
+                .await
+                .map_err(|s| c.fail(s))?;
+            println!("quota of {prefix} set");
+            Ok(())
+        }
+        EnterpriseCommand::Usage { prefix, conn } => {
+            let c = conn.connect().await?;
+            let u = c
+                .admin()
+                .get_usage(pb::GetUsageRequest { prefix })
+                .await
+                .map_err(|s| c.fail(s))?
+                .into_inner();
+            let q = u.quota.unwrap_or_default();
+            let limit = |v: u64| {
+                if v == 0 {
+                    "unlimited".to_owned()
+                } else {
+                    v.to_string()
+                }
+            };
+            if c.json {
+                return c.print_json(&serde_json::json!({
+                    "prefix": u.prefix, "registered": u.registered, "registered_today": u.registered_today,
+                    "max_registrations": q.max_registrations, "max_registrations_per_day": q.max_registrations_per_day,
+                    "max_requests_per_second": q.max_requests_per_second,
+                }));
+            }
+            println!(
+                "{}: {} registered (limit {}), {} today (limit {}), request rate limit {}",
+                u.prefix,
+                u.registered,
+                limit(q.max_registrations),
+                u.registered_today,
+                limit(q.max_registrations_per_day),
+                limit(q.max_requests_per_second as u64)
+            );
+            Ok(())
         }
         EnterpriseCommand::Revoke { prefix, conn } => {
             let c = conn.connect().await?;

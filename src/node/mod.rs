@@ -52,6 +52,8 @@ pub struct Opened {
     /// The embedded top-level node, when no upstream is configured.
     pub toplevel: Option<toplevel::OpenedTopLevel>,
     pub forwarder: Arc<Forwarder>,
+    /// Signs the operation-log heads reported upstream (`<data_dir>/node.key`, mode 0600).
+    pub node_key: ed25519_dalek::SigningKey,
 }
 
 /// The RocksDB directory inside a data directory.
@@ -142,6 +144,8 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
     } else {
         None
     };
+    let node_key = crate::audit::node_key(&config.data_dir.join("node.key"))
+        .map_err(|e| NodeError::Setup(format!("node key in {}: {e}", config.data_dir.display())))?;
     Ok(Opened {
         core,
         admin_token_file,
@@ -149,13 +153,26 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         seeded,
         toplevel: embedded,
         forwarder,
+        node_key,
     })
 }
 
-/// This node's statistics, as reported to the top-level node.
-pub fn report(core: &Core) -> Result<Report, crate::error::Error> {
+/// This node's statistics and signed log head, as reported to the top-level node.
+pub fn report(core: &Core, key: &ed25519_dalek::SigningKey) -> Result<Report, crate::error::Error> {
     let counts = core.counts(&Caller::Admin)?;
+    let (seq, hash) = core.log_head();
+    let head = crate::audit::SignedHead::sign(
+        key,
+        core.config().node_prefix.as_str(),
+        seq,
+        &hash,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    );
     Ok(Report {
+        head: Some(head),
         registered: counts.node_total,
         prefixes: counts.prefixes,
         resolutions: Interface::ALL
@@ -175,6 +192,7 @@ pub fn report(core: &Core) -> Result<Report, crate::error::Error> {
 
 async fn heartbeat_and_report(
     core: &Arc<Core>,
+    key: &ed25519_dalek::SigningKey,
     upstream: &Arc<dyn Upstream>,
     endpoints: &Endpoints,
 ) {
@@ -182,7 +200,8 @@ async fn heartbeat_and_report(
         tracing::warn!(upstream = %upstream.describe(), error = %e, "heartbeat failed");
         return;
     }
-    let report = match core.blocking(report).await {
+    let key = key.clone();
+    let report = match core.blocking(move |c| report(c, &key)).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "cannot compute the statistics report");
@@ -251,9 +270,10 @@ pub async fn serve(
             shutdown.clone(),
         );
         let every = config.report_interval;
+        let key = node.node_key.clone();
         tokio::spawn(async move {
             loop {
-                heartbeat_and_report(&core, &upstream, &endpoints).await;
+                heartbeat_and_report(&core, &key, &upstream, &endpoints).await;
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(every) => {}
@@ -326,7 +346,7 @@ pub async fn serve(
     }
     let _ = reporter.await;
     // Final statistics, bounded by the upstream timeout.
-    heartbeat_and_report(&core, &upstream, &endpoints).await;
+    heartbeat_and_report(&core, &node.node_key, &upstream, &endpoints).await;
     core.store().flush().map_err(|e| NodeError::Store {
         path: db_path(config),
         detail: e.to_string(),

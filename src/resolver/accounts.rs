@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use super::{now, Core};
+use super::{now, Core, Presented};
 use crate::auth::{self, Caller, Credential, Enterprise, Subject};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Reason, Result};
 use crate::identifier::Prefix;
 use crate::store::{codec, Batch, Durability, Store, Table};
 
@@ -28,6 +28,31 @@ impl Core {
         authenticate(self.store.as_ref(), token)
     }
 
+    /// Authenticates what a client presented: refuses clients with too many recent
+    /// failures (reason 406), counts failures, and applies the enterprise's request-rate
+    /// quota (reason 603).
+    pub fn caller(&self, presented: &Presented) -> Result<Caller> {
+        let Some(token) = presented.token.as_deref() else {
+            return Ok(Caller::Anonymous);
+        };
+        if let Some(wait) = self.failures.locked(&presented.client) {
+            return Err(Error::limit(
+                Reason::AuthenticationLimit,
+                format!("too many failed authentications from this client; retry in {wait} s"),
+            ));
+        }
+        let caller = match self.authenticate(Some(token)) {
+            Err(e) if e.kind == ErrorKind::Unauthenticated => {
+                self.failures.failed(&presented.client);
+                tracing::warn!(client = %presented.client, "authentication failed");
+                return Err(e);
+            }
+            other => other?,
+        };
+        self.admit_request(&caller)?;
+        Ok(caller)
+    }
+
     /// Makes sure an admin credential exists; see [`ensure_admin_token`].
     pub fn ensure_admin_token(&self, token_file: &Path, reset: bool) -> Result<AdminBootstrap> {
         ensure_admin_token(
@@ -38,7 +63,7 @@ impl Core {
         )
     }
 
-    fn require_admin(&self, caller: &Caller) -> Result<()> {
+    pub(super) fn require_admin(&self, caller: &Caller) -> Result<()> {
         match caller {
             Caller::Admin => Ok(()),
             Caller::Anonymous => Err(Error::unauthenticated(
@@ -61,6 +86,7 @@ impl Core {
         prefix: &Prefix,
         name: &str,
         industry_code: &str,
+        token_ttl: Option<u64>,
     ) -> Result<(Enterprise, String)> {
         self.require_admin(caller)?;
         if prefix == &self.config.node_prefix || !self.serves(prefix) {
@@ -100,18 +126,20 @@ impl Core {
             }
         }
         let at = now();
-        let minted = auth::mint(
+        let mut minted = auth::mint(
             Subject::Enterprise {
                 prefix: prefix.to_string(),
             },
             at,
         );
+        minted.credential.expires_at = token_ttl.map(|t| at.saturating_add(t as i64));
         let enterprise = Enterprise {
             prefix: prefix.to_string(),
             name: name.to_owned(),
             industry_code: industry_code.to_owned(),
             created_at: at,
             credential_ids: vec![minted.credential.id.clone()],
+            quota: Default::default(),
         };
         let mut batch = Batch::new();
         batch.put(
@@ -124,7 +152,16 @@ impl Core {
             minted.credential.id.as_bytes(),
             codec::encode_json(&minted.credential),
         );
-        self.commit(batch)?;
+        self.commit_logged(
+            batch,
+            vec![self.entry(
+                "enterprise",
+                caller,
+                prefix.to_string(),
+                Some(enterprise.name.clone()),
+                None,
+            )],
+        )?;
         self.enterprises
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -163,44 +200,43 @@ impl Core {
         caller: &Caller,
         prefix: &Prefix,
         keep_previous: bool,
+        token_ttl: Option<u64>,
     ) -> Result<String> {
         let self_service = matches!(caller, Caller::Enterprise(p) if p == prefix);
         if !self_service {
             self.require_admin(caller)?;
         }
-        self.change_credentials(
-            prefix,
-            |_| {
-                Some(auth::mint(
-                    Subject::Enterprise {
-                        prefix: prefix.to_string(),
-                    },
-                    now(),
-                ))
+        let at = now();
+        let mut minted = auth::mint(
+            Subject::Enterprise {
+                prefix: prefix.to_string(),
             },
-            keep_previous,
-        )
-        .map(|t| t.unwrap_or_default())
+            at,
+        );
+        minted.credential.expires_at = token_ttl.map(|t| at.saturating_add(t as i64));
+        let token = minted.token.clone();
+        self.change_credentials(caller, prefix, Some(minted), keep_previous)?;
+        Ok(token)
     }
 
     /// Revokes every token of an enterprise (admin only). The enterprise keeps its prefix
     /// and records; it can write again once the admin rotates in a new token.
     pub fn revoke_tokens(&self, caller: &Caller, prefix: &Prefix) -> Result<()> {
         self.require_admin(caller)?;
-        self.change_credentials(prefix, |_| None, false).map(|_| ())
+        self.change_credentials(caller, prefix, None, false)
     }
 
     fn change_credentials(
         &self,
+        caller: &Caller,
         prefix: &Prefix,
-        mint: impl FnOnce(&Enterprise) -> Option<auth::NewToken>,
+        minted: Option<auth::NewToken>,
         keep_previous: bool,
-    ) -> Result<Option<String>> {
+    ) -> Result<()> {
         let _latch = self.latches.lock("enterprises");
         let mut enterprise = self
             .enterprise(prefix)
             .ok_or_else(|| Error::not_found(format!("no enterprise owns prefix {prefix}")))?;
-        let minted = mint(&enterprise);
         let mut batch = Batch::new();
         let mut keep = Vec::new();
         if keep_previous {
@@ -229,12 +265,17 @@ impl Core {
             prefix.as_str(),
             codec::encode_json(&enterprise),
         );
-        self.commit(batch)?;
+        // Logged without any secret: only which credential ids are valid now.
+        let detail = format!("valid: {}", enterprise.credential_ids.join(","));
+        self.commit_logged(
+            batch,
+            vec![self.entry("tokens", caller, prefix.to_string(), Some(detail), None)],
+        )?;
         self.enterprises
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(enterprise.prefix.clone(), enterprise);
-        Ok(minted.map(|m| m.token))
+        Ok(())
     }
 }
 
@@ -258,6 +299,10 @@ pub fn authenticate(store: &dyn Store, token: Option<&str>) -> Result<Caller> {
     if !auth::verify(&cred, secret) {
         tracing::warn!(credential = id, "authentication failed: wrong secret");
         return Err(bad());
+    }
+    if cred.expires_at.is_some_and(|t| now() >= t) {
+        tracing::warn!(credential = id, "authentication failed: token expired");
+        return Err(Error::unauthenticated("token expired"));
     }
     let prefix = |p: &str| Prefix::parse(p).map_err(Error::internal);
     Ok(match cred.subject {

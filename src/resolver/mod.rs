@@ -7,7 +7,11 @@
 //! place, [`Core::blocking`].
 
 mod accounts;
+mod grants;
 mod latch;
+mod limits;
+pub mod oplog;
+mod quota;
 mod register;
 mod templates;
 
@@ -16,12 +20,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use accounts::{authenticate, ensure_admin_token, write_secret_file, AdminBootstrap};
+pub use grants::{Grant, Scope};
+pub use quota::Usage;
 pub use register::{BatchItem, Counts, CreateOutcome, Listing, Update};
+
+/// What a client presented: a bearer token (if any) and where it came from (its IP
+/// address, for limiting failed authentications).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Presented {
+    pub token: Option<String>,
+    pub client: String,
+}
+
+impl Presented {
+    pub fn anonymous() -> Presented {
+        Presented::default()
+    }
+}
 
 use crate::auth::{Caller, Enterprise};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Limits, Prefix};
-use crate::record::{Record, RecordLimits, Value};
+use crate::record::{Classification, Record, RecordLimits, Value};
 use crate::store::{codec, Durability, SharedStore, Table};
 use crate::telemetry::Telemetry;
 use crate::template::Template;
@@ -127,6 +147,10 @@ pub struct Core {
     forwarder: Option<Arc<Forwarder>>,
     resolutions: ResolutionCounts,
     telemetry: Telemetry,
+    /// The operation log's head: (last sequence number, its hash).
+    head: std::sync::Mutex<(u64, String)>,
+    failures: limits::AuthFailures,
+    rates: limits::RequestRates,
     latches: Latches,
     /// Enterprise accounts by prefix: few, read on every write, so kept in memory and
     /// written through.
@@ -155,12 +179,32 @@ impl Core {
                 enterprises.insert(e.prefix.clone(), e);
             }
         }
+        let head = oplog::read_head(store.as_ref())?;
+        // The node prefix, for offline tools (audit) that open the store without config.
+        if store
+            .get(Table::Meta, b"node_prefix")
+            .map_err(Error::internal)?
+            .is_none()
+        {
+            let mut batch = crate::store::Batch::new();
+            batch.put(
+                Table::Meta,
+                b"node_prefix".to_vec(),
+                config.node_prefix.to_string().into_bytes(),
+            );
+            store
+                .write(batch, config.durability)
+                .map_err(Error::internal)?;
+        }
         Ok(Core {
             store,
             config,
             forwarder,
             resolutions: ResolutionCounts::default(),
             telemetry: Telemetry::new(),
+            head: std::sync::Mutex::new(head),
+            failures: Default::default(),
+            rates: Default::default(),
             latches: Latches::new(4096),
             enterprises: RwLock::new(enterprises),
             templates: RwLock::new(HashMap::new()),
@@ -228,7 +272,7 @@ impl Core {
     /// identifier is remote and neither the upstream nor a cached answer can serve it.
     pub async fn resolve_routed(
         self: &Arc<Self>,
-        token: Option<String>,
+        presented: Presented,
         id: Identifier,
         filter: Filter,
         hops: u32,
@@ -237,7 +281,7 @@ impl Core {
         if self.serves(&id.prefix()) {
             let resolved = self
                 .blocking(move |c| {
-                    let caller = c.authenticate(token.as_deref())?;
+                    let caller = c.caller(&presented)?;
                     c.resolve(&caller, &id, &filter)
                 })
                 .await?;
@@ -260,9 +304,9 @@ impl Core {
                 self.config.node_prefix
             )));
         };
-        if token.is_some() {
+        if presented.token.is_some() {
             // Forwarded answers hold public values only, but a bad token is still an error.
-            self.blocking(move |c| c.authenticate(token.as_deref()).map(|_| ()))
+            self.blocking(move |c| c.caller(&presented).map(|_| ()))
                 .await?;
         }
         let values = forwarder.resolve(&id).await?;
@@ -292,10 +336,27 @@ impl Core {
             .load(id)?
             .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
         let owner = caller.owns(&prefix, &self.config.node_prefix);
+        // Partner values: only for enterprises the owner granted access to.
+        let partner = match caller {
+            Caller::Enterprise(p)
+                if !owner
+                    && record
+                        .values
+                        .iter()
+                        .any(|v| v.permissions.classification() == Classification::Partner) =>
+            {
+                self.granted(p, id)?
+            }
+            _ => false,
+        };
         let values = record
             .values
             .into_iter()
-            .filter(|v| v.permissions.public_read || (owner && v.permissions.admin_read))
+            .filter(|v| {
+                v.permissions.public_read
+                    || (owner && v.permissions.admin_read)
+                    || (partner && v.permissions.partner_read)
+            })
             .filter(|v| filter.admits(v))
             .collect();
         Ok(Resolved {

@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 
+use super::oplog::Draft;
 use super::{now, Core};
 use crate::auth::Caller;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Reason, Result};
 use crate::identifier::{Identifier, Prefix};
 use crate::record::{Record, Value};
 use crate::store::{codec, Batch, Table};
@@ -18,8 +19,17 @@ pub(super) const NODE_COUNT: &[u8] = b"registered";
 /// Counter key prefix of per-prefix totals (`registered/88.101.5`).
 const PREFIX_COUNT: &str = "registered/";
 
-fn prefix_count_key(prefix: &str) -> Vec<u8> {
+pub(super) fn prefix_count_key(prefix: &str) -> Vec<u8> {
     format!("{PREFIX_COUNT}{prefix}").into_bytes()
+}
+
+/// Counter of registrations under `prefix` on day `day` (days since the epoch, UTC).
+pub(super) fn daily_key(prefix: &str, day: i64) -> Vec<u8> {
+    format!("daily/{prefix}/{day}").into_bytes()
+}
+
+pub(super) fn today() -> i64 {
+    now().div_euclid(86_400)
 }
 
 /// The result of a successful create.
@@ -97,31 +107,24 @@ impl Core {
     /// `Unauthenticated`/`PermissionDenied` if the caller does not own the prefix.
     pub fn create(&self, caller: &Caller, id: Identifier, record: Record) -> Result<CreateOutcome> {
         let p = self.prepare(caller, id, record)?;
-        let _latch = self.latches.lock(p.id.as_str());
-        if let Some(existing) = self.load(&p.id)? {
-            return if existing.same_content(&p.record) {
-                Ok(CreateOutcome::AlreadyPresent)
-            } else {
-                Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!("{} is already registered with other values", p.id),
-                ))
-            };
-        }
-        let mut batch = Batch::new();
-        self.stage_create(&mut batch, &p);
-        self.commit(batch)?;
-        Ok(CreateOutcome::Created)
+        self.write_prepared(caller, &[(0, p)])?
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("create without outcome")))
     }
 
-    fn stage_create(&self, batch: &mut Batch, p: &Prepared) {
-        batch.put(
-            Table::Records,
-            p.id.as_bytes(),
-            codec::encode_record(&p.record),
-        );
+    fn stage_create(
+        &self,
+        batch: &mut Batch,
+        drafts: &mut Vec<Draft>,
+        caller: &Caller,
+        p: &Prepared,
+    ) {
+        let bytes = codec::encode_record(&p.record);
+        drafts.push(self.entry("create", caller, p.id.to_string(), None, Some(&bytes)));
+        batch.put(Table::Records, p.id.as_bytes(), bytes);
         batch.add(Table::Counters, NODE_COUNT, 1);
         batch.add(Table::Counters, prefix_count_key(&p.owner_prefix), 1);
+        batch.add(Table::Counters, daily_key(&p.owner_prefix, today()), 1);
     }
 
     pub(super) fn commit(&self, batch: Batch) -> Result<()> {
@@ -149,7 +152,7 @@ impl Core {
             }
         }
         if !prepared.is_empty() {
-            let outcome = self.write_prepared(&prepared);
+            let outcome = self.write_prepared(caller, &prepared);
             match outcome {
                 Ok(outcomes) => {
                     for ((i, _), r) in prepared.iter().zip(outcomes) {
@@ -169,16 +172,38 @@ impl Core {
             .collect()
     }
 
-    fn write_prepared(&self, prepared: &[(usize, Prepared)]) -> Result<Vec<Result<CreateOutcome>>> {
-        let _latches = self
-            .latches
-            .lock_many(prepared.iter().map(|(_, p)| p.id.as_str()));
+    fn write_prepared(
+        &self,
+        caller: &Caller,
+        prepared: &[(usize, Prepared)],
+    ) -> Result<Vec<Result<CreateOutcome>>> {
+        // Enterprises with registration quotas: their creates are serialised by a quota
+        // latch so that the check and the write are one step.
+        let mut budgets: HashMap<String, Option<u64>> = HashMap::new();
+        for (_, p) in prepared {
+            budgets.entry(p.owner_prefix.clone()).or_insert(None);
+        }
+        let limited: Vec<String> = budgets
+            .keys()
+            .filter(|prefix| self.registration_quota(prefix).is_some())
+            .map(|prefix| format!("quota/{prefix}"))
+            .collect();
+        let _latches = self.latches.lock_many(
+            prepared
+                .iter()
+                .map(|(_, p)| p.id.as_str())
+                .chain(limited.iter().map(String::as_str)),
+        );
+        for (prefix, budget) in budgets.iter_mut() {
+            *budget = self.registration_budget(prefix)?;
+        }
         let keys: Vec<&[u8]> = prepared.iter().map(|(_, p)| p.id.as_bytes()).collect();
         let existing = self
             .store
             .multi_get(Table::Records, &keys)
             .map_err(Error::internal)?;
         let mut batch = Batch::new();
+        let mut drafts = Vec::new();
         let mut in_batch: HashMap<&str, &Record> = HashMap::new();
         let mut outcomes = Vec::with_capacity(prepared.len());
         for ((_, p), old) in prepared.iter().zip(existing) {
@@ -196,15 +221,24 @@ impl Core {
                     ErrorKind::AlreadyExists,
                     format!("{} is already registered with other values", p.id),
                 )),
-                None => {
-                    self.stage_create(&mut batch, p);
-                    in_batch.insert(p.id.as_str(), &p.record);
-                    Ok(CreateOutcome::Created)
-                }
+                None => match budgets.get_mut(&p.owner_prefix) {
+                    Some(Some(0)) => Err(Error::limit(
+                        Reason::RegistrationLimit,
+                        format!("the registration quota of {} is used up", p.owner_prefix),
+                    )),
+                    budget => {
+                        if let Some(Some(left)) = budget {
+                            *left -= 1;
+                        }
+                        self.stage_create(&mut batch, &mut drafts, caller, p);
+                        in_batch.insert(p.id.as_str(), &p.record);
+                        Ok(CreateOutcome::Created)
+                    }
+                },
             });
         }
         if !batch.is_empty() {
-            self.commit(batch)?;
+            self.commit_logged(batch, drafts)?;
         }
         Ok(outcomes)
     }
@@ -272,9 +306,11 @@ impl Core {
         };
         record.validate(&self.config.record_limits)?;
         self.check_template(&record)?;
+        let bytes = codec::encode_record(&record);
+        let draft = self.entry("update", caller, id.to_string(), None, Some(&bytes));
         let mut batch = Batch::new();
-        batch.put(Table::Records, id.as_bytes(), codec::encode_record(&record));
-        self.commit(batch)?;
+        batch.put(Table::Records, id.as_bytes(), bytes);
+        self.commit_logged(batch, vec![draft])?;
         Ok(record)
     }
 
@@ -301,7 +337,10 @@ impl Core {
             prefix_count_key(&self.owner_prefix(&prefix)),
             -1,
         );
-        self.commit(batch)
+        self.commit_logged(
+            batch,
+            vec![self.entry("delete", caller, id.to_string(), None, None)],
+        )
     }
 
     /// Lists identifiers whose prefix is exactly `prefix`, in key order, after `cursor`.

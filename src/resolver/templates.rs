@@ -35,13 +35,11 @@ impl Core {
                 ))
             };
         }
+        let bytes = codec::encode_json(&template);
+        let draft = self.entry("template", caller, id.to_string(), None, Some(&bytes));
         let mut batch = Batch::new();
-        batch.put(
-            Table::Templates,
-            id.as_bytes(),
-            codec::encode_json(&template),
-        );
-        self.commit(batch)?;
+        batch.put(Table::Templates, id.as_bytes(), bytes);
+        self.commit_logged(batch, vec![draft])?;
         Ok(CreateOutcome::Created)
     }
 

@@ -170,7 +170,7 @@ pub fn decode_record(buf: &[u8]) -> Result<Record, DecodeError> {
         let timestamp = ((z >> 1) as i64) ^ -((z & 1) as i64);
         let at = r.pos;
         let bits = r.byte()?;
-        if bits > 0x0f {
+        if bits > 0x1f {
             return Err(DecodeError::BadField {
                 at,
                 what: "permissions",
@@ -250,7 +250,7 @@ mod tests {
             prop::collection::vec(any::<u8>(), 0..200),
             any::<u32>(),
             any::<i64>(),
-            0u8..16,
+            0u8..32,
             prop::collection::vec(("[a-z0-9]{1,8}", any::<u32>()), 0..3),
         )
             .prop_map(

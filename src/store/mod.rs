@@ -35,10 +35,18 @@ pub enum Table {
     Delegations,
     /// Top-level node only: node prefix → the node's latest statistics report.
     Reports,
+    /// `<scope>\0<grantee prefix>` → grant: partner read access to a prefix or identifier.
+    Grants,
+    /// Operation log: sequence number (u64 big-endian) → hash-chained entry.
+    Oplog,
+    /// `<identifier>\0<seq>` → empty: the log entries of one identifier.
+    OplogIndex,
+    /// Top-level node only: `<node prefix>\0<seq>` → a signed log head reported by the node.
+    Heads,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 12] = [
         Table::Records,
         Table::Enterprises,
         Table::Credentials,
@@ -47,6 +55,10 @@ impl Table {
         Table::Meta,
         Table::Delegations,
         Table::Reports,
+        Table::Grants,
+        Table::Oplog,
+        Table::OplogIndex,
+        Table::Heads,
     ];
 
     /// Column family name; part of the on-disk format.
@@ -60,6 +72,10 @@ impl Table {
             Table::Meta => "meta",
             Table::Delegations => "delegations",
             Table::Reports => "reports",
+            Table::Grants => "grants",
+            Table::Oplog => "oplog",
+            Table::OplogIndex => "oplog_index",
+            Table::Heads => "heads",
         }
     }
 }

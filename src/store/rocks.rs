@@ -52,8 +52,7 @@ fn add_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> 
 }
 
 impl RocksStore {
-    /// Opens (creating if needed) the store at `config.path`.
-    pub fn open(config: &RocksConfig) -> StoreResult<RocksStore> {
+    fn descriptors(config: &RocksConfig) -> (Options, Vec<ColumnFamilyDescriptor>) {
         let cache = Cache::new_lru_cache(config.block_cache_bytes);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
@@ -62,24 +61,45 @@ impl RocksStore {
         db_opts.set_max_background_jobs(config.parallelism.max(2));
         db_opts.set_keep_log_file_num(4);
 
-        let cfs = Table::ALL.iter().map(|t| {
-            let mut table = BlockBasedOptions::default();
-            table.set_block_cache(&cache);
-            table.set_bloom_filter(10.0, false);
-            table.set_cache_index_and_filter_blocks(true);
-            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-            table.set_format_version(5);
-            let mut o = Options::default();
-            o.set_block_based_table_factory(&table);
-            o.set_compression_type(DBCompressionType::Lz4);
-            o.set_bottommost_compression_type(DBCompressionType::Zstd);
-            o.set_level_compaction_dynamic_level_bytes(true);
-            if *t == Table::Counters {
-                o.set_merge_operator_associative("idnode.i64add", add_merge);
-            }
-            ColumnFamilyDescriptor::new(t.name(), o)
-        });
+        let cfs = Table::ALL
+            .iter()
+            .map(|t| {
+                let mut table = BlockBasedOptions::default();
+                table.set_block_cache(&cache);
+                table.set_bloom_filter(10.0, false);
+                table.set_cache_index_and_filter_blocks(true);
+                table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+                table.set_format_version(5);
+                let mut o = Options::default();
+                o.set_block_based_table_factory(&table);
+                o.set_compression_type(DBCompressionType::Lz4);
+                o.set_bottommost_compression_type(DBCompressionType::Zstd);
+                o.set_level_compaction_dynamic_level_bytes(true);
+                if *t == Table::Counters {
+                    o.set_merge_operator_associative("idnode.i64add", add_merge);
+                }
+                ColumnFamilyDescriptor::new(t.name(), o)
+            })
+            .collect();
+        (db_opts, cfs)
+    }
+
+    /// Opens (creating if needed) the store at `config.path`.
+    pub fn open(config: &RocksConfig) -> StoreResult<RocksStore> {
+        let (db_opts, cfs) = RocksStore::descriptors(config);
         let db = DB::open_cf_descriptors(&db_opts, &config.path, cfs).map_err(err)?;
+        Ok(RocksStore {
+            db,
+            path: config.path.clone(),
+        })
+    }
+
+    /// Opens an existing store read-only, also while a node has it open (audits, backups
+    /// checks): it sees what was written up to the moment of opening. Writes fail.
+    pub fn open_read_only(config: &RocksConfig) -> StoreResult<RocksStore> {
+        let (db_opts, cfs) = RocksStore::descriptors(config);
+        let db =
+            DB::open_cf_descriptors_read_only(&db_opts, &config.path, cfs, false).map_err(err)?;
         Ok(RocksStore {
             db,
             path: config.path.clone(),

@@ -13,6 +13,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::SignedHead;
 use crate::auth::{self, Caller, Subject};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::Prefix;
@@ -89,6 +90,9 @@ pub struct Delegation {
     pub created_at: i64,
     #[serde(default)]
     pub credential_ids: Vec<String>,
+    /// Hex public key that signs the node's log heads, pinned at its first report.
+    #[serde(default)]
+    pub log_key: Option<String>,
 }
 
 /// The answer to "who serves this prefix".
@@ -119,6 +123,9 @@ pub struct Report {
     /// Set by the top-level node on receipt.
     #[serde(default)]
     pub received_at: i64,
+    /// The node's signed log head (kept separately, in `Heads`).
+    #[serde(default, skip_serializing)]
+    pub head: Option<SignedHead>,
 }
 
 /// One delegation with its liveness.
@@ -163,6 +170,13 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+fn head_key(prefix: &str, seq: u64) -> Vec<u8> {
+    let mut k = prefix.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 fn valid_node_id(id: &str) -> bool {
@@ -304,6 +318,7 @@ impl TopLevel {
             endpoints,
             created_at: now(),
             credential_ids: vec![minted.credential.id.clone()],
+            log_key: None,
         };
         let mut batch = Batch::new();
         batch.put(Table::Delegations, prefix.as_str(), codec::encode_json(&d));
@@ -406,21 +421,66 @@ impl TopLevel {
         Ok(prefix)
     }
 
-    /// Keeps a node's latest statistics report.
+    /// Keeps a node's latest statistics report and its signed log head. The head's key
+    /// is pinned at the first report; a head signed by another key, with a bad signature,
+    /// or older than the last one is refused.
     pub fn report(&self, caller: &Caller, mut report: Report) -> Result<()> {
-        let prefix = Self::node_prefix_of(caller)?;
-        if !self.read().contains_key(prefix.as_str()) {
-            return Err(Error::denied(format!(
-                "prefix {prefix} is no longer delegated"
-            )));
-        }
+        let prefix = Self::node_prefix_of(caller)?.clone();
         if report.prefixes.len() > 1_000_000 || report.resolutions.len() > 16 {
             return Err(Error::exhausted("statistics report too large"));
         }
         report.received_at = now();
         let mut batch = Batch::new();
+        let mut delegations = self.delegations.write().unwrap_or_else(|e| e.into_inner());
+        let d = delegations
+            .get_mut(prefix.as_str())
+            .ok_or_else(|| Error::denied(format!("prefix {prefix} is no longer delegated")))?;
+        if let Some(head) = report.head.take() {
+            if head.node_prefix != prefix.as_str() || !head.verify() {
+                return Err(Error::denied("the signed log head does not verify"));
+            }
+            match &d.log_key {
+                Some(k) if *k != head.public_key => {
+                    return Err(Error::denied(format!(
+                        "the log head of {prefix} is signed by another key than the pinned one"
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    d.log_key = Some(head.public_key.clone());
+                    batch.put(Table::Delegations, prefix.as_str(), codec::encode_json(&*d));
+                }
+            }
+            let last = self.heads(&prefix)?.pop();
+            if last.as_ref().is_some_and(|l| l.seq > head.seq) {
+                return Err(Error::invalid(format!(
+                    "log head {} is older than the reported {}: a rolled-back log?",
+                    head.seq,
+                    last.map(|l| l.seq).unwrap_or(0)
+                )));
+            }
+            if last.as_ref().map(|l| l.seq) != Some(head.seq) {
+                batch.put(
+                    Table::Heads,
+                    head_key(prefix.as_str(), head.seq),
+                    codec::encode_json(&head),
+                );
+            }
+        }
         batch.put(Table::Reports, prefix.as_str(), codec::encode_json(&report));
         self.commit(batch)
+    }
+
+    /// The signed heads a node reported, oldest first.
+    pub fn heads(&self, node_prefix: &Prefix) -> Result<Vec<SignedHead>> {
+        let mut start = node_prefix.as_str().as_bytes().to_vec();
+        start.push(0);
+        self.store
+            .scan(Table::Heads, &start, None, usize::MAX)
+            .map_err(Error::internal)?
+            .into_iter()
+            .map(|(_, v)| codec::decode_json(&v).map_err(Error::internal))
+            .collect()
     }
 
     /// Statistics per node and in total.

@@ -149,6 +149,7 @@ impl Upstream for GrpcUpstream {
                         })
                         .collect(),
                     resolutions: report.resolutions.iter().map(interface_count_to).collect(),
+                    head: report.head.clone().map(crate::api::grpc::toplevel::head_to),
                 }),
             )
             .await

@@ -10,6 +10,7 @@ fn ent(prefix: &str, name: &str) -> pb::CreateEnterpriseRequest {
         prefix: prefix.into(),
         name: name.into(),
         industry_code: "C3832".into(),
+        token_ttl_secs: 0,
     }
 }
 
@@ -99,6 +100,7 @@ async fn rotation_and_revocation() {
     let rotate = |keep| pb::RotateTokenRequest {
         prefix: "88.101.8".into(),
         keep_previous: keep,
+        token_ttl_secs: 0,
     };
 
     // Plain rotation: the old token stops working at once.
@@ -178,6 +180,7 @@ async fn rotation_and_revocation() {
         .rotate_token(pb::RotateTokenRequest {
             prefix: "88.101.77".into(),
             keep_previous: false,
+            token_ttl_secs: 0,
         })
         .await
         .unwrap_err();

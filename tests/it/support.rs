@@ -148,6 +148,7 @@ impl TestNode {
                 prefix: prefix.into(),
                 name: name.into(),
                 industry_code: "C3670".into(),
+                token_ttl_secs: 0,
             })
             .await
             .unwrap()

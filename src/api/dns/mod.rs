@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ErrorKind;
 use crate::record::{Format, Value};
-use crate::resolver::{Core, Filter, Interface};
+use crate::resolver::{Core, Filter, Interface, Presented};
 
 /// The URI record type (RFC 7553), not built into hickory-proto.
 pub const URI: RecordType = RecordType::Unknown(256);
@@ -263,7 +263,13 @@ impl DnsHandler {
         };
         let resolved = self
             .core
-            .resolve_routed(None, id.clone(), Filter::default(), 0, Interface::Dns)
+            .resolve_routed(
+                Presented::anonymous(),
+                id.clone(),
+                Filter::default(),
+                0,
+                Interface::Dns,
+            )
             .await;
         let resolved = match resolved {
             Ok(r) => r,

@@ -3,10 +3,11 @@
 use tonic::{Code, Status};
 
 use super::pb;
-use crate::auth::Enterprise;
+use crate::auth::{Enterprise, Quota};
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
-use crate::record::{Format, Permissions, Record, Reference, Value, DEFAULT_TTL};
+use crate::record::{Classification, Format, Permissions, Record, Reference, Value, DEFAULT_TTL};
+use crate::resolver::oplog::LogEntry;
 use crate::template::{Attribute, Template, ValueType};
 
 /// The one mapping from protocol-neutral errors to gRPC codes.
@@ -37,8 +38,18 @@ pub fn outcome(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// Metadata key carrying the machine-readable reason of a refusal (e.g. `604`).
+pub const REASON_HEADER: &str = "x-idnode-reason";
+
 pub fn status(e: Error) -> Status {
-    Status::new(code(e.kind), e.message)
+    let mut s = Status::new(code(e.kind), e.message);
+    if let Some(r) = e.reason {
+        s.metadata_mut().insert(
+            REASON_HEADER,
+            tonic::metadata::MetadataValue::from(r.code() as u32),
+        );
+    }
+    s
 }
 
 fn format_from(f: i32) -> Result<Format, Error> {
@@ -59,15 +70,28 @@ fn format_to(f: Format) -> pb::Format {
 }
 
 pub fn value_from(v: pb::Value) -> Result<Value, Error> {
-    let permissions = match v.permissions {
+    let mut permissions = match v.permissions {
         None => Permissions::default(),
         Some(p) => Permissions {
             admin_read: p.admin_read,
             admin_write: p.admin_write,
             public_read: p.public_read,
             public_write: p.public_write,
+            partner_read: false,
         },
     };
+    match pb::Classification::try_from(v.classification) {
+        Ok(pb::Classification::Unspecified) => {}
+        Ok(pb::Classification::Public) => permissions.classify(Classification::Public),
+        Ok(pb::Classification::Partner) => permissions.classify(Classification::Partner),
+        Ok(pb::Classification::Private) => permissions.classify(Classification::Private),
+        Err(_) => {
+            return Err(Error::invalid(format!(
+                "value {}: unknown classification {}",
+                v.index, v.classification
+            )))
+        }
+    }
     let references = v
         .references
         .into_iter()
@@ -115,6 +139,11 @@ pub fn value_to(v: Value) -> pb::Value {
             public_read: v.permissions.public_read,
             public_write: v.permissions.public_write,
         }),
+        classification: match v.permissions.classification() {
+            Classification::Public => pb::Classification::Public,
+            Classification::Partner => pb::Classification::Partner,
+            Classification::Private => pb::Classification::Private,
+        } as i32,
         references: v
             .references
             .into_iter()
@@ -202,6 +231,38 @@ pub fn template_to(t: &Template) -> pb::Template {
                 max_len: a.max_len.unwrap_or(0),
             })
             .collect(),
+    }
+}
+
+pub fn quota_from(q: pb::Quota) -> Quota {
+    Quota {
+        max_registrations: (q.max_registrations > 0).then_some(q.max_registrations),
+        max_registrations_per_day: (q.max_registrations_per_day > 0)
+            .then_some(q.max_registrations_per_day),
+        max_requests_per_second: (q.max_requests_per_second > 0)
+            .then_some(q.max_requests_per_second),
+    }
+}
+
+pub fn quota_to(q: &Quota) -> pb::Quota {
+    pb::Quota {
+        max_registrations: q.max_registrations.unwrap_or(0),
+        max_registrations_per_day: q.max_registrations_per_day.unwrap_or(0),
+        max_requests_per_second: q.max_requests_per_second.unwrap_or(0),
+    }
+}
+
+pub fn log_entry_to(e: LogEntry) -> pb::LogEntry {
+    pb::LogEntry {
+        seq: e.seq,
+        at: e.at,
+        op: e.op,
+        actor: e.actor,
+        target: e.target,
+        detail: e.detail.unwrap_or_default(),
+        content: e.content.unwrap_or_default(),
+        prev: e.prev,
+        hash: e.hash,
     }
 }
 

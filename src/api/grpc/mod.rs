@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::resolver::{BatchItem, Core, CreateOutcome, Filter, Interface, Update};
+use crate::resolver::{BatchItem, Core, CreateOutcome, Filter, Interface, Presented, Update};
 use convert::status;
 
 /// Generated protobuf types and service stubs.
@@ -42,6 +42,17 @@ fn bearer<T>(req: &Request<T>) -> Result<Option<String>, Status> {
     Ok(Some(token.trim().to_owned()))
 }
 
+/// The token and client address of a request.
+fn presented<T>(req: &Request<T>) -> Result<Presented, Status> {
+    Ok(Presented {
+        token: bearer(req)?,
+        client: req
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+    })
+}
+
 /// Runs `f` with the authenticated caller on the blocking pool.
 async fn call<T, R, F>(
     core: &Arc<Core>,
@@ -54,10 +65,10 @@ where
     F: FnOnce(&Core, &Caller) -> Result<R, Error> + Send + 'static,
 {
     let started = std::time::Instant::now();
-    let token = bearer(req)?;
+    let presented = presented(req)?;
     let r = core
         .blocking(move |c| {
-            let caller = c.authenticate(token.as_deref())?;
+            let caller = c.caller(&presented)?;
             f(c, &caller)
         })
         .await;
@@ -98,12 +109,12 @@ impl pb::resolver_server::Resolver for ResolverService {
             types: r.types.clone(),
             indexes: r.indexes.clone(),
         };
-        let token = bearer(&req)?;
+        let presented = presented(&req)?;
         let hops = hops(&req)?;
         let started = std::time::Instant::now();
         let resolved = self
             .core
-            .resolve_routed(token, id, filter, hops, Interface::Grpc)
+            .resolve_routed(presented, id, filter, hops, Interface::Grpc)
             .await;
         observe(&self.core, "resolve", started, &resolved);
         Ok(Response::new(resolved_to(resolved.map_err(status)?)))
@@ -240,10 +251,10 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         req: Request<Streaming<pb::BatchCreateRequest>>,
     ) -> Result<Response<Self::BatchCreateStream>, Status> {
-        let token = bearer(&req)?;
+        let presented = presented(&req)?;
         let caller = self
             .core
-            .blocking(move |c| c.authenticate(token.as_deref()))
+            .blocking(move |c| c.caller(&presented))
             .await
             .map_err(status)?;
         if caller == Caller::Anonymous {
@@ -413,6 +424,84 @@ impl pb::registry_server::Registry for RegistryService {
         })
         .await
     }
+
+    async fn grant(
+        &self,
+        req: Request<pb::GrantRequest>,
+    ) -> Result<Response<pb::GrantResponse>, Status> {
+        let (scope, grantee) = grant_args(&self.core, req.get_ref())?;
+        call(&self.core, &req, "grant", move |c, caller| {
+            c.grant(caller, &scope, &grantee)?;
+            Ok(pb::GrantResponse {})
+        })
+        .await
+    }
+
+    async fn revoke_grant(
+        &self,
+        req: Request<pb::GrantRequest>,
+    ) -> Result<Response<pb::GrantResponse>, Status> {
+        let (scope, grantee) = grant_args(&self.core, req.get_ref())?;
+        call(&self.core, &req, "revoke_grant", move |c, caller| {
+            c.revoke_grant(caller, &scope, &grantee)?;
+            Ok(pb::GrantResponse {})
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        req: Request<pb::ListGrantsRequest>,
+    ) -> Result<Response<pb::ListGrantsResponse>, Status> {
+        let prefix = self
+            .core
+            .parse_prefix(&req.get_ref().prefix)
+            .map_err(status)?;
+        call(&self.core, &req, "list_grants", move |c, caller| {
+            Ok(pb::ListGrantsResponse {
+                grants: c
+                    .grants(caller, &prefix)?
+                    .into_iter()
+                    .map(|g| pb::GrantInfo {
+                        scope: g.scope,
+                        grantee: g.grantee,
+                        granted_at: g.granted_at,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn get_proof(
+        &self,
+        req: Request<pb::GetProofRequest>,
+    ) -> Result<Response<pb::GetProofResponse>, Status> {
+        let id = self
+            .core
+            .parse_identifier(&req.get_ref().identifier)
+            .map_err(status)?;
+        call(&self.core, &req, "get_proof", move |c, caller| {
+            let p = c.proof(caller, &id)?;
+            Ok(pb::GetProofResponse {
+                entries: p.entries.into_iter().map(convert::log_entry_to).collect(),
+                consistent: p.consistent,
+                head_seq: p.head.0,
+                head_hash: p.head.1,
+            })
+        })
+        .await
+    }
+}
+
+fn grant_args(
+    core: &Core,
+    r: &pb::GrantRequest,
+) -> Result<(crate::resolver::Scope, crate::identifier::Prefix), Status> {
+    Ok((
+        crate::resolver::Scope::parse(core, &r.scope).map_err(status)?,
+        core.parse_prefix(&r.grantee).map_err(status)?,
+    ))
 }
 
 fn item_result(
@@ -458,8 +547,10 @@ impl pb::admin_server::Admin for AdminService {
         let r = req.get_ref();
         let prefix = self.core.parse_prefix(&r.prefix).map_err(status)?;
         let (name, industry) = (r.name.clone(), r.industry_code.clone());
+        let ttl = (r.token_ttl_secs > 0).then_some(r.token_ttl_secs);
         call(&self.core, &req, "create_enterprise", move |c, caller| {
-            let (enterprise, token) = c.create_enterprise(caller, &prefix, &name, &industry)?;
+            let (enterprise, token) =
+                c.create_enterprise(caller, &prefix, &name, &industry, ttl)?;
             Ok(pb::CreateEnterpriseResponse {
                 enterprise: Some(convert::enterprise_to(&enterprise, 0)),
                 token,
@@ -497,9 +588,10 @@ impl pb::admin_server::Admin for AdminService {
             .parse_prefix(&req.get_ref().prefix)
             .map_err(status)?;
         let keep = req.get_ref().keep_previous;
+        let ttl = (req.get_ref().token_ttl_secs > 0).then_some(req.get_ref().token_ttl_secs);
         call(&self.core, &req, "rotate_token", move |c, caller| {
             Ok(pb::RotateTokenResponse {
-                token: c.rotate_token(caller, &prefix, keep)?,
+                token: c.rotate_token(caller, &prefix, keep, ttl)?,
             })
         })
         .await
@@ -552,6 +644,42 @@ impl pb::admin_server::Admin for AdminService {
                 info.upstream = f.upstream().describe();
             }
             Ok(info)
+        })
+        .await
+    }
+
+    async fn set_quota(
+        &self,
+        req: Request<pb::SetQuotaRequest>,
+    ) -> Result<Response<pb::SetQuotaResponse>, Status> {
+        let prefix = self
+            .core
+            .parse_prefix(&req.get_ref().prefix)
+            .map_err(status)?;
+        let quota = convert::quota_from(req.get_ref().quota.unwrap_or_default());
+        call(&self.core, &req, "set_quota", move |c, caller| {
+            c.set_quota(caller, &prefix, quota)?;
+            Ok(pb::SetQuotaResponse {})
+        })
+        .await
+    }
+
+    async fn get_usage(
+        &self,
+        req: Request<pb::GetUsageRequest>,
+    ) -> Result<Response<pb::GetUsageResponse>, Status> {
+        let prefix = self
+            .core
+            .parse_prefix(&req.get_ref().prefix)
+            .map_err(status)?;
+        call(&self.core, &req, "get_usage", move |c, caller| {
+            let u = c.usage(caller, &prefix)?;
+            Ok(pb::GetUsageResponse {
+                prefix: u.prefix,
+                quota: Some(convert::quota_to(&u.quota)),
+                registered: u.registered,
+                registered_today: u.registered_today,
+            })
         })
         .await
     }

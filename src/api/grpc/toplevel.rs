@@ -70,6 +70,16 @@ fn node_to(s: &NodeStatus) -> pb::Node {
     }
 }
 
+pub fn head_to(h: crate::audit::SignedHead) -> pb::SignedHead {
+    pb::SignedHead {
+        seq: h.seq,
+        hash: h.hash,
+        at: h.at,
+        signature: h.signature,
+        public_key: h.public_key,
+    }
+}
+
 fn prefix(text: &str) -> Result<Prefix, Status> {
     Prefix::parse(text).map_err(|e| status(e.into()))
 }
@@ -150,8 +160,20 @@ impl pb::top_level_server::TopLevel for TopLevelService {
                 })
                 .collect(),
             received_at: 0,
+            head: r.head.map(|h| crate::audit::SignedHead {
+                node_prefix: String::new(),
+                seq: h.seq,
+                hash: h.hash,
+                at: h.at,
+                signature: h.signature,
+                public_key: h.public_key,
+            }),
         };
         call(&self.top, &req, move |t, caller| {
+            let mut report = report;
+            if let (Some(h), Caller::Node(p)) = (report.head.as_mut(), caller) {
+                h.node_prefix = p.to_string();
+            }
             t.report(caller, report)?;
             Ok(pb::ReportStatsResponse {})
         })
@@ -242,6 +264,19 @@ impl pb::top_level_server::TopLevel for TopLevelService {
         call(&self.top, &req, move |t, caller| {
             t.remove_node(caller, &p)?;
             Ok(pb::RemoveNodeResponse {})
+        })
+        .await
+    }
+
+    async fn get_heads(
+        &self,
+        req: Request<pb::GetHeadsRequest>,
+    ) -> Result<Response<pb::GetHeadsResponse>, Status> {
+        let p = prefix(&req.get_ref().node_prefix)?;
+        call(&self.top, &req, move |t, _| {
+            Ok(pb::GetHeadsResponse {
+                heads: t.heads(&p)?.into_iter().map(head_to).collect(),
+            })
         })
         .await
     }

@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
-use crate::record::{Format, Permissions, Reference, Value, DEFAULT_TTL};
+use crate::record::{Classification, Format, Permissions, Reference, Value, DEFAULT_TTL};
 
 /// Handle response codes used by this API.
 pub mod code {
@@ -116,6 +116,7 @@ pub fn value_to_json(v: &Value) -> Json {
     });
     if v.permissions != Permissions::default() {
         out["permissions"] = json!(v.permissions.to_string());
+        out["classification"] = json!(v.permissions.classification().name());
     }
     if !v.references.is_empty() {
         out["references"] = v
@@ -189,7 +190,7 @@ pub fn value_from_json(v: &Json) -> Result<Value, Error> {
         None | Some(Json::Null) => DEFAULT_TTL,
         Some(t) => uint(t, "ttl").unwrap_or(DEFAULT_TTL).max(1),
     };
-    let permissions = match obj.get("permissions").and_then(Json::as_str) {
+    let mut permissions = match obj.get("permissions").and_then(Json::as_str) {
         None => Permissions::default(),
         Some(p) => Permissions::parse(p).ok_or_else(|| {
             bad(format!(
@@ -197,6 +198,13 @@ pub fn value_from_json(v: &Json) -> Result<Value, Error> {
             ))
         })?,
     };
+    if let Some(c) = obj.get("classification").and_then(Json::as_str) {
+        permissions.classify(Classification::from_name(c).ok_or_else(|| {
+            bad(format!(
+                "value {index}: classification must be public, partner or private"
+            ))
+        })?);
+    }
     let references = match obj.get("references") {
         None | Some(Json::Null) => Vec::new(),
         Some(Json::Array(refs)) => refs

@@ -15,11 +15,12 @@
 
 pub mod convert;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
-use crate::resolver::{Core, CreateOutcome, Filter, Interface, Update};
+use crate::resolver::{Core, CreateOutcome, Filter, Interface, Presented, Update};
 use crate::telemetry::Telemetry;
 use convert::code;
 
@@ -72,9 +73,12 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }
 
 fn reply(status: StatusCode, body: Json) -> Response {
@@ -113,6 +117,8 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let (status, code) = convert::status(e.kind);
+        // A limit's IDIS code (603, 604, ...) replaces the generic response code.
+        let code = e.reason.map(|r| r.code() as i64).unwrap_or(code);
         Failure::new(status, code, e.message)
     }
 }
@@ -166,13 +172,21 @@ fn credentials(headers: &HeaderMap) -> Result<Option<(String, Option<String>)>, 
 
 /// Authenticates on the blocking pool; for Basic, the user's handle must belong to the
 /// caller.
-async fn caller(core: &Arc<Core>, headers: &HeaderMap) -> Result<Caller, Failure> {
+async fn caller(
+    core: &Arc<Core>,
+    headers: &HeaderMap,
+    client: SocketAddr,
+) -> Result<Caller, Failure> {
     let Some((token, handle)) = credentials(headers)? else {
         return Ok(Caller::Anonymous);
     };
+    let presented = Presented {
+        token: Some(token),
+        client: client.ip().to_string(),
+    };
     let caller = core
         .blocking(move |c| {
-            let caller = c.authenticate(Some(&token))?;
+            let caller = c.caller(&presented)?;
             if let Some(h) = handle {
                 let owned = match Identifier::parse(&h) {
                     Ok(id) => {
@@ -193,8 +207,11 @@ async fn caller(core: &Arc<Core>, headers: &HeaderMap) -> Result<Caller, Failure
     Ok(caller)
 }
 
-fn token_only(headers: &HeaderMap) -> Result<Option<String>, Failure> {
-    Ok(credentials(headers)?.map(|(t, _)| t))
+fn presented(headers: &HeaderMap, client: SocketAddr) -> Result<Presented, Failure> {
+    Ok(Presented {
+        token: credentials(headers)?.map(|(t, _)| t),
+        client: client.ip().to_string(),
+    })
 }
 
 fn parse_id(core: &Core, text: &str) -> Result<Identifier, Failure> {
@@ -233,12 +250,13 @@ fn observe(t: &Telemetry, op: &'static str, started: Instant, r: &Result<Respons
 
 async fn read(
     State(s): State<HttpState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(handle): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
-    let r = read_inner(&s, &handle, raw.as_deref(), &headers).await;
+    let r = read_inner(&s, &handle, raw.as_deref(), &headers, client).await;
     observe(s.core.telemetry(), "get", started, &r);
     r.map_err(|f| f.about(&handle))
 }
@@ -248,6 +266,7 @@ async fn read_inner(
     handle: &str,
     raw: Option<&str>,
     headers: &HeaderMap,
+    client: SocketAddr,
 ) -> Result<Response, Failure> {
     let id = parse_id(&s.core, handle)?;
     let q = convert::query_pairs(raw);
@@ -257,14 +276,14 @@ async fn read_inner(
         indexes: idx,
     };
     let filtered = !filter.types.is_empty() || !filter.indexes.is_empty();
-    let token = if convert::flag(&q, "publicOnly") == Some(true) {
-        None
+    let presented = if convert::flag(&q, "publicOnly") == Some(true) {
+        Presented::anonymous()
     } else {
-        token_only(headers)?
+        presented(headers, client)?
     };
     let resolved = s
         .core
-        .resolve_routed(token, id.clone(), filter, 0, Interface::Http)
+        .resolve_routed(presented, id.clone(), filter, 0, Interface::Http)
         .await
         .map_err(|e| match e.kind {
             ErrorKind::NotFound => {
@@ -293,13 +312,14 @@ async fn read_inner(
 
 async fn write(
     State(s): State<HttpState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(handle): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
-    let r = write_inner(&s, &handle, raw.as_deref(), &headers, body).await;
+    let r = write_inner(&s, &handle, raw.as_deref(), &headers, body, client).await;
     observe(s.core.telemetry(), "put", started, &r);
     r.map_err(|f| f.about(&handle))
 }
@@ -310,6 +330,7 @@ async fn write_inner(
     raw: Option<&str>,
     headers: &HeaderMap,
     body: Bytes,
+    client: SocketAddr,
 ) -> Result<Response, Failure> {
     let protocol = |m: String| Failure::new(StatusCode::BAD_REQUEST, code::PROTOCOL_ERROR, m);
     let json_body = headers
@@ -344,7 +365,7 @@ async fn write_inner(
             )));
         }
     }
-    let caller = caller(&s.core, headers).await?;
+    let caller = caller(&s.core, headers, client).await?;
     let done = |status, response_code| {
         Ok(reply(
             status,
@@ -436,12 +457,13 @@ async fn write_inner(
 
 async fn remove(
     State(s): State<HttpState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(handle): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
-    let r = remove_inner(&s, &handle, raw.as_deref(), &headers).await;
+    let r = remove_inner(&s, &handle, raw.as_deref(), &headers, client).await;
     observe(s.core.telemetry(), "delete", started, &r);
     r.map_err(|f| f.about(&handle))
 }
@@ -451,11 +473,12 @@ async fn remove_inner(
     handle: &str,
     raw: Option<&str>,
     headers: &HeaderMap,
+    client: SocketAddr,
 ) -> Result<Response, Failure> {
     let id = parse_id(&s.core, handle)?;
     let q = convert::query_pairs(raw);
     let (idx, _) = indexes(&q)?;
-    let caller = caller(&s.core, headers).await?;
+    let caller = caller(&s.core, headers, client).await?;
     let target = id.clone();
     s.core
         .blocking(move |c| {
@@ -495,11 +518,12 @@ async fn remove_inner(
 
 async fn list(
     State(s): State<HttpState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
-    let r = list_inner(&s, raw.as_deref(), &headers).await;
+    let r = list_inner(&s, raw.as_deref(), &headers, client).await;
     observe(s.core.telemetry(), "list", started, &r);
     r
 }
@@ -508,6 +532,7 @@ async fn list_inner(
     s: &HttpState,
     raw: Option<&str>,
     headers: &HeaderMap,
+    client: SocketAddr,
 ) -> Result<Response, Failure> {
     let q = convert::query_pairs(raw);
     let protocol = |m: &str| Failure::new(StatusCode::BAD_REQUEST, code::PROTOCOL_ERROR, m);
@@ -527,7 +552,7 @@ async fn list_inner(
     };
     let page = number("page")?.unwrap_or(0);
     let page_size = number("pageSize")?;
-    let caller = caller(&s.core, headers).await?;
+    let caller = caller(&s.core, headers, client).await?;
     let (handles, total) = s
         .core
         .blocking(move |c| {

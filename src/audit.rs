@@ -1,0 +1,255 @@
+//! Audit of the tamper-evident operation log.
+//!
+//! A node signs its log head (sequence number and hash) with its Ed25519 node key and
+//! reports it to the top-level node, which keeps every signed head. [`verify`] recomputes
+//! the chain from the stored entries, checks every current record against the last entry
+//! about it, and checks the signed heads against the recomputed chain. What it detects and
+//! what it does not: see "Threat model" in ARCHITECTURE.md.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::resolver::oplog::{entries_of, entry_hash, matches_record, LogEntry, GENESIS};
+use crate::store::{codec, Store, Table};
+
+/// A log head signed by a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead {
+    pub node_prefix: String,
+    pub seq: u64,
+    pub hash: String,
+    /// Seconds since the epoch when signed.
+    pub at: i64,
+    /// Hex Ed25519 signature over [`SignedHead::message`].
+    pub signature: String,
+    /// Hex Ed25519 public key of the node.
+    pub public_key: String,
+}
+
+impl SignedHead {
+    pub fn message(node_prefix: &str, seq: u64, hash: &str) -> Vec<u8> {
+        format!("idnode-head-v1|{node_prefix}|{seq}|{hash}").into_bytes()
+    }
+
+    pub fn sign(key: &SigningKey, node_prefix: &str, seq: u64, hash: &str, at: i64) -> SignedHead {
+        let sig = key.sign(&SignedHead::message(node_prefix, seq, hash));
+        SignedHead {
+            node_prefix: node_prefix.to_owned(),
+            seq,
+            hash: hash.to_owned(),
+            at,
+            signature: hex::encode(sig.to_bytes()),
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+        }
+    }
+
+    /// Checks the signature with the head's own public key (callers pin the key).
+    pub fn verify(&self) -> bool {
+        let Ok(Ok(key)) = hex::decode(&self.public_key).map(|b| {
+            <[u8; 32]>::try_from(b.as_slice())
+                .map_err(|_| ())
+                .and_then(|b| VerifyingKey::from_bytes(&b).map_err(|_| ()))
+        }) else {
+            return false;
+        };
+        let Ok(Ok(sig)) = hex::decode(&self.signature)
+            .map(|b| <[u8; 64]>::try_from(b.as_slice()).map(|b| Signature::from_bytes(&b)))
+        else {
+            return false;
+        };
+        key.verify(
+            &SignedHead::message(&self.node_prefix, self.seq, &self.hash),
+            &sig,
+        )
+        .is_ok()
+    }
+}
+
+/// Loads the node key from `path`, creating it (mode 0600) on first use.
+pub fn node_key(path: &Path) -> std::io::Result<SigningKey> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let bytes = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| {
+                std::io::Error::other(format!("{} is not a node key", path.display()))
+            })?;
+        return Ok(SigningKey::from_bytes(&bytes));
+    }
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    crate::resolver::write_secret_file(path, &hex::encode(secret))?;
+    Ok(SigningKey::from_bytes(&secret))
+}
+
+/// One thing that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The first entry whose hash or link does not recompute.
+    Chain { seq: u64, reason: String },
+    /// A record that is not what the log says it should be.
+    Record { identifier: String, reason: String },
+    /// A signed head that the log does not match.
+    Head { seq: u64, reason: String },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Chain { seq, reason } => write!(f, "log entry {seq}: {reason}"),
+            Problem::Record { identifier, reason } => write!(f, "record {identifier}: {reason}"),
+            Problem::Head { seq, reason } => write!(f, "signed head at {seq}: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub entries: u64,
+    pub records: u64,
+    pub heads: usize,
+    /// The last entry's (seq, hash).
+    pub head: (u64, String),
+    pub problems: Vec<Problem>,
+}
+
+/// Recomputes the log of `store`, checks its records and the given signed heads (with
+/// `key`, the node's public key, when known).
+pub fn verify(
+    store: &dyn Store,
+    heads: &[SignedHead],
+    key: Option<&VerifyingKey>,
+) -> Result<Report> {
+    let mut report = Report {
+        head: (0, GENESIS.to_owned()),
+        ..Default::default()
+    };
+    // 1. The chain, in sequence order; the hash at each sequence number for step 3.
+    let mut hashes: HashMap<u64, String> = HashMap::new();
+    let mut chain_ok = true;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store
+            .scan(Table::Oplog, b"", after.as_deref(), 4096)
+            .map_err(Error::internal)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (k, v) in page {
+            report.entries += 1;
+            let seq = <[u8; 8]>::try_from(k.as_slice())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let entry: std::result::Result<LogEntry, _> = codec::decode_json(&v);
+            let (expected_seq, expected_prev) = (report.head.0 + 1, report.head.1.clone());
+            let problem = match &entry {
+                Err(e) => Some(format!("unreadable: {e}")),
+                Ok(e) if e.seq != seq || seq != expected_seq => Some(format!(
+                    "sequence {} where {expected_seq} was expected",
+                    e.seq
+                )),
+                Ok(e) if e.prev != expected_prev => {
+                    Some("does not link to the previous entry".into())
+                }
+                Ok(e) if entry_hash(e) != e.hash => {
+                    Some("its hash does not match its content".into())
+                }
+                Ok(_) => None,
+            };
+            if let (Some(reason), true) = (problem, chain_ok) {
+                report.problems.push(Problem::Chain { seq, reason });
+                chain_ok = false;
+            }
+            if let Ok(e) = entry {
+                hashes.insert(seq, e.hash.clone());
+                report.head = (seq, e.hash);
+            }
+        }
+    }
+    // 2. Every record against the last entry about it, and every logged identifier.
+    let mut after: Option<Vec<u8>> = None;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let page = store
+            .scan(Table::Records, b"", after.as_deref(), 4096)
+            .map_err(Error::internal)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (k, v) in page {
+            report.records += 1;
+            let id = String::from_utf8_lossy(&k).into_owned();
+            let entries = entries_of(store, &id)?;
+            if !matches_record(entries.last(), Some(&v)) {
+                let reason = match entries.last() {
+                    None => "present but never logged".to_owned(),
+                    Some(e) => format!("differs from log entry {}", e.seq),
+                };
+                report.problems.push(Problem::Record {
+                    identifier: id.clone(),
+                    reason,
+                });
+            }
+            seen.insert(id);
+        }
+    }
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store
+            .scan(Table::OplogIndex, b"", after.as_deref(), 4096)
+            .map_err(Error::internal)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (k, _) in page {
+            let Some(cut) = k.iter().rposition(|b| *b == 0) else {
+                continue;
+            };
+            let target = String::from_utf8_lossy(&k[..cut]).into_owned();
+            if !target.contains('/') || seen.contains(&target) || !seen.insert(target.clone()) {
+                continue;
+            }
+            // Logged identifier without a record: its last entry must be a delete or a
+            // non-record object (templates live in their own table).
+            let entries = entries_of(store, &target)?;
+            let is_record_op = entries
+                .last()
+                .is_some_and(|e| e.op == "create" || e.op == "update");
+            let in_templates = store
+                .get(Table::Templates, target.as_bytes())
+                .map_err(Error::internal)?
+                .is_some();
+            if is_record_op && !in_templates {
+                report.problems.push(Problem::Record {
+                    identifier: target,
+                    reason: "logged but missing from the store".into(),
+                });
+            }
+        }
+    }
+    // 3. Signed heads.
+    for h in heads {
+        report.heads += 1;
+        let key_ok = match key {
+            Some(k) => hex::encode(k.to_bytes()) == h.public_key,
+            None => true,
+        };
+        let reason = if !key_ok {
+            Some("signed by another key".to_owned())
+        } else if !h.verify() {
+            Some("bad signature".to_owned())
+        } else {
+            match hashes.get(&h.seq) {
+                None => Some("the log has no such entry (truncated?)".to_owned()),
+                Some(hash) if *hash != h.hash => Some("the log's hash differs".to_owned()),
+                Some(_) => None,
+            }
+        };
+        if let Some(reason) = reason {
+            report.problems.push(Problem::Head { seq: h.seq, reason });
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,239 @@
+//! `idnode grant ...` and `idnode audit ...`.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Subcommand;
+
+use super::Connection;
+use idnode::api::grpc::pb;
+use idnode::audit::{self, SignedHead};
+use idnode::store::rocks::{RocksConfig, RocksStore};
+use idnode::store::{Store, Table};
+
+#[derive(Subcommand)]
+pub enum GrantCommand {
+    /// Let GRANTEE (an enterprise prefix) read the partner values under SCOPE (a prefix or
+    /// an identifier you own).
+    Add {
+        scope: String,
+        grantee: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Take a grant back.
+    Revoke {
+        scope: String,
+        grantee: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The grants under a prefix you own.
+    List {
+        prefix: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the operation log of a node's data directory (read-only; the node may be
+    /// running) and check it against its records and the signed heads held by the
+    /// top-level node (`--toplevel URL`, else the embedded one in the data directory).
+    Verify {
+        #[arg(long, default_value = "./idnode-data")]
+        data_dir: PathBuf,
+        /// gRPC URL of the top-level node holding this node's signed heads.
+        #[arg(long)]
+        toplevel: Option<String>,
+    },
+    /// The log entries of one identifier, from a running node (owner or admin token).
+    Proof {
+        identifier: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+pub async fn grant(cmd: GrantCommand) -> anyhow::Result<()> {
+    match cmd {
+        GrantCommand::Add {
+            scope,
+            grantee,
+            conn,
+        } => {
+            let c = conn.connect().await?;
+            c.registry()
+                .grant(pb::GrantRequest {
+                    scope: scope.clone(),
+                    grantee: grantee.clone(),
+                })
+                .await
+                .map_err(|s| c.fail(s))?;
+            println!("{grantee} may read the partner values under {scope}");
+            Ok(())
+        }
+        GrantCommand::Revoke {
+            scope,
+            grantee,
+            conn,
+        } => {
+            let c = conn.connect().await?;
+            c.registry()
+                .revoke_grant(pb::GrantRequest {
+                    scope: scope.clone(),
+                    grantee: grantee.clone(),
+                })
+                .await
+                .map_err(|s| c.fail(s))?;
+            println!("revoked the grant of {grantee} on {scope}");
+            Ok(())
+        }
+        GrantCommand::List { prefix, conn } => {
+            let c = conn.connect().await?;
+            let r = c
+                .registry()
+                .list_grants(pb::ListGrantsRequest { prefix })
+                .await
+                .map_err(|s| c.fail(s))?
+                .into_inner();
+            for g in r.grants {
+                println!("{:<40} {}", g.scope, g.grantee);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_only(path: PathBuf) -> anyhow::Result<RocksStore> {
+    let mut config = RocksConfig::new(path.clone());
+    config.block_cache_bytes = 32 << 20;
+    RocksStore::open_read_only(&config)
+        .map_err(|e| anyhow!("opening {} read-only: {e}", path.display()))
+}
+
+pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::Verify { data_dir, toplevel } => {
+            let store = read_only(data_dir.join("db"))?;
+            let node_prefix = store
+                .get(Table::Meta, b"node_prefix")
+                .map_err(|e| anyhow!("{e}"))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .context("the store has no node prefix: not an idnode data directory?")?;
+            let heads: Vec<SignedHead> = match toplevel {
+                Some(url) => {
+                    let channel = tonic::transport::Channel::from_shared(url.clone())?
+                        .connect()
+                        .await
+                        .with_context(|| format!("cannot reach the top-level node at {url}"))?;
+                    pb::top_level_client::TopLevelClient::new(channel)
+                        .get_heads(pb::GetHeadsRequest {
+                            node_prefix: node_prefix.clone(),
+                        })
+                        .await
+                        .map_err(|s| anyhow!("GetHeads: {}", s.message()))?
+                        .into_inner()
+                        .heads
+                        .into_iter()
+                        .map(|h| SignedHead {
+                            node_prefix: node_prefix.clone(),
+                            seq: h.seq,
+                            hash: h.hash,
+                            at: h.at,
+                            signature: h.signature,
+                            public_key: h.public_key,
+                        })
+                        .collect()
+                }
+                None if data_dir.join("toplevel/db").exists() => {
+                    let top = read_only(data_dir.join("toplevel/db"))?;
+                    let mut start = node_prefix.as_bytes().to_vec();
+                    start.push(0);
+                    top.scan(Table::Heads, &start, None, usize::MAX)
+                        .map_err(|e| anyhow!("{e}"))?
+                        .into_iter()
+                        .map(|(_, v)| {
+                            idnode::store::codec::decode_json(&v).map_err(|e| anyhow!("{e}"))
+                        })
+                        .collect::<anyhow::Result<_>>()?
+                }
+                None => Vec::new(),
+            };
+            let key = match std::fs::read_to_string(data_dir.join("node.key")) {
+                Ok(_) => Some(audit::node_key(&data_dir.join("node.key"))?.verifying_key()),
+                Err(_) => None,
+            };
+            let report = audit::verify(&store, &heads, key.as_ref()).map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "node {node_prefix}: {} log entries (head {} {}), {} records, {} signed heads checked",
+                report.entries,
+                report.head.0,
+                &report.head.1[..16.min(report.head.1.len())],
+                report.records,
+                report.heads
+            );
+            if report.problems.is_empty() {
+                println!("OK: the log, the records and the signed heads agree");
+                return Ok(());
+            }
+            for p in &report.problems {
+                println!("BROKEN: {p}");
+            }
+            bail!("{} problems found", report.problems.len())
+        }
+        AuditCommand::Proof { identifier, conn } => {
+            let c = conn.connect().await?;
+            let p = c
+                .registry()
+                .get_proof(pb::GetProofRequest {
+                    identifier: identifier.clone(),
+                })
+                .await
+                .map_err(|s| c.fail(s))?
+                .into_inner();
+            if c.json() {
+                let entries: Vec<_> = p
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "seq": e.seq, "at": e.at, "op": e.op, "actor": e.actor,
+                            "content": e.content, "prev": e.prev, "hash": e.hash,
+                        })
+                    })
+                    .collect();
+                return c.print_json(&serde_json::json!({
+                    "identifier": identifier, "consistent": p.consistent, "entries": entries,
+                    "head_seq": p.head_seq, "head_hash": p.head_hash,
+                }));
+            }
+            println!(
+                "{identifier}: {} entries, {}",
+                p.entries.len(),
+                if p.consistent {
+                    "consistent"
+                } else {
+                    "INCONSISTENT"
+                }
+            );
+            for e in p.entries {
+                println!(
+                    "  #{:<8} {:<8} {:<24} content {} hash {}",
+                    e.seq,
+                    e.op,
+                    e.actor,
+                    short(&e.content),
+                    short(&e.hash)
+                );
+            }
+            println!("log head: #{} {}", p.head_seq, short(&p.head_hash));
+            Ok(())
+        }
+    }
+}
+
+fn short(h: &str) -> &str {
+    &h[..16.min(h.len())]
+}

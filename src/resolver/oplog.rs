@@ -1,0 +1,232 @@
+//! The operation log: every mutation appends a hash-chained entry in the same atomic batch
+//! as the change itself, so the log and the data cannot disagree without detection.
+//!
+//! Entry `n` carries `prev` = hash of entry `n-1` and `hash` = SHA-256 over its own fields
+//! and `prev` (see [`entry_hash`]). Creates and updates carry `content`, the SHA-256 of the
+//! record bytes written, so the current records can be checked against the log
+//! (`audit::verify`). Appends are serialised by the head mutex, held across the store write
+//! (inside any key latches, never the other way round).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Core;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::store::{codec, Batch, Store, Table};
+
+/// One log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub seq: u64,
+    /// Seconds since the epoch.
+    pub at: i64,
+    /// `create`, `update`, `delete`, `grant`, `revoke_grant`, `enterprise`, `tokens`,
+    /// `quota`, `template`.
+    pub op: String,
+    /// Who: `admin`, `enterprise:<prefix>`, `node:<prefix>`.
+    pub actor: String,
+    /// What: an identifier, a prefix or a grant scope.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Hex SHA-256 of the record bytes written (creates and updates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Hex hash of the previous entry (64 zeros for the first).
+    pub prev: String,
+    /// Hex hash of this entry.
+    pub hash: String,
+}
+
+/// An entry before it has a place in the chain.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub op: &'static str,
+    pub actor: String,
+    pub target: String,
+    pub detail: Option<String>,
+    pub content: Option<String>,
+}
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// SHA-256 over the entry's fields (not `hash`), length-prefixed so no two entries collide
+/// by moving bytes between fields.
+pub fn entry_hash(e: &LogEntry) -> String {
+    let mut h = Sha256::new();
+    h.update(b"idnode-log-v1");
+    h.update(e.seq.to_be_bytes());
+    h.update(e.at.to_be_bytes());
+    for field in [
+        e.op.as_str(),
+        e.actor.as_str(),
+        e.target.as_str(),
+        e.detail.as_deref().unwrap_or("\u{0}"),
+        e.content.as_deref().unwrap_or("\u{0}"),
+        e.prev.as_str(),
+    ] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub fn index_key(target: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(target.len() + 9);
+    k.extend_from_slice(target.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn actor(caller: &Caller) -> String {
+    match caller {
+        Caller::Anonymous => "anonymous".into(),
+        Caller::Admin => "admin".into(),
+        Caller::Enterprise(p) => format!("enterprise:{p}"),
+        Caller::Node(p) => format!("node:{p}"),
+    }
+}
+
+/// The last entry's (seq, hash), or (0, genesis) for an empty log.
+pub fn read_head(store: &dyn Store) -> Result<(u64, String)> {
+    // Keys are big-endian sequence numbers: the last one sorts last. Scan backwards by
+    // probing from the highest possible key is not in the Store trait, so keep the head in
+    // Meta, written in the same batch as every append.
+    match store
+        .get(Table::Meta, b"log_head")
+        .map_err(Error::internal)?
+    {
+        None => Ok((0, GENESIS.to_owned())),
+        Some(bytes) => codec::decode_json(&bytes).map_err(Error::internal),
+    }
+}
+
+impl Core {
+    /// A draft entry for a change made by `caller`.
+    pub(super) fn entry(
+        &self,
+        op: &'static str,
+        caller: &Caller,
+        target: String,
+        detail: Option<String>,
+        content: Option<&[u8]>,
+    ) -> Draft {
+        Draft {
+            op,
+            actor: actor(caller),
+            target,
+            detail,
+            content: content.map(content_hash),
+        }
+    }
+
+    /// Writes `batch` with `drafts` appended to the log, atomically and durably.
+    pub(super) fn commit_logged(&self, mut batch: Batch, drafts: Vec<Draft>) -> Result<()> {
+        let mut head = self.head.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut seq, mut prev) = head.clone();
+        let at = super::now();
+        for d in drafts {
+            seq += 1;
+            let mut e = LogEntry {
+                seq,
+                at,
+                op: d.op.to_owned(),
+                actor: d.actor,
+                target: d.target,
+                detail: d.detail,
+                content: d.content,
+                prev: prev.clone(),
+                hash: String::new(),
+            };
+            e.hash = entry_hash(&e);
+            batch.put(Table::OplogIndex, index_key(&e.target, seq), Vec::new());
+            prev = e.hash.clone();
+            batch.put(Table::Oplog, seq_key(seq), codec::encode_json(&e));
+        }
+        batch.put(
+            Table::Meta,
+            b"log_head".to_vec(),
+            codec::encode_json(&(seq, prev.clone())),
+        );
+        self.commit(batch)?;
+        *head = (seq, prev);
+        Ok(())
+    }
+
+    /// The log head: (last sequence number, its hash).
+    pub fn log_head(&self) -> (u64, String) {
+        self.head.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The log entries of one identifier and whether they hold together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    pub entries: Vec<LogEntry>,
+    /// Every entry's hash recomputes, and the last entry matches the stored record.
+    pub consistent: bool,
+    pub head: (u64, String),
+}
+
+/// Reads the entries indexed under `target`, oldest first.
+pub fn entries_of(store: &dyn Store, target: &str) -> Result<Vec<LogEntry>> {
+    let mut prefix = target.as_bytes().to_vec();
+    prefix.push(0);
+    let rows = store
+        .scan(Table::OplogIndex, &prefix, None, 1_000_000)
+        .map_err(Error::internal)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (k, _) in rows {
+        let seq = &k[prefix.len()..];
+        match store.get(Table::Oplog, seq).map_err(Error::internal)? {
+            Some(bytes) => out.push(codec::decode_json(&bytes).map_err(Error::internal)?),
+            None => {
+                return Err(Error::internal(format!(
+                    "log index of {target} points at a missing entry"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// True if the stored record bytes (`None`: absent) are what the last entry says.
+pub fn matches_record(last: Option<&LogEntry>, record: Option<&[u8]>) -> bool {
+    match (last, record) {
+        (None, None) => true,
+        (Some(e), None) => e.op == "delete",
+        (Some(e), Some(bytes)) => {
+            e.op != "delete" && e.content.as_deref() == Some(&content_hash(bytes))
+        }
+        (None, Some(_)) => false,
+    }
+}
+
+impl Core {
+    /// The history of one identifier from the log (owner or admin).
+    pub fn proof(&self, caller: &Caller, id: &crate::identifier::Identifier) -> Result<Proof> {
+        self.require_owner(caller, &id.prefix())?;
+        let entries = entries_of(self.store.as_ref(), id.as_str())?;
+        let record = self
+            .store
+            .get(Table::Records, id.as_bytes())
+            .map_err(Error::internal)?;
+        let consistent = entries.iter().all(|e| entry_hash(e) == e.hash)
+            && matches_record(entries.last(), record.as_deref());
+        Ok(Proof {
+            entries,
+            consistent,
+            head: self.log_head(),
+        })
+    }
+}
