@@ -204,7 +204,8 @@ pub fn verify(
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         for (k, _) in page {
-            let Some(cut) = k.iter().rposition(|b| *b == 0) else {
+            // `<target>\0<seq: 8 bytes>`: the separator sits 9 bytes from the end.
+            let Some(cut) = k.len().checked_sub(9) else {
                 continue;
             };
             let target = String::from_utf8_lossy(&k[..cut]).into_owned();

@@ -12,6 +12,7 @@ use crate::identifier::{Limits, Prefix};
 use crate::record::RecordLimits;
 use crate::resolver::CoreConfig;
 use crate::store::Durability;
+use crate::tls::{ClientTls, ServerTls};
 use crate::toplevel::TopLevelConfig;
 use crate::upstream::ForwardConfig;
 
@@ -27,6 +28,7 @@ pub struct FileConfig {
     pub cache: CacheSection,
     pub dns: DnsSection,
     pub http: HttpSection,
+    pub tls: TlsSection,
     pub toplevel: TopLevelSection,
     /// Load the embedded seed data set on the first start of a new data directory.
     pub seed: Option<bool>,
@@ -62,6 +64,11 @@ pub struct UpstreamSection {
     pub timeout_ms: Option<u64>,
     pub retries: Option<u32>,
     pub report_interval_secs: Option<u64>,
+    /// CA trusted for `https://` upstream and peer nodes.
+    pub ca: Option<PathBuf>,
+    /// This node's client certificate and key, for mutual TLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// Caches of forwarded answers.
@@ -119,6 +126,23 @@ pub struct Overrides {
     pub dns_addr: Option<String>,
     pub dns_zone: Option<String>,
     pub http_addr: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub upstream_ca: Option<PathBuf>,
+    pub upstream_cert: Option<PathBuf>,
+    pub upstream_key: Option<PathBuf>,
+}
+
+/// TLS for this node's gRPC and HTTP servers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain and key; both or neither.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// When set, gRPC and HTTP clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The DNS interface.
@@ -169,6 +193,8 @@ pub struct Config {
     pub dns: Option<(SocketAddr, DnsConfig)>,
     /// `None`: HTTP is off.
     pub http_addr: Option<SocketAddr>,
+    /// TLS for the gRPC and HTTP servers; `None`: plaintext.
+    pub tls: Option<ServerTls>,
 }
 
 /// Why a configuration was rejected; names the setting.
@@ -438,6 +464,40 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned()),
             "http.addr",
         )?;
+        let tls = match (
+            flags.tls_cert.or(file.tls.cert.clone()),
+            flags.tls_key.or(file.tls.key.clone()),
+        ) {
+            (Some(cert), Some(key)) => Some(ServerTls {
+                cert,
+                key,
+                client_ca: flags.tls_client_ca.or(file.tls.client_ca.clone()),
+            }),
+            (None, None) => None,
+            _ => return Err(invalid("tls", "cert and key go together")),
+        };
+        let upstream_ca = flags.upstream_ca.or(file.upstream.ca.clone());
+        let upstream_identity = match (
+            flags.upstream_cert.or(file.upstream.cert.clone()),
+            flags.upstream_key.or(file.upstream.key.clone()),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(invalid("upstream", "cert and key go together")),
+        };
+        let forward = ForwardConfig {
+            tls: match (upstream_ca, upstream_identity) {
+                (Some(ca), identity) => Some(ClientTls { ca, identity }),
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        "upstream.ca",
+                        "a client certificate needs the CA to trust",
+                    ))
+                }
+            },
+            ..forward
+        };
         let mut core = CoreConfig::new(node_prefix);
         core.node_name = node_name;
         core.identifier_limits = identifier_limits;
@@ -459,6 +519,7 @@ impl Config {
             toplevel,
             dns,
             http_addr,
+            tls,
         })
     }
 }

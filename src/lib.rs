@@ -13,6 +13,7 @@
 //! - [`dataset`]: the JSON record format of files (seeds, `register --file`, output).
 //! - [`store`]: the `Store` trait, its RocksDB and in-memory implementations, the on-disk codec.
 //! - [`resolver`]: the core: resolve, register, accounts, templates, counts.
+//! - [`tls`]: rustls server and client identities, the development CA.
 //! - [`toplevel`]: the mock national top-level node: delegations, referrals, liveness, statistics.
 //! - [`upstream`]: forwarding: the `Upstream` trait (gRPC client or embedded top-level) and the
 //!   caching, single-flight, serve-stale `Forwarder`.
@@ -36,5 +37,6 @@ pub mod resolver;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod tls;
 pub mod toplevel;
 pub mod upstream;

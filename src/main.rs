@@ -23,7 +23,16 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run a secondary node (gRPC), creating the data directory and seeding it on first start.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Make a development CA with a server and a client certificate (PEM files).
+    Cert {
+        /// Output directory.
+        #[arg(long, default_value = "./idnode-certs")]
+        out: PathBuf,
+        /// Names and IP addresses the server certificate is valid for.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+    },
     /// The (mock) national top-level node: run one, or administer and query one.
     #[command(subcommand, name = "top-level")]
     TopLevel(cli::toplevel::TopLevelCommand),
@@ -78,6 +87,23 @@ struct ServeArgs {
     /// HTTP listen address (Handle REST API, /metrics, /healthz), or "off". Default 127.0.0.1:8080.
     #[arg(long)]
     http_addr: Option<String>,
+    /// TLS certificate (PEM) for gRPC and HTTP; with --tls-key.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
+    /// CA to trust for https:// upstream and peer nodes.
+    #[arg(long)]
+    upstream_ca: Option<PathBuf>,
+    /// This node's client certificate for mutual TLS toward the upstream; with --upstream-key.
+    #[arg(long)]
+    upstream_cert: Option<PathBuf>,
+    #[arg(long)]
+    upstream_key: Option<PathBuf>,
     /// Log level filter (e.g. info, debug, idnode=debug); overrides RUST_LOG.
     #[arg(long)]
     log_level: Option<String>,
@@ -98,7 +124,20 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     match args.command {
-        Command::Serve(s) => runtime.block_on(serve(s)),
+        Command::Serve(s) => runtime.block_on(serve(*s)),
+        Command::Cert { out, hosts } => {
+            let c = idnode::tls::dev_certs(&out, &hosts)?;
+            println!(
+                "CA {}\nserver {} + {} (for {})\nclient {} + {}",
+                c.ca.display(),
+                c.server_cert.display(),
+                c.server_key.display(),
+                hosts.join(", "),
+                c.client_cert.display(),
+                c.client_key.display()
+            );
+            Ok(())
+        }
         Command::TopLevel(c) => runtime.block_on(cli::toplevel::run(c)),
         Command::Client(c) => runtime.block_on(cli::run(c)),
     }
@@ -141,6 +180,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             dns_addr: args.dns_addr,
             dns_zone: args.dns_zone,
             http_addr: args.http_addr,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            tls_client_ca: args.tls_client_ca,
+            upstream_ca: args.upstream_ca,
+            upstream_cert: args.upstream_cert,
+            upstream_key: args.upstream_key,
         },
     )
     .context("invalid configuration")?;
@@ -179,14 +224,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let (Some(dns), Some((_, d))) = (listeners.dns_addr(), &config.dns) {
         println!("DNS on {dns} (UDP and TCP), zone {}", d.zone);
     }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if let Some(http) = listeners.http_addr() {
-        println!("HTTP on http://{http} (/api/handles, /metrics, /healthz)");
+        println!("HTTP on {scheme}://{http} (/api/handles, /metrics, /healthz)");
     }
     println!(
-        "idnode {} serving node prefix {} ({} identifiers) on grpc://{addr}, data in {}",
+        "idnode {} serving node prefix {} ({} identifiers) on grpc://{addr}{}, data in {}",
         env!("CARGO_PKG_VERSION"),
         config.core.node_prefix,
         opened.core.node_total()?,
+        if config.tls.is_some() { " (TLS)" } else { "" },
         config.data_dir.display()
     );
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -33,6 +33,14 @@ pub enum TopLevelCommand {
         /// Mint a new top-level admin token.
         #[arg(long)]
         reset_admin_token: bool,
+        /// TLS certificate and key (PEM); with --client-ca, nodes must present a certificate
+        /// signed by that CA (mutual TLS).
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        #[arg(long)]
+        client_ca: Option<PathBuf>,
     },
     /// The delegation table.
     #[command(subcommand)]
@@ -91,7 +99,19 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
             referral_ttl,
             heartbeat_interval,
             reset_admin_token,
+            tls_cert,
+            tls_key,
+            client_ca,
         } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(idnode::tls::ServerTls {
+                    cert,
+                    key,
+                    client_ca,
+                }),
+                (None, None) => None,
+                _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+            };
             let addr: std::net::SocketAddr = grpc_addr
                 .parse()
                 .with_context(|| format!("--grpc-addr {grpc_addr:?}"))?;
@@ -127,6 +147,7 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                 &top,
                 ForwardConfig::default(),
                 listener,
+                tls.as_ref(),
                 shutdown,
                 std::time::Duration::from_secs(10),
             )

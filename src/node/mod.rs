@@ -95,7 +95,12 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
                     None
                 }
             };
-            let upstream = GrpcUpstream::new(&u.url, token.as_deref(), config.forward.timeout)?;
+            let upstream = GrpcUpstream::new(
+                &u.url,
+                token.as_deref(),
+                config.forward.timeout,
+                config.forward.tls.as_ref(),
+            )?;
             (Arc::new(upstream), None)
         }
         None => {
@@ -226,19 +231,31 @@ pub async fn serve(
     let local = listeners
         .grpc_addr()
         .map_err(|e| NodeError::Setup(e.to_string()))?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let endpoints = Endpoints {
         grpc: config
             .advertise_grpc
             .clone()
-            .unwrap_or_else(|| format!("http://{local}")),
+            .unwrap_or_else(|| format!("{scheme}://{local}")),
         dns: listeners
             .dns_addr()
             .map(|a| a.to_string())
             .unwrap_or_default(),
         http: listeners
             .http_addr()
-            .map(|a| format!("http://{a}"))
+            .map(|a| format!("{scheme}://{a}"))
             .unwrap_or_default(),
+    };
+    let http_tls = match &config.tls {
+        Some(t) => Some(
+            t.rustls()
+                .map_err(|e| NodeError::Setup(format!("HTTP TLS: {e}")))?,
+        ),
+        None => None,
     };
     let mut side_servers = Vec::new();
     if let (Some((udp, tcp)), Some((_, dns_config))) = (listeners.dns, &config.dns) {
@@ -256,7 +273,11 @@ pub async fn serve(
         });
         let stop = shutdown.clone();
         side_servers.push(tokio::spawn(async move {
-            if let Err(e) = http::serve(listener, router, stop).await {
+            let served = match http_tls {
+                Some(tls) => http::serve_tls(listener, router, tls, stop).await,
+                None => http::serve(listener, router, stop).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }));
@@ -314,7 +335,14 @@ pub async fn serve(
         None => None,
     };
 
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        let tls = tls
+            .grpc()
+            .map_err(|e| NodeError::Setup(format!("gRPC TLS: {e}")))?;
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection()?)

@@ -74,6 +74,7 @@ pub async fn serve(
     top: &OpenedTopLevel,
     forward: ForwardConfig,
     listener: TcpListener,
+    tls: Option<&crate::tls::ServerTls>,
     shutdown: CancellationToken,
     grace: std::time::Duration,
 ) -> Result<(), NodeError> {
@@ -81,7 +82,14 @@ pub async fn serve(
     health
         .set_serving::<pb::top_level_server::TopLevelServer<TopLevelService>>()
         .await;
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        let config = tls
+            .grpc()
+            .map_err(|e| NodeError::Setup(format!("gRPC TLS: {e}")))?;
+        builder = builder.tls_config(config)?;
+    }
+    let server = builder
         .add_service(health_service)
         .add_service(reflection()?)
         .add_service(reflection_v1alpha()?)

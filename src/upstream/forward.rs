@@ -48,6 +48,8 @@ pub struct ForwardConfig {
     pub answer_capacity: u64,
     /// Most referrals cached.
     pub referral_capacity: u64,
+    /// Trust (and identity) for `https://` upstream and peer endpoints.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ForwardConfig {
@@ -62,6 +64,7 @@ impl Default for ForwardConfig {
             stale_refresh: Duration::from_secs(5),
             answer_capacity: 100_000,
             referral_capacity: 10_000,
+            tls: None,
         }
     }
 }
@@ -380,10 +383,20 @@ impl Forwarder {
         if channels.len() >= 1024 {
             channels.clear();
         }
-        let channel = Channel::from_shared(url.to_owned())
+        let mut endpoint = Channel::from_shared(url.to_owned())
             .map_err(|e| Error::new(ErrorKind::Unavailable, format!("bad endpoint {url:?}: {e}")))?
-            .connect_timeout(self.config.timeout)
-            .connect_lazy();
+            .connect_timeout(self.config.timeout);
+        if url.starts_with("https://") {
+            let tls = match &self.config.tls {
+                Some(t) => t.grpc(),
+                None => Ok(tonic::transport::ClientTlsConfig::new().with_enabled_roots()),
+            }
+            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("TLS for {url}: {e}")))?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| Error::new(ErrorKind::Unavailable, format!("TLS for {url}: {e}")))?;
+        }
+        let channel = endpoint.connect_lazy();
         channels.insert(url.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -61,11 +61,24 @@ pub struct GrpcUpstream {
 
 impl GrpcUpstream {
     /// A lazily connecting client: the node starts even while the top-level node is down.
-    pub fn new(url: &str, token: Option<&str>, timeout: Duration) -> Result<GrpcUpstream> {
-        let channel = Channel::from_shared(url.to_owned())
+    pub fn new(
+        url: &str,
+        token: Option<&str>,
+        timeout: Duration,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<GrpcUpstream> {
+        let mut endpoint = Channel::from_shared(url.to_owned())
             .map_err(|e| Error::invalid(format!("upstream URL {url:?}: {e}")))?
-            .connect_timeout(timeout)
-            .connect_lazy();
+            .connect_timeout(timeout);
+        if let Some(tls) = tls {
+            let config = tls
+                .grpc()
+                .map_err(|e| Error::invalid(format!("upstream TLS: {e}")))?;
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| Error::invalid(format!("upstream TLS: {e}")))?;
+        }
+        let channel = endpoint.connect_lazy();
         let client = pb::top_level_client::TopLevelClient::with_interceptor(
             channel,
             BearerAuth::new(token)?,

@@ -36,9 +36,16 @@ impl TopNode {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let handle = tokio::spawn(async move {
-            idnode::node::toplevel::serve(&top, fast(), listener, stop, Duration::from_secs(1))
-                .await
-                .unwrap();
+            idnode::node::toplevel::serve(
+                &top,
+                fast(),
+                listener,
+                None,
+                stop,
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
         });
         TopNode {
             addr,

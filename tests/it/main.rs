@@ -7,4 +7,5 @@ mod dns;
 mod federation;
 mod http;
 mod registry;
+mod security;
 mod support;

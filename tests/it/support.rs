@@ -65,8 +65,20 @@ impl TestNode {
         TestNode::start_with(config(data_dir, seed)).await
     }
 
+    /// A node serving TLS: its clients trust `client` (and present its certificate).
+    pub async fn start_tls(config: Config, client: &idnode::tls::ClientTls) -> TestNode {
+        TestNode::start_inner(config, Some(client.grpc().unwrap())).await
+    }
+
     /// A node with a prepared configuration (its data directory kept by the caller).
     pub async fn start_with(config: Config) -> TestNode {
+        TestNode::start_inner(config, None).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> TestNode {
         let data_dir = config.data_dir.clone();
         let data_dir = data_dir.as_path();
         let opened = idnode::node::open(&config, false).expect("node opens");
@@ -86,11 +98,12 @@ impl TestNode {
             .trim()
             .to_owned();
         // The listener is bound before serving starts, so connecting cannot race it.
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Channel::from_shared(format!("{scheme}://{addr}")).unwrap();
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).unwrap();
+        }
+        let channel = endpoint.connect().await.unwrap();
         TestNode {
             addr,
             dns_addr,

@@ -81,6 +81,47 @@ pub async fn serve(
     .await
 }
 
+/// Serves `router` over TLS on `listener` until `shutdown`. Connections whose handshake
+/// fails (no or untrusted client certificate under mutual TLS) are dropped.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = listener.accept() => r?,
+        };
+        let (acceptor, app) = (acceptor.clone(), router.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let app = app.layer(axum::Extension(ConnectInfo(peer)));
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let conn =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let serving =
+                conn.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                r = serving => if let Err(e) = r { tracing::debug!(%peer, error = %e, "HTTPS connection ended"); },
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
 fn reply(status: StatusCode, body: Json) -> Response {
     (
         status,
