@@ -130,7 +130,7 @@ pub fn verify(
         ..Default::default()
     };
     // 1. The chain, in sequence order; the hash at each sequence number for step 3.
-    let mut hashes: HashMap<u64, String> = HashMap::new();
+    let mut hashes: HashMap<u64, String> = HashMap::from([(0, GENESIS.to_owned())]);
     let mut chain_ok = true;
     let mut after: Option<Vec<u8>> = None;
     loop {
