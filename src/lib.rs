@@ -10,6 +10,7 @@
 //! - [`auth`]: tokens, credentials, enterprises, callers (pure).
 //! - [`error`]: the protocol-neutral `Error` and `ErrorKind`.
 //! - [`audit`]: verification of the hash-chained operation log and of signed log heads.
+//! - [`bulk`]: synthetic data sets, import formats (JSON Lines, CSV), offline import.
 //! - [`dataset`]: the JSON record format of files (seeds, `register --file`, output).
 //! - [`store`]: the `Store` trait, its RocksDB and in-memory implementations, the on-disk codec.
 //! - [`resolver`]: the core: resolve, register, accounts, templates, counts.
@@ -27,6 +28,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod bulk;
 pub mod config;
 pub mod dataset;
 pub mod error;

@@ -2,6 +2,8 @@
 //! for scripts.
 
 pub mod audit;
+pub mod bench;
+pub mod bulk;
 pub mod toplevel;
 
 use std::path::PathBuf;
@@ -40,7 +42,7 @@ pub struct Connection {
     token: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +143,17 @@ pub enum ClientCommand {
     /// The tamper-evident operation log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Write a synthetic, reproducible data set (JSON Lines or CSV).
+    Gen(bulk::GenArgs),
+    /// Import a data set: online over BatchCreate, or --offline into a stopped node.
+    Import(bulk::ImportArgs),
+    /// Load generator: throughput and latency percentiles of a running node.
+    Bench(Box<bench::BenchArgs>),
+    /// Print two `idnode bench` reports side by side.
+    BenchCompare { a: PathBuf, b: PathBuf },
+    /// Reference servers and loaders for side-by-side figures.
+    #[command(subcommand, hide = true)]
+    BenchReference(bench::ReferenceCommand),
 }
 
 #[derive(Subcommand)]
@@ -646,6 +659,11 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Template(t) => template(t).await,
         ClientCommand::Grant(g) => audit::grant(g).await,
         ClientCommand::Audit(a) => audit::run(a).await,
+        ClientCommand::Gen(g) => bulk::gen(g),
+        ClientCommand::Import(i) => bulk::import(i).await,
+        ClientCommand::Bench(b) => bench::bench(*b).await,
+        ClientCommand::BenchCompare { a, b } => bench::compare(&a, &b),
+        ClientCommand::BenchReference(r) => bench::reference(r).await,
     }
 }
 

@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
@@ -352,7 +351,7 @@ pub async fn serve(
         .add_service(admin)
         .add_optional_service(top_service)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.grpc),
+            tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
         );
     tokio::pin!(server);

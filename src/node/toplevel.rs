@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
@@ -95,7 +94,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha()?)
         .add_service(service(&top.top, forward))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
         );
     tokio::pin!(server);

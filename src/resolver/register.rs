@@ -100,6 +100,51 @@ impl Core {
         })
     }
 
+    /// Validates a record for a bulk load as the admin would register it: returns the
+    /// storage key, the encoded record and the prefix whose count it adds to.
+    pub fn prepare_import(
+        &self,
+        id: Identifier,
+        record: Record,
+    ) -> Result<(Vec<u8>, Vec<u8>, String)> {
+        let p = self.prepare(&Caller::Admin, id, record)?;
+        Ok((
+            p.id.as_bytes().to_vec(),
+            codec::encode_record(&p.record),
+            p.owner_prefix,
+        ))
+    }
+
+    /// Commits the bookkeeping of a bulk load whose records and log index entries were
+    /// ingested: counters per prefix and the one `import` log entry at `seq`.
+    pub fn finish_import(
+        &self,
+        seq: u64,
+        counts: &HashMap<String, i64>,
+        detail: String,
+        content: String,
+    ) -> Result<()> {
+        let mut batch = Batch::new();
+        let mut total = 0;
+        for (prefix, n) in counts {
+            batch.add(Table::Counters, prefix_count_key(prefix), *n);
+            batch.add(Table::Counters, daily_key(prefix, today()), *n);
+            total += n;
+        }
+        batch.add(Table::Counters, NODE_COUNT, total);
+        let draft = Draft {
+            op: "import",
+            actor: "admin".into(),
+            target: "import".into(),
+            detail: Some(detail),
+            content: Some(content),
+        };
+        if self.log_head().0 + 1 != seq {
+            return Err(Error::internal("the log moved during an offline import"));
+        }
+        self.commit_logged(batch, vec![draft])
+    }
+
     /// Registers a new identifier.
     ///
     /// Errors: `AlreadyExists` if it exists with different content (identical content is

@@ -121,6 +121,27 @@ fn suite(store: &dyn Store) {
         }
     });
     assert_eq!(store.counter(Table::Counters, b"n").unwrap(), 1000);
+    // Bulk ingestion of sorted entries, next to existing keys.
+    let mut sorted = (0..500u32).map(|i| (format!("bulk/{i:05}").into_bytes(), vec![i as u8]));
+    assert_eq!(
+        store.ingest_sorted(Table::Records, &mut sorted).unwrap(),
+        500
+    );
+    assert_eq!(
+        store.get(Table::Records, b"bulk/00007").unwrap(),
+        Some(vec![7])
+    );
+    assert_eq!(
+        store
+            .scan(Table::Records, b"bulk/", None, 1000)
+            .unwrap()
+            .len(),
+        500
+    );
+    assert_eq!(
+        store.get(Table::Records, b"88.101.5/x").unwrap(),
+        Some(b"1".to_vec())
+    );
     store.flush().unwrap();
 }
 

@@ -168,6 +168,27 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Loads entries given in strictly ascending key order straight into `table`,
+    /// bypassing the write path (RocksDB: SST files written and ingested). Returns how many
+    /// were loaded. Not atomic with other writes: for offline bulk loads.
+    fn ingest_sorted(
+        &self,
+        table: Table,
+        entries: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> StoreResult<u64> {
+        let mut n = 0u64;
+        let mut batch = Batch::new();
+        for (k, v) in entries {
+            batch.put(table, k, v);
+            n += 1;
+            if batch.ops.len() >= 10_000 {
+                self.write(std::mem::take(&mut batch), Durability::Wal)?;
+            }
+        }
+        self.write(batch, Durability::Sync)?;
+        Ok(n)
+    }
+
     /// Engine figures for monitoring, e.g. `("estimate-num-keys", n)`; empty by default.
     fn properties(&self) -> Vec<(&'static str, u64)> {
         Vec::new()

@@ -189,6 +189,48 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    fn ingest_sorted(
+        &self,
+        table: Table,
+        entries: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> StoreResult<u64> {
+        // SST files of at most 256 MiB next to the database, moved in by the ingestion.
+        const MAX_FILE: u64 = 256 << 20;
+        let dir = self
+            .path
+            .join(format!("ingest-{}-{}", table.name(), std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError(e.to_string()))?;
+        let mut opts = Options::default();
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+        let mut files = Vec::new();
+        let mut n = 0u64;
+        let mut entries = entries.peekable();
+        while entries.peek().is_some() {
+            let path = dir.join(format!("{:05}.sst", files.len()));
+            let mut writer = rocksdb::SstFileWriter::create(&opts);
+            writer.open(&path).map_err(err)?;
+            for (k, v) in entries.by_ref() {
+                writer.put(&k, &v).map_err(err)?;
+                n += 1;
+                if writer.file_size() >= MAX_FILE {
+                    break;
+                }
+            }
+            writer.finish().map_err(err)?;
+            files.push(path);
+        }
+        if !files.is_empty() {
+            let mut ingest = rocksdb::IngestExternalFileOptions::default();
+            ingest.set_move_files(true);
+            self.db
+                .ingest_external_file_cf_opts(self.cf(table)?, &ingest, files)
+                .map_err(err)?;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(n)
+    }
+
     fn properties(&self) -> Vec<(&'static str, u64)> {
         // Summed over column families, except the shared block cache (counted once).
         let summed = [

@@ -2,6 +2,7 @@
 
 mod admin;
 mod batch;
+mod bulk;
 mod cli;
 mod dns;
 mod federation;

@@ -420,7 +420,7 @@ async fn tokens_expire_and_failed_authentications_are_limited() {
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operation_log_detects_tampering() {
     use idnode::audit::{self, Problem};
     use idnode::store::rocks::{RocksConfig, RocksStore};

@@ -353,6 +353,7 @@ pub async fn serve_tcp(
                 }
             },
         };
+        let _ = stream.set_nodelay(true);
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
             // Over the connection limit: close at once rather than queue.
             drop(stream);

@@ -73,6 +73,11 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Small request/response pairs: never wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -95,6 +100,7 @@ pub async fn serve_tls(
             _ = shutdown.cancelled() => return Ok(()),
             r = listener.accept() => r?,
         };
+        let _ = stream.set_nodelay(true);
         let (acceptor, app) = (acceptor.clone(), router.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {

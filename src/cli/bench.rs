@@ -1,0 +1,741 @@
+//! `idnode bench`: a load generator for operators, and the reference servers and loaders
+//! its figures are compared with (`idnode bench-reference`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use idnode::api::grpc::{pb, BearerAuth};
+use idnode::bulk::gen::{self, GenConfig};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    /// gRPC Resolve.
+    Resolve,
+    /// DNS TXT queries over UDP.
+    ResolveDns,
+    /// gRPC Create of new identifiers.
+    Create,
+    /// gRPC BatchCreate, 100 records per message.
+    BatchCreate,
+    /// Resolve and Create in the ratio of --mix.
+    Mixed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distribution {
+    Uniform,
+    Zipf,
+}
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "resolve")]
+    pub op: Op,
+    /// The node's gRPC URL.
+    #[arg(long, env = "IDNODE_NODE", default_value = "http://127.0.0.1:7000")]
+    pub node: String,
+    /// DNS server for resolve-dns.
+    #[arg(long, default_value = "127.0.0.1:5353")]
+    pub dns: SocketAddr,
+    #[arg(long, default_value = "id.example.")]
+    pub zone: String,
+    /// Token file for create ops (admin or the enterprise's).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Closed loop: this many requests in flight.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Open loop: requests per second, sent on schedule whatever the latency (latency is
+    /// measured from the scheduled time, so queueing shows).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Stop after this many seconds...
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// ...or after this many requests.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Percentage of resolves in --op mixed.
+    #[arg(long, default_value_t = 90)]
+    pub mix: u32,
+    /// Keys: identifiers of a data set file (JSON Lines or CSV)...
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+    /// ...or of `idnode gen` with these parameters (no file needed).
+    #[arg(long, default_value_t = 0)]
+    pub gen_count: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub enterprises: u32,
+    #[arg(long, default_value = "88.101")]
+    pub node_prefix: String,
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub distribution: Distribution,
+    /// Zipf exponent.
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf_exponent: f64,
+    /// Fraction of resolves for identifiers that do not exist.
+    #[arg(long, default_value_t = 0.0)]
+    pub miss_ratio: f64,
+    /// Fraction of resolves for identifiers of another node (forwarded), drawn from
+    /// --remote-keys.
+    #[arg(long, default_value_t = 0.0)]
+    pub remote_ratio: f64,
+    #[arg(long)]
+    pub remote_keys: Option<PathBuf>,
+    /// gRPC connections (HTTP/2) shared by the workers.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Prefix new identifiers are created under.
+    #[arg(long, default_value = "88.101.1")]
+    pub create_prefix: String,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Label in the report.
+    #[arg(long, default_value = "idnode")]
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatencyUs {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+/// The JSON report of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub label: String,
+    pub op: Op,
+    pub target: String,
+    pub concurrency: usize,
+    pub rate: Option<u64>,
+    pub distribution: Distribution,
+    pub keys: u64,
+    pub seconds: f64,
+    pub requests: u64,
+    pub ok: u64,
+    /// Errors by kind (gRPC code name, DNS rcode, "timeout", "transport").
+    pub errors: BTreeMap<String, u64>,
+    pub throughput: f64,
+    pub latency_us: LatencyUs,
+}
+
+/// Draws key positions uniformly or Zipf-distributed (rank 0 the most popular).
+struct Keys {
+    keys: Vec<String>,
+    remote: Vec<String>,
+    zipf: Option<Vec<f64>>,
+}
+
+impl Keys {
+    fn pick(&self, rng: &mut StdRng, args: &BenchArgs) -> String {
+        let x: f64 = rng.random();
+        if x < args.miss_ratio {
+            return format!(
+                "{}/MISSING-{:016x}",
+                args.create_prefix,
+                rng.random::<u64>()
+            );
+        }
+        if x < args.miss_ratio + args.remote_ratio && !self.remote.is_empty() {
+            return self.remote[rng.random_range(0..self.remote.len())].clone();
+        }
+        let i = match &self.zipf {
+            None => rng.random_range(0..self.keys.len()),
+            Some(cdf) => {
+                let u: f64 = rng.random();
+                cdf.partition_point(|c| *c < u).min(self.keys.len() - 1)
+            }
+        };
+        self.keys[i].clone()
+    }
+}
+
+fn load_keys(args: &BenchArgs) -> anyhow::Result<Keys> {
+    let keys = match (&args.keys, args.gen_count) {
+        (Some(path), _) => super::bulk::identifiers(path)?,
+        (None, n) if n > 0 => {
+            let c = GenConfig {
+                seed: args.seed,
+                node_prefix: args.node_prefix.clone(),
+                enterprises: args.enterprises,
+            };
+            (0..n).map(|i| gen::identifier_of(&c, i)).collect()
+        }
+        _ if matches!(args.op, Op::Create | Op::BatchCreate) => vec!["88.101.1/unused".into()],
+        _ => bail!("give --keys FILE or --gen-count N for resolve load"),
+    };
+    if keys.is_empty() {
+        bail!("no keys");
+    }
+    let remote = match &args.remote_keys {
+        Some(p) => super::bulk::identifiers(p)?,
+        None => Vec::new(),
+    };
+    let zipf = (args.distribution == Distribution::Zipf).then(|| {
+        // Cumulative distribution over ranks; keys are shuffled ranks already (gen order).
+        let n = keys.len().min(10_000_000);
+        let mut cdf = Vec::with_capacity(n);
+        let mut sum = 0.0;
+        for k in 1..=n {
+            sum += 1.0 / (k as f64).powf(args.zipf_exponent);
+            cdf.push(sum);
+        }
+        for c in &mut cdf {
+            *c /= sum;
+        }
+        cdf
+    });
+    Ok(Keys { keys, remote, zipf })
+}
+
+/// Shared counters of a run.
+struct Stats {
+    hist: Mutex<Histogram<u64>>,
+    ok: AtomicU64,
+    requests: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    fn record(&self, started: Instant, outcome: Result<(), String>) {
+        let us = started.elapsed().as_micros().max(1) as u64;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .hist
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(us.min(60_000_000));
+        match outcome {
+            Ok(()) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(kind) => {
+                *self
+                    .errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(kind)
+                    .or_default() += 1
+            }
+        }
+    }
+}
+
+/// One client of the node: gRPC stubs, or a DNS socket.
+struct Worker {
+    resolver: pb::resolver_client::ResolverClient<
+        tonic::service::interceptor::InterceptedService<Channel, BearerAuth>,
+    >,
+    registry: pb::registry_client::RegistryClient<
+        tonic::service::interceptor::InterceptedService<Channel, BearerAuth>,
+    >,
+    dns: Option<tokio::net::UdpSocket>,
+    zone: hickory_proto::rr::Name,
+}
+
+impl Worker {
+    async fn run_one(
+        &mut self,
+        args: &BenchArgs,
+        keys: &Keys,
+        rng: &mut StdRng,
+        seq: u64,
+        run: u64,
+    ) -> Result<(), String> {
+        let op = match args.op {
+            Op::Mixed if rng.random_range(0..100) < args.mix => Op::Resolve,
+            Op::Mixed => Op::Create,
+            op => op,
+        };
+        let grpc_err = |s: tonic::Status| match s.code() {
+            tonic::Code::NotFound => "not_found".to_owned(),
+            c => format!("{c:?}").to_lowercase(),
+        };
+        match op {
+            Op::Resolve | Op::Mixed => {
+                let req = pb::ResolveRequest {
+                    identifier: keys.pick(rng, args),
+                    ..Default::default()
+                };
+                self.resolver
+                    .resolve(req)
+                    .await
+                    .map(|_| ())
+                    .map_err(grpc_err)
+            }
+            Op::Create => {
+                let record = bench_record(&args.create_prefix, run, seq, 0);
+                self.registry
+                    .create(pb::CreateRequest {
+                        record: Some(record),
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(grpc_err)
+            }
+            Op::BatchCreate => {
+                let records = (0..100)
+                    .map(|j| bench_record(&args.create_prefix, run, seq, j))
+                    .collect();
+                let mut s = self
+                    .registry
+                    .batch_create(tokio_stream::iter(vec![pb::BatchCreateRequest { records }]))
+                    .await
+                    .map_err(grpc_err)?
+                    .into_inner();
+                let r = s.message().await.map_err(grpc_err)?.ok_or("empty")?;
+                match r.results.iter().find(|x| x.code != 0) {
+                    Some(bad) => Err(format!("item_code_{}", bad.code)),
+                    None => Ok(()),
+                }
+            }
+            Op::ResolveDns => self.dns_query(keys.pick(rng, args), seq as u16).await,
+        }
+    }
+
+    async fn dns_query(&mut self, identifier: String, id: u16) -> Result<(), String> {
+        use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+        let socket = self.dns.as_ref().ok_or("no DNS socket")?;
+        let parsed =
+            idnode::identifier::Identifier::parse(&identifier).map_err(|_| "bad_key".to_owned())?;
+        let name = idnode::api::dns::naming::encode(&parsed, &self.zone)
+            .map_err(|_| "name_too_long".to_owned())?;
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(name, hickory_proto::rr::RecordType::TXT));
+        let bytes = m.to_vec().map_err(|_| "encode".to_owned())?;
+        socket
+            .send(&bytes)
+            .await
+            .map_err(|_| "transport".to_owned())?;
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = match tokio::time::timeout(left, socket.recv(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(_)) => return Err("transport".into()),
+                Err(_) => return Err("timeout".into()),
+            };
+            if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) != id {
+                continue; // a late answer to an earlier, timed-out query
+            }
+            let reply = Message::from_vec(&buf[..n]).map_err(|_| "formerr".to_owned())?;
+            return match reply.metadata.response_code {
+                ResponseCode::NoError => Ok(()),
+                ResponseCode::NXDomain => Err("nxdomain".into()),
+                other => Err(format!("{other:?}").to_lowercase()),
+            };
+        }
+    }
+}
+
+fn bench_record(prefix: &str, run: u64, seq: u64, j: u64) -> pb::Record {
+    let text = |index: u32, kind: &str, data: String| pb::Value {
+        index,
+        r#type: kind.into(),
+        data: data.into_bytes(),
+        ..Default::default()
+    };
+    pb::Record {
+        identifier: format!("{prefix}/BENCH-{run:x}-{seq}-{j}"),
+        values: vec![
+            text(
+                1,
+                "URL",
+                format!("https://bench.example.cn/{run:x}/{seq}/{j}"),
+            ),
+            text(2, "batchNo", format!("B{seq:08}")),
+            text(3, "productionDate", "2025-06-01".into()),
+        ],
+    }
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let keys = Arc::new(load_keys(&args)?);
+    let token = match &args.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let auth = BearerAuth::new(token.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    let mut channels = Vec::new();
+    if args.op != Op::ResolveDns {
+        for _ in 0..args.connections.max(1) {
+            let ch = Channel::from_shared(args.node.clone())?
+                .connect()
+                .await
+                .with_context(|| format!("cannot reach the node at {}", args.node))?;
+            channels.push(ch);
+        }
+    } else {
+        channels.push(Channel::from_static("http://127.0.0.1:1").connect_lazy());
+    }
+    let zone =
+        hickory_proto::rr::Name::from_ascii(&args.zone).map_err(|e| anyhow!("--zone: {e}"))?;
+    let stats = Arc::new(Stats {
+        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        ok: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
+        errors: Mutex::new(BTreeMap::new()),
+    });
+    let run: u64 = rand::rng().random();
+    let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
+    let limit = args.count.unwrap_or(u64::MAX);
+    let issued = Arc::new(AtomicU64::new(0));
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && args.duration >= 5.0 {
+        indicatif::ProgressBar::new(args.duration as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let make_worker = |i: usize| -> anyhow::Result<Worker> {
+        let ch = channels[i % channels.len()].clone();
+        Ok(Worker {
+            resolver: pb::resolver_client::ResolverClient::with_interceptor(
+                ch.clone(),
+                auth.clone(),
+            ),
+            registry: pb::registry_client::RegistryClient::with_interceptor(ch, auth.clone()),
+            dns: None,
+            zone: zone.clone(),
+        })
+    };
+    let mut tasks = Vec::new();
+    match args.rate {
+        None => {
+            for i in 0..args.concurrency.max(1) {
+                let mut w = make_worker(i)?;
+                if args.op == Op::ResolveDns {
+                    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+                    s.connect(args.dns).await?;
+                    w.dns = Some(s);
+                }
+                let (args, keys, stats, issued) = (
+                    args.clone(),
+                    Arc::clone(&keys),
+                    Arc::clone(&stats),
+                    Arc::clone(&issued),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let mut rng = StdRng::seed_from_u64(run ^ i as u64);
+                    loop {
+                        let seq = issued.fetch_add(1, Ordering::Relaxed);
+                        if seq >= limit || Instant::now() >= deadline {
+                            break;
+                        }
+                        let t = Instant::now();
+                        let outcome = w.run_one(&args, &keys, &mut rng, seq, run).await;
+                        stats.record(t, outcome);
+                    }
+                }));
+            }
+        }
+        Some(rate) => {
+            // Open loop: one request per tick, each on its own task (with clones of the
+            // shared HTTP/2 channels), latency measured from the tick.
+            let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(100_000));
+            let mut next = Instant::now();
+            let mut seq = 0u64;
+            while seq < limit && next < deadline {
+                tokio::time::sleep_until(next.into()).await;
+                let scheduled = next;
+                next += interval;
+                let s = seq;
+                seq += 1;
+                let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+                    stats.record(scheduled, Err("client_overloaded".into()));
+                    continue;
+                };
+                let mut w = make_worker(s as usize)?;
+                let (args, keys, stats) = (args.clone(), Arc::clone(&keys), Arc::clone(&stats));
+                tasks.push(tokio::spawn(async move {
+                    if args.op == Op::ResolveDns {
+                        if let Ok(sock) = tokio::net::UdpSocket::bind("127.0.0.1:0").await {
+                            let _ = sock.connect(args.dns).await;
+                            w.dns = Some(sock);
+                        }
+                    }
+                    let mut rng = StdRng::seed_from_u64(run ^ s);
+                    let outcome = w.run_one(&args, &keys, &mut rng, s, run).await;
+                    stats.record(scheduled, outcome);
+                    drop(permit);
+                }));
+                if tasks.len() > 100_000 {
+                    tasks.retain(|t| !t.is_finished());
+                }
+            }
+        }
+    }
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                bar.set_position(started.elapsed().as_secs());
+            }
+        })
+    };
+    for t in tasks {
+        let _ = t.await;
+    }
+    ticker.abort();
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let hist = stats.hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let requests = stats.requests.load(Ordering::Relaxed);
+    let report = Report {
+        label: args.label.clone(),
+        op: args.op,
+        target: if args.op == Op::ResolveDns {
+            args.dns.to_string()
+        } else {
+            args.node.clone()
+        },
+        concurrency: args.concurrency,
+        rate: args.rate,
+        distribution: args.distribution,
+        keys: keys.keys.len() as u64,
+        seconds,
+        requests,
+        ok: stats.ok.load(Ordering::Relaxed),
+        errors: stats
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        throughput: requests as f64 / seconds.max(1e-9),
+        latency_us: LatencyUs {
+            p50: hist.value_at_quantile(0.5),
+            p90: hist.value_at_quantile(0.9),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+            mean: hist.mean(),
+        },
+    };
+    print_report(&report);
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        println!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "{} {:?} against {}: {} requests in {:.1} s = {:.0}/s ({} ok)",
+        r.label, r.op, r.target, r.requests, r.seconds, r.throughput, r.ok
+    );
+    let l = &r.latency_us;
+    println!(
+        "latency µs: p50 {} p90 {} p99 {} p99.9 {} max {} (mean {:.0})",
+        l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+    );
+    if !r.errors.is_empty() {
+        let errs: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("errors: {}", errs.join(", "));
+    }
+}
+
+/// Prints two reports side by side with their ratio (b / a).
+pub fn compare(a: &PathBuf, b: &PathBuf) -> anyhow::Result<()> {
+    let read = |p: &PathBuf| -> anyhow::Result<Report> {
+        Ok(serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )?)
+    };
+    let (x, y) = (read(a)?, read(b)?);
+    println!("{:<14} {:>14} {:>14} {:>8}", "", x.label, y.label, "b/a");
+    let row = |name: &str, u: f64, v: f64| {
+        println!("{name:<14} {u:>14.0} {v:>14.0} {:>8.2}", v / u.max(1e-9))
+    };
+    row("throughput/s", x.throughput, y.throughput);
+    row("p50 µs", x.latency_us.p50 as f64, y.latency_us.p50 as f64);
+    row("p90 µs", x.latency_us.p90 as f64, y.latency_us.p90 as f64);
+    row("p99 µs", x.latency_us.p99 as f64, y.latency_us.p99 as f64);
+    row(
+        "p99.9 µs",
+        x.latency_us.p999 as f64,
+        y.latency_us.p999 as f64,
+    );
+    row("max µs", x.latency_us.max as f64, y.latency_us.max as f64);
+    row(
+        "errors",
+        x.errors.values().sum::<u64>() as f64,
+        y.errors.values().sum::<u64>() as f64,
+    );
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ReferenceCommand {
+    /// A trivial tonic server answering Resolve from a HashMap of `idnode gen` records.
+    Grpc {
+        #[arg(long, default_value = "127.0.0.1:7900")]
+        addr: SocketAddr,
+        #[arg(long)]
+        gen_count: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 1000)]
+        enterprises: u32,
+        #[arg(long, default_value = "88.101")]
+        node_prefix: String,
+    },
+    /// Raw RocksDB WriteBatch puts (1000 per batch) of a data set's keys and encoded
+    /// records, into a fresh directory.
+    RocksBatch {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Raw SstFileWriter + ingest of a data set's keys and encoded records, sorted
+    /// beforehand (the sort is not timed).
+    RocksSst {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+struct Trivial {
+    answers: std::collections::HashMap<String, pb::ResolveResponse>,
+}
+
+#[tonic::async_trait]
+impl pb::resolver_server::Resolver for Trivial {
+    async fn resolve(
+        &self,
+        req: tonic::Request<pb::ResolveRequest>,
+    ) -> Result<tonic::Response<pb::ResolveResponse>, tonic::Status> {
+        match self.answers.get(&req.get_ref().identifier) {
+            Some(a) => Ok(tonic::Response::new(a.clone())),
+            None => Err(tonic::Status::not_found("not registered")),
+        }
+    }
+}
+
+fn encoded(input: &PathBuf) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let file = std::fs::File::open(input)?;
+    let reader = idnode::bulk::Reader::new(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        idnode::bulk::Format::of(input),
+    );
+    reader
+        .map(|r| {
+            let r = r.map_err(|e| anyhow!(e))?;
+            let id = idnode::identifier::Identifier::parse(&r.identifier)?;
+            let rec = r.to_record().map_err(|e| anyhow!("{e}"))?;
+            Ok((
+                id.as_bytes().to_vec(),
+                idnode::store::codec::encode_record(&rec),
+            ))
+        })
+        .collect()
+}
+
+pub async fn reference(cmd: ReferenceCommand) -> anyhow::Result<()> {
+    use idnode::store::rocks::{RocksConfig, RocksStore};
+    use idnode::store::{Batch, Durability, Store, Table};
+    match cmd {
+        ReferenceCommand::Grpc {
+            addr,
+            gen_count,
+            seed,
+            enterprises,
+            node_prefix,
+        } => {
+            let c = GenConfig {
+                seed,
+                node_prefix,
+                enterprises,
+            };
+            let mut answers = std::collections::HashMap::with_capacity(gen_count as usize);
+            for i in 0..gen_count {
+                let r = gen::record(&c, i);
+                let rec = r.to_record().map_err(|e| anyhow!("{e}"))?;
+                answers.insert(
+                    r.identifier.clone(),
+                    pb::ResolveResponse {
+                        identifier: r.identifier,
+                        values: rec
+                            .values
+                            .into_iter()
+                            .map(idnode::api::grpc::convert::value_to)
+                            .collect(),
+                    },
+                );
+            }
+            println!("trivial Resolver with {gen_count} records on {addr}");
+            tonic::transport::Server::builder()
+                .add_service(pb::resolver_server::ResolverServer::new(Trivial {
+                    answers,
+                }))
+                .serve_with_shutdown(addr, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            Ok(())
+        }
+        ReferenceCommand::RocksBatch { input, dir } => {
+            let entries = encoded(&input)?;
+            let store = RocksStore::open(&RocksConfig::new(&dir)).map_err(|e| anyhow!("{e}"))?;
+            let started = Instant::now();
+            for chunk in entries.chunks(1000) {
+                let mut b = Batch::new();
+                for (k, v) in chunk {
+                    b.put(Table::Records, k.clone(), v.clone());
+                }
+                store
+                    .write(b, Durability::Wal)
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            let s = started.elapsed().as_secs_f64();
+            println!("{{\"reference\":\"rocks-batch\",\"records\":{},\"seconds\":{s:.3},\"records_per_second\":{:.0}}}", entries.len(), entries.len() as f64 / s);
+            Ok(())
+        }
+        ReferenceCommand::RocksSst { input, dir } => {
+            let mut entries = encoded(&input)?;
+            entries.sort_unstable();
+            entries.dedup_by(|a, b| a.0 == b.0);
+            let store = RocksStore::open(&RocksConfig::new(&dir)).map_err(|e| anyhow!("{e}"))?;
+            let started = Instant::now();
+            let n = entries.len();
+            store
+                .ingest_sorted(Table::Records, &mut entries.into_iter())
+                .map_err(|e| anyhow!("{e}"))?;
+            let s = started.elapsed().as_secs_f64();
+            println!("{{\"reference\":\"rocks-sst\",\"records\":{n},\"seconds\":{s:.3},\"records_per_second\":{:.0}}}", n as f64 / s);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! `idnode gen` and `idnode import`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Connection;
+use idnode::api::grpc::pb;
+use idnode::bulk::gen::{self, GenConfig};
+use idnode::bulk::{self, Format};
+
+#[derive(Args)]
+pub struct GenArgs {
+    /// Number of records.
+    #[arg(long)]
+    pub count: u64,
+    /// Output file (JSON Lines, or CSV when it ends in .csv).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Enterprise prefixes the records spread over.
+    #[arg(long, default_value_t = 1000)]
+    pub enterprises: u32,
+    #[arg(long, default_value = "88.101")]
+    pub node_prefix: String,
+    /// Also write a zone file with the same data as TXT records (for Knot DNS).
+    #[arg(long)]
+    pub zone_file: Option<PathBuf>,
+    /// Also write a dnsperf query file (one `<name> TXT` line per record).
+    #[arg(long)]
+    pub dnsperf_queries: Option<PathBuf>,
+    /// Zone for --zone-file and --dnsperf-queries.
+    #[arg(long, default_value = "id.example.")]
+    pub zone: String,
+}
+
+pub fn gen(a: GenArgs) -> anyhow::Result<()> {
+    let config = GenConfig {
+        seed: a.seed,
+        node_prefix: a.node_prefix.clone(),
+        enterprises: a.enterprises,
+    };
+    let format = Format::of(&a.out);
+    let mut out = BufWriter::with_capacity(
+        1 << 20,
+        File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?,
+    );
+    let zone = hickory_proto::rr::Name::from_ascii(&a.zone).map_err(|e| anyhow!("--zone: {e}"))?;
+    let mut zone_out = match &a.zone_file {
+        Some(p) => {
+            let mut w = BufWriter::with_capacity(1 << 20, File::create(p)?);
+            writeln!(w, "$ORIGIN {}\n$TTL 86400\n@ SOA ns hostmaster 1 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1", zone.to_ascii())?;
+            Some(w)
+        }
+        None => None,
+    };
+    let mut queries = match &a.dnsperf_queries {
+        Some(p) => Some(BufWriter::with_capacity(1 << 20, File::create(p)?)),
+        None => None,
+    };
+    if format == Format::Csv {
+        writeln!(out, "identifier,index,type,data,ttl,classification")?;
+    }
+    let bar = progress(a.count, "records");
+    for i in 0..a.count {
+        let r = gen::record(&config, i);
+        match format {
+            Format::JsonLines => {
+                serde_json::to_writer(&mut out, &r)?;
+                out.write_all(b"\n")?;
+            }
+            Format::Csv => {
+                for v in &r.values {
+                    writeln!(
+                        out,
+                        "{},{},{},{},,",
+                        bulk::csv_field(&r.identifier),
+                        v.index,
+                        bulk::csv_field(&v.kind),
+                        bulk::csv_field(&v.data)
+                    )?;
+                }
+            }
+        }
+        if zone_out.is_some() || queries.is_some() {
+            let id = idnode::identifier::Identifier::parse(&r.identifier)?;
+            let name = idnode::api::dns::naming::encode(&id, &zone)?;
+            if let Some(z) = zone_out.as_mut() {
+                let record = r.to_record().map_err(|e| anyhow!("{e}"))?;
+                for v in &record.values {
+                    let text = idnode::api::dns::txt_text(v);
+                    write!(z, "{} {} IN TXT", name.to_ascii(), v.ttl)?;
+                    for chunk in text.as_bytes().chunks(255) {
+                        let s = String::from_utf8_lossy(chunk)
+                            .replace('\\', "\\\\")
+                            .replace('"', "\\\"");
+                        write!(z, " \"{s}\"")?;
+                    }
+                    writeln!(z)?;
+                }
+            }
+            if let Some(q) = queries.as_mut() {
+                writeln!(q, "{} TXT", name.to_ascii())?;
+            }
+        }
+        if i % 10_000 == 0 {
+            bar.set_position(i);
+        }
+    }
+    bar.finish_and_clear();
+    out.flush()?;
+    if let Some(mut z) = zone_out {
+        z.flush()?;
+    }
+    if let Some(mut q) = queries {
+        q.flush()?;
+    }
+    println!("wrote {} records to {}", a.count, a.out.display());
+    Ok(())
+}
+
+fn progress(total: u64, unit: &str) -> ProgressBar {
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}} {{msg}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// JSON Lines or CSV (see `idnode::bulk`).
+    pub file: PathBuf,
+    /// Import into a stopped node's data directory with SST ingestion.
+    #[arg(long)]
+    pub offline: bool,
+    /// With --offline: the node's data directory.
+    #[arg(long, default_value = "./idnode-data")]
+    pub data_dir: PathBuf,
+    /// With --offline: the node prefix of a data directory never started.
+    #[arg(long, default_value = "88.101")]
+    pub node_prefix: String,
+    /// With --offline: memory for sorting before runs spill to disk, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory_mb: usize,
+    /// Records per BatchCreate message.
+    #[arg(long, default_value_t = 1000)]
+    pub chunk: usize,
+    /// BatchCreate messages in flight.
+    #[arg(long, default_value_t = 4)]
+    pub in_flight: usize,
+    /// Continue after the position recorded in the progress file.
+    #[arg(long)]
+    pub resume: bool,
+    /// Where failures go (JSON Lines). Default: FILE.failures.jsonl.
+    #[arg(long)]
+    pub failures: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// Counts bytes read, for a progress bar over the file.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// An input file's records, its size, and a counter of the bytes read so far.
+type Input = (bulk::Reader<BufReader<Counting<File>>>, u64, Arc<AtomicU64>);
+
+fn open_input(path: &Path) -> anyhow::Result<Input> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = file.metadata()?.len();
+    let read = Arc::new(AtomicU64::new(0));
+    let reader = BufReader::with_capacity(
+        1 << 20,
+        Counting {
+            inner: file,
+            read: Arc::clone(&read),
+        },
+    );
+    Ok((bulk::Reader::new(reader, Format::of(path)), size, read))
+}
+
+fn progress_file(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".progress");
+    PathBuf::from(p)
+}
+
+pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
+    if a.offline {
+        return offline(a);
+    }
+    let failures_path = a.failures.clone().unwrap_or_else(|| {
+        let mut p = a.file.as_os_str().to_owned();
+        p.push(".failures.jsonl");
+        PathBuf::from(p)
+    });
+    let progress_path = progress_file(&a.file);
+    let skip: u64 = if a.resume {
+        std::fs::read_to_string(&progress_path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let (reader, size, bytes) = open_input(&a.file)?;
+    let c = a.conn.connect().await?;
+    let chunk = a.chunk.clamp(1, 2000);
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::BatchCreateRequest>(a.in_flight.max(1));
+    // Reading and parsing run on a blocking thread; bad lines are failures too.
+    let (bad_tx, mut bad_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
+    let producer = tokio::task::spawn_blocking(move || -> u64 {
+        let mut position = 0u64;
+        let mut records = Vec::with_capacity(chunk);
+        for item in reader {
+            let here = position;
+            position += 1;
+            if here < skip {
+                continue;
+            }
+            match item {
+                Ok(r) => match r.to_record() {
+                    Ok(rec) => records.push(pb::Record {
+                        identifier: r.identifier,
+                        values: rec
+                            .values
+                            .into_iter()
+                            .map(idnode::api::grpc::convert::value_to)
+                            .collect(),
+                    }),
+                    Err(e) => {
+                        // Keep positions aligned: send an empty record the node rejects.
+                        let _ = bad_tx.send((here, e.to_string()));
+                        records.push(pb::Record {
+                            identifier: r.identifier,
+                            values: Vec::new(),
+                        });
+                    }
+                },
+                Err(e) => {
+                    let _ = bad_tx.send((here, e));
+                    records.push(pb::Record {
+                        identifier: String::new(),
+                        values: Vec::new(),
+                    });
+                }
+            }
+            if records.len() == chunk {
+                let msg = pb::BatchCreateRequest {
+                    records: std::mem::replace(&mut records, Vec::with_capacity(chunk)),
+                };
+                if tx.blocking_send(msg).is_err() {
+                    return position;
+                }
+            }
+        }
+        if !records.is_empty() {
+            let _ = tx.blocking_send(pb::BatchCreateRequest { records });
+        }
+        position
+    });
+    let mut stream = c
+        .registry()
+        .batch_create(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| c.fail(s))?
+        .into_inner();
+    let mut failures = BufWriter::new(if a.resume {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&failures_path)?
+    } else {
+        File::create(&failures_path)?
+    });
+    let bar = progress(size, "bytes");
+    let started = Instant::now();
+    let (mut created, mut present, mut failed) = (0u64, 0u64, 0u64);
+    let mut acknowledged = skip;
+    let mut bad_lines: HashMap<u64, String> = HashMap::new();
+    let mut last_save = Instant::now();
+    loop {
+        let msg = match stream.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(s) => {
+                failures.flush()?;
+                std::fs::write(&progress_path, acknowledged.to_string())?;
+                bail!("the node ended the import at position {acknowledged}: {}; re-run with --resume", s.message());
+            }
+        };
+        while let Ok((pos, e)) = bad_rx.try_recv() {
+            bad_lines.insert(pos, e);
+        }
+        for r in msg.results {
+            let position = skip + r.position;
+            match (r.code, r.created) {
+                (0, true) => created += 1,
+                (0, false) => present += 1,
+                _ => {
+                    failed += 1;
+                    let message = bad_lines.remove(&position).unwrap_or(r.message);
+                    serde_json::to_writer(
+                        &mut failures,
+                        &serde_json::json!({
+                            "position": position, "identifier": r.identifier, "code": r.code, "message": message,
+                        }),
+                    )?;
+                    failures.write_all(b"\n")?;
+                }
+            }
+            acknowledged = position + 1;
+        }
+        bar.set_position(bytes.load(Ordering::Relaxed));
+        bar.set_message(format!("{created} created, {failed} failed"));
+        if last_save.elapsed() > Duration::from_secs(1) {
+            std::fs::write(&progress_path, acknowledged.to_string())?;
+            failures.flush()?;
+            last_save = Instant::now();
+        }
+    }
+    let total = producer.await?;
+    bar.finish_and_clear();
+    failures.flush()?;
+    std::fs::write(&progress_path, acknowledged.to_string())?;
+    let secs = started.elapsed().as_secs_f64();
+    let done = created + present + failed;
+    let summary = serde_json::json!({
+        "records": total, "skipped": skip, "created": created, "already_present": present,
+        "failed": failed, "seconds": secs, "records_per_second": done as f64 / secs.max(1e-9),
+        "acknowledged_position": acknowledged, "failures_file": failures_path,
+    });
+    if c.json() {
+        println!("{summary}");
+    } else {
+        println!(
+            "{done} records in {secs:.1} s ({:.0}/s): {created} created, {present} already present, {failed} failed (see {}); acknowledged through position {acknowledged}",
+            done as f64 / secs.max(1e-9),
+            failures_path.display()
+        );
+    }
+    Ok(())
+}
+
+fn offline(a: ImportArgs) -> anyhow::Result<()> {
+    use idnode::store::rocks::{RocksConfig, RocksStore};
+    use idnode::store::{SharedStore, Store, Table};
+    let db = a.data_dir.join("db");
+    let mut rc = RocksConfig::new(&db);
+    rc.block_cache_bytes = 256 << 20;
+    let store = RocksStore::open(&rc)
+        .map_err(|e| anyhow!("opening {} (is the node stopped?): {e}", db.display()))?;
+    let prefix = store
+        .get(Table::Meta, b"node_prefix")
+        .map_err(|e| anyhow!("{e}"))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or(a.node_prefix.clone());
+    let store: SharedStore = Arc::new(store);
+    let config = idnode::resolver::CoreConfig::new(idnode::identifier::Prefix::parse(&prefix)?);
+    let core = idnode::resolver::Core::open(store, config, None)?;
+    let (reader, size, bytes) = open_input(&a.file)?;
+    let bar = progress(size, "bytes");
+    let tmp = a.data_dir.join("import-tmp");
+    let report = idnode::bulk::offline::import(
+        &core,
+        reader,
+        a.memory_mb.max(16) << 20,
+        &tmp,
+        &a.file.display().to_string(),
+        |_| bar.set_position(bytes.load(Ordering::Relaxed)),
+    )?;
+    bar.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let failures_path = a.failures.clone().unwrap_or_else(|| {
+        let mut p = a.file.as_os_str().to_owned();
+        p.push(".failures.jsonl");
+        PathBuf::from(p)
+    });
+    let mut f = BufWriter::new(File::create(&failures_path)?);
+    for (position, identifier, message) in &report.failures {
+        serde_json::to_writer(
+            &mut f,
+            &serde_json::json!({ "position": position, "identifier": identifier, "message": message }),
+        )?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    core.store().flush().map_err(|e| anyhow!("{e}"))?;
+    let summary = serde_json::json!({
+        "records": report.read, "created": report.imported, "already_present": report.already_present,
+        "failed": report.failures.len(), "seconds": report.seconds,
+        "records_per_second": report.read as f64 / report.seconds.max(1e-9),
+        "spilled_runs": report.spilled_runs, "failures_file": failures_path,
+    });
+    if a.conn.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "{} records in {:.1} s ({:.0}/s, {} sorted runs spilled): {} created, {} already present, {} failed (see {})",
+            report.read,
+            report.seconds,
+            report.read as f64 / report.seconds.max(1e-9),
+            report.spilled_runs,
+            report.imported,
+            report.already_present,
+            report.failures.len(),
+            failures_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Identifiers of a JSON Lines / CSV data set (for load generators).
+pub fn identifiers(path: &Path) -> anyhow::Result<Vec<String>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = BufReader::with_capacity(1 << 20, file);
+    let mut out = Vec::new();
+    match Format::of(path) {
+        Format::JsonLines => {
+            #[derive(serde::Deserialize)]
+            struct Id {
+                identifier: String,
+            }
+            for line in reader.lines() {
+                let line = line?;
+                if !line.trim().is_empty() {
+                    out.push(serde_json::from_str::<Id>(&line)?.identifier);
+                }
+            }
+        }
+        Format::Csv => {
+            for r in bulk::Reader::new(reader, Format::Csv) {
+                out.push(r.map_err(|e| anyhow!(e))?.identifier);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,355 @@
+//! `idnode gen`, `idnode import` (online, resumable, offline) and `idnode bench`, as an
+//! operator runs them, on small data.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use idnode::api::grpc::pb;
+use idnode::record::Record;
+use idnode::store::rocks::{RocksConfig, RocksStore};
+use idnode::store::{codec, Store, Table};
+
+use crate::support::TestNode;
+
+const BIN: &str = env!("CARGO_BIN_EXE_idnode");
+
+fn idnode(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("IDNODE_NODE")
+        .env_remove("IDNODE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_line(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.lines().last().unwrap()).unwrap()
+}
+
+/// Records (without timestamps) and per-prefix counts of a stopped node's store.
+fn contents(data_dir: &Path) -> (BTreeMap<String, Record>, Vec<(String, i64)>) {
+    let store = RocksStore::open_read_only(&RocksConfig::new(data_dir.join("db"))).unwrap();
+    let mut records = BTreeMap::new();
+    for (k, v) in store.scan(Table::Records, b"", None, usize::MAX).unwrap() {
+        let mut r = codec::decode_record(&v).unwrap();
+        for v in &mut r.values {
+            v.timestamp = 0;
+        }
+        records.insert(String::from_utf8(k).unwrap(), r);
+    }
+    let counts = store
+        .scan(Table::Counters, b"registered", None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8(k).unwrap(), codec::decode_counter(&v)))
+        .collect();
+    (records, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_and_offline_imports_give_identical_stores() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("d.jsonl");
+    let data_s = data.to_str().unwrap();
+    idnode(&[
+        "gen",
+        "--count",
+        "3000",
+        "--enterprises",
+        "20",
+        "--seed",
+        "9",
+        "--out",
+        data_s,
+    ]);
+    // A bad line and a duplicate with other content, to see failures reported by position.
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text.push_str("{not json\n");
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    // A duplicate of record 2000 (inside the resumed range below) with other content.
+    let later: serde_json::Value = serde_json::from_str(text.lines().nth(2000).unwrap()).unwrap();
+    let mut dup = later.clone();
+    dup["values"][0]["data"] = "https://other.example.cn/x".into();
+    text.push_str(&format!("{dup}\n"));
+    std::fs::write(&data, text).unwrap();
+
+    // Online, interrupted: the progress file says 1200 records were acknowledged.
+    let online_dir = work.path().join("online");
+    let node = TestNode::start_in(&online_dir, false).await;
+    let url = format!("http://{}", node.addr);
+    let token = online_dir.join("admin.token");
+    let token = token.to_str().unwrap();
+    std::fs::write(work.path().join("d.jsonl.progress"), "1200").unwrap();
+    let r = json_line(&idnode(&[
+        "import",
+        data_s,
+        "--resume",
+        "--node",
+        &url,
+        "--token-file",
+        token,
+        "--json",
+    ]));
+    assert_eq!(
+        (
+            r["skipped"].as_u64(),
+            r["created"].as_u64(),
+            r["failed"].as_u64()
+        ),
+        (Some(1200), Some(1800), Some(2))
+    );
+    assert_eq!(r["acknowledged_position"], 3002);
+    assert!(r["records_per_second"].as_f64().unwrap() > 0.0);
+    let failures = std::fs::read_to_string(work.path().join("d.jsonl.failures.jsonl")).unwrap();
+    let positions: Vec<u64> = failures
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["position"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(positions, [3000, 3001]);
+    // The rest, from the start: the 1800 already there are harmless.
+    let r = json_line(&idnode(&[
+        "import",
+        data_s,
+        "--node",
+        &url,
+        "--token-file",
+        token,
+        "--json",
+    ]));
+    assert_eq!(
+        (
+            r["created"].as_u64(),
+            r["already_present"].as_u64(),
+            r["failed"].as_u64()
+        ),
+        (Some(1200), Some(1800), Some(2))
+    );
+    let counts = node
+        .registry(Some(&node.admin_token))
+        .get_counts(pb::GetCountsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(counts.node_total, 3000);
+    node.stop().await;
+
+    // Offline into a fresh directory, twice (the second run changes nothing); a small
+    // memory budget forces sorted runs to spill to disk.
+    let offline_dir = work.path().join("offline");
+    let off = offline_dir.to_str().unwrap();
+    let r = json_line(&idnode(&[
+        "import",
+        "--offline",
+        "--data-dir",
+        off,
+        "--memory-mb",
+        "16",
+        data_s,
+        "--json",
+    ]));
+    assert_eq!(
+        (r["created"].as_u64(), r["failed"].as_u64()),
+        (Some(3000), Some(2))
+    );
+    let r = json_line(&idnode(&[
+        "import",
+        "--offline",
+        "--data-dir",
+        off,
+        data_s,
+        "--json",
+    ]));
+    assert_eq!(
+        (r["created"].as_u64(), r["already_present"].as_u64()),
+        (Some(0), Some(3000))
+    );
+
+    let (online, online_counts) = contents(&online_dir);
+    let (offline, offline_counts) = contents(&offline_dir);
+    assert_eq!(online.len(), 3000);
+    assert!(online == offline, "the same records");
+    assert_eq!(online_counts, offline_counts, "the same counts");
+
+    // The offline node starts, serves the imported data, and its log audits clean.
+    let node = TestNode::start_in(&offline_dir, false).await;
+    let id = first["identifier"].as_str().unwrap();
+    let got = node
+        .resolver(None)
+        .resolve(crate::support::resolve(id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.values[0].data,
+        first["values"][0]["data"].as_str().unwrap().as_bytes()
+    );
+    let proof = node
+        .registry(Some(&node.admin_token))
+        .get_proof(pb::GetProofRequest {
+            identifier: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(proof.consistent);
+    assert_eq!(proof.entries[0].op, "import");
+    node.stop().await;
+    let audit = Command::new(BIN)
+        .args(["audit", "verify", "--data-dir", off])
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+
+    // CSV carries the same records.
+    let csv = work.path().join("d.csv");
+    idnode(&[
+        "gen",
+        "--count",
+        "3000",
+        "--enterprises",
+        "20",
+        "--seed",
+        "9",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    let csv_dir = work.path().join("csv");
+    idnode(&[
+        "import",
+        "--offline",
+        "--data-dir",
+        csv_dir.to_str().unwrap(),
+        csv.to_str().unwrap(),
+    ]);
+    assert!(contents(&csv_dir).0 == offline);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reports_what_it_measured() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("d.jsonl");
+    idnode(&[
+        "gen",
+        "--count",
+        "500",
+        "--enterprises",
+        "5",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    let node = TestNode::start_empty().await;
+    let url = format!("http://{}", node.addr);
+    let token = node.data_dir.join("admin.token");
+    idnode(&[
+        "import",
+        data.to_str().unwrap(),
+        "--node",
+        &url,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    let report = work.path().join("r.json");
+    let out = idnode(&[
+        "bench",
+        "--node",
+        &url,
+        "--keys",
+        data.to_str().unwrap(),
+        "--count",
+        "300",
+        "--concurrency",
+        "4",
+        "--miss-ratio",
+        "0.2",
+        "--distribution",
+        "zipf",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.contains("latency µs: p50"), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["requests"], 300);
+    let misses = r["errors"]["not_found"].as_u64().unwrap_or(0);
+    assert_eq!(
+        r["ok"].as_u64().unwrap() + misses,
+        300,
+        "only misses fail: {r}"
+    );
+    assert!(misses > 20 && misses < 120, "about 20% misses: {misses}");
+    for field in ["p50", "p90", "p99", "p999", "max", "mean"] {
+        assert!(r["latency_us"][field].as_f64().unwrap() > 0.0, "{field}");
+    }
+    // DNS, open loop, and creates.
+    let dns = node.dns_addr.unwrap().to_string();
+    let r2 = work.path().join("r2.json");
+    idnode(&[
+        "bench",
+        "--op",
+        "resolve-dns",
+        "--dns",
+        &dns,
+        "--keys",
+        data.to_str().unwrap(),
+        "--count",
+        "200",
+        "--rate",
+        "1000",
+        "--report",
+        r2.to_str().unwrap(),
+    ]);
+    let r2v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&r2).unwrap()).unwrap();
+    assert_eq!(
+        (r2v["requests"].as_u64(), r2v["ok"].as_u64()),
+        (Some(200), Some(200))
+    );
+    let out = idnode(&[
+        "bench",
+        "--op",
+        "batch-create",
+        "--node",
+        &url,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--count",
+        "10",
+        "--concurrency",
+        "2",
+    ]);
+    assert!(
+        out.contains("10 requests") && out.contains("(10 ok)"),
+        "{out}"
+    );
+    let counts = node
+        .registry(Some(&node.admin_token))
+        .get_counts(pb::GetCountsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(counts.node_total, 500 + 1000);
+    let cmp = idnode(&[
+        "bench-compare",
+        report.to_str().unwrap(),
+        r2.to_str().unwrap(),
+    ]);
+    assert!(
+        cmp.contains("throughput/s") && cmp.contains("p99.9"),
+        "{cmp}"
+    );
+}
