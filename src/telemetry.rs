@@ -21,9 +21,15 @@ const BUCKETS: [f64; 14] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
 
+/// Registered handles of one (interface, op, outcome): looked up once, then reused.
+type Handles = (metrics::Counter, metrics::Histogram);
+
 pub struct Telemetry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    requests: std::sync::RwLock<
+        std::collections::HashMap<(&'static str, &'static str, &'static str), Handles>,
+    >,
 }
 
 impl Default for Telemetry {
@@ -49,10 +55,15 @@ impl Telemetry {
             .expect("static buckets are valid")
             .build_recorder();
         let handle = recorder.handle();
-        Telemetry { recorder, handle }
+        Telemetry {
+            recorder,
+            handle,
+            requests: Default::default(),
+        }
     }
 
-    /// Counts one request and records its latency.
+    /// Counts one request and records its latency. Hot path: the handles of a label set
+    /// are registered once and then found with one read-locked map lookup.
     pub fn request(
         &self,
         interface: &'static str,
@@ -60,17 +71,36 @@ impl Telemetry {
         outcome: &'static str,
         elapsed: Duration,
     ) {
-        let labels = [
-            ("interface", interface.to_owned()),
-            ("op", op.to_owned()),
-            ("outcome", outcome.to_owned()),
-        ];
-        self.recorder
-            .register_counter(&key("idnode_requests_total", &labels), &META)
-            .increment(1);
-        self.recorder
-            .register_histogram(&key("idnode_request_seconds", &labels[..2]), &META)
-            .record(elapsed.as_secs_f64());
+        let k = (interface, op, outcome);
+        let found = self
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&k)
+            .cloned();
+        let (counter, histogram) = match found {
+            Some(h) => h,
+            None => {
+                let labels = [
+                    ("interface", interface.to_owned()),
+                    ("op", op.to_owned()),
+                    ("outcome", outcome.to_owned()),
+                ];
+                let h = (
+                    self.recorder
+                        .register_counter(&key("idnode_requests_total", &labels), &META),
+                    self.recorder
+                        .register_histogram(&key("idnode_request_seconds", &labels[..2]), &META),
+                );
+                self.requests
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(k, h.clone());
+                h
+            }
+        };
+        counter.increment(1);
+        histogram.record(elapsed.as_secs_f64());
     }
 
     fn gauge(&self, name: &'static str, labels: &[(&'static str, String)], v: f64) {

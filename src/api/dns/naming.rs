@@ -119,9 +119,18 @@ pub fn decode(name: &Name, zone: &Name) -> Option<Identifier> {
     let suffix = String::from_utf8(bytes).ok()?;
     let prefix: Vec<&str> = prefix_labels.iter().rev().map(String::as_str).collect();
     let id = Identifier::parse(&format!("{}/{suffix}", prefix.join("."))).ok()?;
-    // Canonical names only: one name per identifier.
-    let again = encode(&id, zone).ok()?;
-    (again.to_lowercase() == name.to_lowercase()).then_some(id)
+    // Canonical names only (one name per identifier), checked without building a name:
+    // the escaped suffix must be exactly what `escape` makes, cut exactly as `cut` cuts.
+    let joined: String = suffix_labels.concat();
+    let escaped = escape(id.suffix());
+    if escaped != joined {
+        return None;
+    }
+    let lengths = cut(&escaped).into_iter().map(str::len);
+    if !lengths.eq(suffix_labels.iter().map(String::len)) || prefix.join(".") != id.prefix_str() {
+        return None;
+    }
+    Some(id)
 }
 
 #[cfg(test)]

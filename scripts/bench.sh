@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Reproduces the rows of BENCHMARKS.md on this machine, each against a reference measured
+# in the same run. Loopback only; every process started here is stopped by its PID.
+#
+#   scripts/bench.sh [dns|grpc|import|offline|disk|all]
+#
+# Sizes: N_DNS (default 1000000), N_GRPC (1000000), N_IMPORT (10000000). Work files go to
+# $BENCH_DIR (default /var/tmp/idnode-bench). Installs knot and dnsperf from Debian.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/idnode-target}"
+W="${BENCH_DIR:-/var/tmp/idnode-bench}"
+N_DNS="${N_DNS:-1000000}"
+N_GRPC="${N_GRPC:-1000000}"
+N_IMPORT="${N_IMPORT:-10000000}"
+DURATION="${DURATION:-20}"
+mkdir -p "$W"
+./scripts/setup
+cargo build --release --locked --bin idnode 2>&1 | tail -1
+B="$CARGO_TARGET_DIR/release/idnode"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_for() { # file pattern
+  for _ in $(seq 1 3000); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "timed out waiting for '$2' in $1" >&2; return 1
+}
+
+serve() { # data dir, log; prints nothing; sets SERVE_PID
+  "$B" serve --data-dir "$1" --grpc-addr 127.0.0.1:7400 --dns-addr 127.0.0.1:5400 --http-addr off \
+    --no-seed --block-cache-mb "${CACHE_MB:-1024}" --log-level warn >"$2" 2>&1 &
+  SERVE_PID=$!; PIDS+=("$SERVE_PID")
+  wait_for "$2" "grpc://"
+}
+
+stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+
+row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
+
+dns() {
+  command -v knotd >/dev/null && command -v dnsperf >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends knot dnsperf >/dev/null; }
+  local d="$W/dns-$N_DNS"
+  if [ ! -s "$d.jsonl" ]; then
+    "$B" gen --count "$N_DNS" --out "$d.jsonl" --zone-file "$d.zone" --dnsperf-queries "$d.queries"
+  fi
+  rm -rf "$d.node" && "$B" import --offline --data-dir "$d.node" "$d.jsonl" >/dev/null
+  # Knot DNS serving the same names and TXT texts.
+  mkdir -p "$W/knot"
+  cat >"$W/knot/knot.conf" <<EOF
+server:
+    listen: 127.0.0.1@5401
+    rundir: "$W/knot"
+    udp-workers: 2
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$W/knot"
+zone:
+  - domain: id.example.
+    file: "$d.zone"
+    journal-content: none
+    zonefile-load: whole
+log:
+  - target: stderr
+    any: warning
+EOF
+  knotd -c "$W/knot/knot.conf" 2>"$W/knot/err.log" & local kp=$!; PIDS+=("$kp")
+  for _ in $(seq 1 600); do
+    dig @127.0.0.1 -p 5401 +short SOA id.example. 2>/dev/null | grep -q hostmaster && break; sleep 0.5; done
+  serve "$d.node" "$W/dns-node.log"
+  local knot idn
+  knot=$(dnsperf -s 127.0.0.1 -p 5401 -d "$d.queries" -l "$DURATION" -c 4 -T 1 -q 200 2>/dev/null | awk '/Queries per second/ {print $4}')
+  idn=$(dnsperf -s 127.0.0.1 -p 5400 -d "$d.queries" -l "$DURATION" -c 4 -T 1 -q 200 2>/dev/null | awk '/Queries per second/ {print $4}')
+  stop "$SERVE_PID"; stop "$kp"
+  row "DNS resolve, $N_DNS identifiers, dnsperf UDP (-c 4 -T 1 -q 200, ${DURATION}s)" "Knot 3.2: $knot qps" "idnode: $idn qps" "$(echo "$idn $knot" | awk '{printf "%.2f", $1/$2}')"
+}
+
+grpc() {
+  local d="$W/grpc-$N_GRPC"
+  if [ ! -d "$d.node" ]; then
+    "$B" gen --count "$N_GRPC" --out "$d.jsonl"
+    "$B" import --offline --data-dir "$d.node" "$d.jsonl" >/dev/null
+  fi
+  "$B" bench-reference grpc --addr 127.0.0.1:7401 --gen-count "$N_GRPC" >"$W/trivial.log" 2>&1 & local tp=$!; PIDS+=("$tp")
+  wait_for "$W/trivial.log" "trivial Resolver"
+  serve "$d.node" "$W/grpc-node.log"
+  local args=(--gen-count "$N_GRPC" --duration "$DURATION" --concurrency 64 --connections 4)
+  "$B" bench --node http://127.0.0.1:7401 "${args[@]}" --label trivial --report "$W/trivial.json" >/dev/null
+  "$B" bench --node http://127.0.0.1:7400 "${args[@]}" --label idnode --report "$W/idnode-grpc.json" >/dev/null
+  stop "$SERVE_PID"; stop "$tp"
+  "$B" bench-compare "$W/trivial.json" "$W/idnode-grpc.json"
+  local t i
+  t=$(python3 -c "import json;print(round(json.load(open('$W/trivial.json'))['throughput']))")
+  i=$(python3 -c "import json;print(round(json.load(open('$W/idnode-grpc.json'))['throughput']))")
+  row "gRPC Resolve, $N_GRPC identifiers, idnode bench (64 in flight, 4 connections)" "trivial tonic server: $t rps" "idnode: $i rps" "$(echo "$i $t" | awk '{printf "%.2f", $1/$2}')"
+}
+
+import() {
+  local d="$W/import-$N_IMPORT"
+  [ -s "$d.jsonl" ] || "$B" gen --count "$N_IMPORT" --out "$d.jsonl"
+  rm -rf "$d.raw" && local raw
+  raw=$("$B" bench-reference rocks-batch --input "$d.jsonl" --dir "$d.raw" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
+  rm -rf "$d.raw" "$d.online"
+  serve "$d.online" "$W/import-node.log"
+  local online
+  online=$("$B" import "$d.jsonl" --node http://127.0.0.1:7400 --token-file "$d.online/admin.token" --json | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
+  stop "$SERVE_PID"
+  row "online import (BatchCreate), $N_IMPORT records" "raw RocksDB WriteBatch: $raw/s" "idnode: $online/s" "$(echo "$online $raw" | awk '{printf "%.2f", $1/$2}')"
+}
+
+offline() {
+  local d="$W/import-$N_IMPORT"
+  [ -s "$d.jsonl" ] || "$B" gen --count "$N_IMPORT" --out "$d.jsonl"
+  rm -rf "$d.sst" && local raw
+  raw=$("$B" bench-reference rocks-sst --input "$d.jsonl" --dir "$d.sst" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
+  rm -rf "$d.sst" "$d.offline"
+  local off
+  off=$("$B" import --offline --data-dir "$d.offline" "$d.jsonl" --json | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
+  row "offline import, $N_IMPORT records, input unsorted (sort included)" "raw SstFileWriter + ingest, presorted: $raw/s" "idnode: $off/s" "$(echo "$off $raw" | awk '{printf "%.2f", $1/$2}')"
+}
+
+disk() {
+  local d="$W/import-$N_IMPORT"
+  [ -d "$d.offline" ] || offline >/dev/null
+  local logical bytes
+  logical=$(python3 - "$d.jsonl" <<'EOF'
+import json, sys
+total = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    total += len(r["identifier"].encode()) + sum(len(v["type"].encode()) + len(v["data"].encode()) + 4 for v in r["values"])
+print(total)
+EOF
+)
+  bytes=$(du -sb "$d.offline/db" | cut -f1)
+  row "bytes on disk per record, $N_IMPORT records (offline import)" "logical $(echo "$logical $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "on disk $(echo "$bytes $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "$(echo "$bytes $logical" | awk '{printf "%.2f", $1/$2}')"
+}
+
+echo "| measurement | reference | idnode | ratio |"
+echo "| --- | --- | --- | --- |"
+case "${1:-all}" in
+  dns) dns ;; grpc) grpc ;; import) import ;; offline) offline ;; disk) disk ;;
+  all) dns; grpc; import; offline; disk ;;
+  *) echo "unknown row $1" >&2; exit 2 ;;
+esac
