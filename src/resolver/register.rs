@@ -157,19 +157,20 @@ impl Core {
             .unwrap_or_else(|| Err(Error::internal("create without outcome")))
     }
 
-    fn stage_create(
+    /// Stages one new record; its counter increments are tallied in `created` and added
+    /// once per batch (three merges per batch instead of three per record).
+    fn stage_create<'p>(
         &self,
         batch: &mut Batch,
         drafts: &mut Vec<Draft>,
+        created: &mut HashMap<&'p str, i64>,
         caller: &Caller,
-        p: &Prepared,
+        p: &'p Prepared,
     ) {
         let bytes = codec::encode_record(&p.record);
         drafts.push(self.entry("create", caller, p.id.to_string(), None, Some(&bytes)));
         batch.put(Table::Records, p.id.as_bytes(), bytes);
-        batch.add(Table::Counters, NODE_COUNT, 1);
-        batch.add(Table::Counters, prefix_count_key(&p.owner_prefix), 1);
-        batch.add(Table::Counters, daily_key(&p.owner_prefix, today()), 1);
+        *created.entry(p.owner_prefix.as_str()).or_default() += 1;
     }
 
     pub(super) fn commit(&self, batch: Batch) -> Result<()> {
@@ -249,6 +250,7 @@ impl Core {
             .map_err(Error::internal)?;
         let mut batch = Batch::new();
         let mut drafts = Vec::new();
+        let mut created: HashMap<&str, i64> = HashMap::new();
         let mut in_batch: HashMap<&str, &Record> = HashMap::new();
         let mut outcomes = Vec::with_capacity(prepared.len());
         for ((_, p), old) in prepared.iter().zip(existing) {
@@ -275,7 +277,7 @@ impl Core {
                         if let Some(Some(left)) = budget {
                             *left -= 1;
                         }
-                        self.stage_create(&mut batch, &mut drafts, caller, p);
+                        self.stage_create(&mut batch, &mut drafts, &mut created, caller, p);
                         in_batch.insert(p.id.as_str(), &p.record);
                         Ok(CreateOutcome::Created)
                     }
@@ -283,6 +285,14 @@ impl Core {
             });
         }
         if !batch.is_empty() {
+            let day = today();
+            let mut total = 0;
+            for (prefix, n) in &created {
+                batch.add(Table::Counters, prefix_count_key(prefix), *n);
+                batch.add(Table::Counters, daily_key(prefix, day), *n);
+                total += n;
+            }
+            batch.add(Table::Counters, NODE_COUNT, total);
             self.commit_logged(batch, drafts)?;
         }
         Ok(outcomes)
