@@ -150,21 +150,12 @@ impl Upstream for GrpcUpstream {
     async fn report(&self, report: &Report) -> Result<()> {
         self.client
             .clone()
-            .report_stats(
-                self.request(pb::ReportStatsRequest {
-                    registered: report.registered,
-                    prefixes: report
-                        .prefixes
-                        .iter()
-                        .map(|(prefix, registered)| pb::PrefixTotal {
-                            prefix: prefix.clone(),
-                            registered: *registered,
-                        })
-                        .collect(),
-                    resolutions: report.resolutions.iter().map(interface_count_to).collect(),
-                    head: report.head.clone().map(crate::api::grpc::toplevel::head_to),
-                }),
-            )
+            .report_stats(self.request(pb::ReportStatsRequest {
+                registered: report.registered,
+                prefixes: prefix_totals_to(&report.prefixes),
+                resolutions: report.resolutions.iter().map(interface_count_to).collect(),
+                head: report.head.clone().map(crate::api::grpc::toplevel::head_to),
+            }))
             .await
             .map_err(|s| remote_error(&self.describe(), s))?;
         Ok(())
@@ -173,6 +164,16 @@ impl Upstream for GrpcUpstream {
     fn describe(&self) -> String {
         format!("the top-level node at {}", self.url)
     }
+}
+
+pub fn prefix_totals_to(prefixes: &[(String, i64)]) -> Vec<pb::PrefixTotal> {
+    prefixes
+        .iter()
+        .map(|(prefix, registered)| pb::PrefixTotal {
+            prefix: prefix.clone(),
+            registered: *registered,
+        })
+        .collect()
 }
 
 pub fn interface_count_to(c: &InterfaceCount) -> pb::InterfaceCount {

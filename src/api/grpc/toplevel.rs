@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::identifier::{Identifier, Prefix};
 use crate::toplevel::{Endpoints, InterfaceCount, NodeStatus, Report, TopLevel};
-use crate::upstream::{interface_count_to, Forwarder};
+use crate::upstream::{interface_count_to, prefix_totals_to, Forwarder};
 
 pub struct TopLevelService {
     top: Arc<TopLevel>,
@@ -206,14 +206,7 @@ impl pb::top_level_server::TopLevel for TopLevelService {
                             last_heartbeat: n.last_heartbeat,
                             last_report: r.received_at,
                             registered: r.registered,
-                            prefixes: r
-                                .prefixes
-                                .iter()
-                                .map(|(prefix, registered)| pb::PrefixTotal {
-                                    prefix: prefix.clone(),
-                                    registered: *registered,
-                                })
-                                .collect(),
+                            prefixes: prefix_totals_to(&r.prefixes),
                             resolutions: r.resolutions.iter().map(interface_count_to).collect(),
                         }
                     })
