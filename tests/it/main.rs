@@ -4,6 +4,7 @@ mod admin;
 mod batch;
 mod bulk;
 mod cli;
+mod crash;
 mod dns;
 mod federation;
 mod http;
