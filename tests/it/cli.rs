@@ -1,7 +1,6 @@
 //! The `idnode` binary as a newcomer uses it: `serve` on a fresh data directory, client
 //! commands against it, a restart that keeps the data.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -33,24 +32,7 @@ fn serve(dir: &Path) -> Served {
         .stderr(Stdio::null())
         .spawn()
         .expect("idnode serve starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut banner = Vec::new();
-    // The last banner line is printed after the listener is bound.
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("serve printed its address before exiting")
-            .unwrap();
-        banner.push(line.clone());
-        if let Some(i) = line.find("grpc://") {
-            let addr = line[i + 7..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches(',');
-            break format!("http://{addr}");
-        }
-    };
+    let (url, banner) = crate::support::read_banner(&mut child);
     Served { child, url, banner }
 }
 

@@ -3,7 +3,6 @@
 //! the counts equal the records present. `IDNODE_SLOW_TESTS=1` runs 20 rounds per mode.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -37,18 +36,7 @@ fn start(dir: &Path, sync: bool) -> (Child, String) {
         cmd.arg("--sync");
     }
     let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(i) = line.find("grpc://") {
-            let addr = line[i + 7..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches(',');
-            break format!("http://{addr}");
-        }
-    };
+    let (url, _) = crate::support::read_banner(&mut child);
     (child, url)
 }
 

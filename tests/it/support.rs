@@ -215,3 +215,26 @@ pub fn resolve(identifier: &str) -> pb::ResolveRequest {
         ..Default::default()
     }
 }
+
+/// Reads `idnode serve`'s banner from its stdout up to the line with the gRPC address
+/// (printed after every listener is bound): the node's URL and the lines read.
+pub fn read_banner(child: &mut std::process::Child) -> (String, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let mut banner = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .expect("serve printed its address before exiting")
+            .unwrap();
+        banner.push(line.clone());
+        if let Some(i) = line.find("grpc://") {
+            let addr = line[i + 7..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches(',');
+            return (format!("http://{addr}"), banner);
+        }
+    }
+}
