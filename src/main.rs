@@ -112,7 +112,15 @@ struct ServeArgs {
     log_format: String,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // Errors for people: the message and its causes, never a backtrace.
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let (level, format) = match &args.command {
         Command::Serve(s) => (s.log_level.clone(), s.log_format.as_str()),
