@@ -103,6 +103,28 @@ impl ClientTls {
     }
 }
 
+/// A lazily connecting channel to another node: `https://` URLs use `tls` (the configured
+/// CA and client certificate) or, without it, the platform's roots. Errors are messages.
+pub fn lazy_channel(
+    url: &str,
+    timeout: std::time::Duration,
+    tls: Option<&ClientTls>,
+) -> Result<tonic::transport::Channel, String> {
+    let mut endpoint = tonic::transport::Channel::from_shared(url.to_owned())
+        .map_err(|e| format!("bad endpoint {url:?}: {e}"))?
+        .connect_timeout(timeout);
+    if url.starts_with("https://") {
+        let config = match tls {
+            Some(t) => t.grpc().map_err(|e| format!("TLS for {url}: {e}"))?,
+            None => ClientTlsConfig::new().with_enabled_roots(),
+        };
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| format!("TLS for {url}: {e}"))?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
 /// Files written by [`dev_certs`].
 #[derive(Debug, Clone)]
 pub struct DevCerts {

@@ -383,20 +383,8 @@ impl Forwarder {
         if channels.len() >= 1024 {
             channels.clear();
         }
-        let mut endpoint = Channel::from_shared(url.to_owned())
-            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("bad endpoint {url:?}: {e}")))?
-            .connect_timeout(self.config.timeout);
-        if url.starts_with("https://") {
-            let tls = match &self.config.tls {
-                Some(t) => t.grpc(),
-                None => Ok(tonic::transport::ClientTlsConfig::new().with_enabled_roots()),
-            }
-            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("TLS for {url}: {e}")))?;
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| Error::new(ErrorKind::Unavailable, format!("TLS for {url}: {e}")))?;
-        }
-        let channel = endpoint.connect_lazy();
+        let channel = crate::tls::lazy_channel(url, self.config.timeout, self.config.tls.as_ref())
+            .map_err(|e| Error::new(ErrorKind::Unavailable, e))?;
         channels.insert(url.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -67,18 +67,8 @@ impl GrpcUpstream {
         timeout: Duration,
         tls: Option<&crate::tls::ClientTls>,
     ) -> Result<GrpcUpstream> {
-        let mut endpoint = Channel::from_shared(url.to_owned())
-            .map_err(|e| Error::invalid(format!("upstream URL {url:?}: {e}")))?
-            .connect_timeout(timeout);
-        if let Some(tls) = tls {
-            let config = tls
-                .grpc()
-                .map_err(|e| Error::invalid(format!("upstream TLS: {e}")))?;
-            endpoint = endpoint
-                .tls_config(config)
-                .map_err(|e| Error::invalid(format!("upstream TLS: {e}")))?;
-        }
-        let channel = endpoint.connect_lazy();
+        let channel = crate::tls::lazy_channel(url, timeout, tls)
+            .map_err(|e| Error::invalid(format!("upstream: {e}")))?;
         let client = pb::top_level_client::TopLevelClient::with_interceptor(
             channel,
             BearerAuth::new(token)?,

@@ -559,6 +559,15 @@ async fn statistics_of_both_nodes_are_summed_at_the_top_level() {
     let _ = &mut top;
 }
 
+fn new_node() -> pb::AddNodeRequest {
+    pb::AddNodeRequest {
+        node_prefix: "88.160".into(),
+        node_id: "x".into(),
+        name: "x".into(),
+        endpoints: None,
+    }
+}
+
 #[tokio::test]
 async fn node_calls_need_a_node_token_and_admin_calls_the_admin_token() {
     let p = province().await;
@@ -568,27 +577,11 @@ async fn node_calls_need_a_node_token_and_admin_calls_the_admin_token() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    let e = anon
-        .add_node(pb::AddNodeRequest {
-            node_prefix: "88.160".into(),
-            node_id: "x".into(),
-            name: "x".into(),
-            endpoints: None,
-        })
-        .await
-        .unwrap_err();
+    let e = anon.add_node(new_node()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     let node_token = std::fs::read_to_string(p.top.dir.join("node-tokens/88.101.token")).unwrap();
     let mut as_node = p.top.client(Some(node_token.trim())).await;
-    let e = as_node
-        .add_node(pb::AddNodeRequest {
-            node_prefix: "88.160".into(),
-            node_id: "x".into(),
-            name: "x".into(),
-            endpoints: None,
-        })
-        .await
-        .unwrap_err();
+    let e = as_node.add_node(new_node()).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     let e = p
         .top

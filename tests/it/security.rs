@@ -674,19 +674,8 @@ async fn mutual_tls_between_nodes_and_https() {
     }
     .grpc()
     .unwrap();
-    let attempt = async {
-        let channel = tonic::transport::Channel::from_shared(url.clone())?
-            .tls_config(no_cert)?
-            .connect()
-            .await?;
-        Ok::<_, Box<dyn std::error::Error>>(
-            pb::top_level_client::TopLevelClient::new(channel)
-                .list_nodes(pb::ListNodesRequest {})
-                .await?,
-        )
-    };
     assert!(
-        attempt.await.is_err(),
+        list_nodes_over(&url, no_cert).await.is_err(),
         "a client without a certificate must be refused"
     );
     let other_dir = tempfile::tempdir().unwrap();
@@ -697,19 +686,8 @@ async fn mutual_tls_between_nodes_and_https() {
     }
     .grpc()
     .unwrap();
-    let attempt = async {
-        let channel = tonic::transport::Channel::from_shared(url.clone())?
-            .tls_config(untrusting)?
-            .connect()
-            .await?;
-        Ok::<_, Box<dyn std::error::Error>>(
-            pb::top_level_client::TopLevelClient::new(channel)
-                .list_nodes(pb::ListNodesRequest {})
-                .await?,
-        )
-    };
     assert!(
-        attempt.await.is_err(),
+        list_nodes_over(&url, untrusting).await.is_err(),
         "a server certificate from another CA must be refused"
     );
     // With the right client certificate: served.
@@ -719,18 +697,9 @@ async fn mutual_tls_between_nodes_and_https() {
     }
     .grpc()
     .unwrap();
-    let channel = tonic::transport::Channel::from_shared(url.clone())
-        .unwrap()
-        .tls_config(ok)
-        .unwrap()
-        .connect()
+    let nodes = list_nodes_over(&url, ok)
         .await
-        .unwrap();
-    let nodes = pb::top_level_client::TopLevelClient::new(channel)
-        .list_nodes(pb::ListNodesRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+        .expect("served with a valid certificate");
     let a_node = nodes
         .nodes
         .iter()
@@ -751,6 +720,21 @@ async fn mutual_tls_between_nodes_and_https() {
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert!(https_get(http, &certs, false, "/healthz").await.is_err());
     stop.cancel();
+}
+
+/// Lists the top-level node's delegations over TLS with the given client configuration.
+async fn list_nodes_over(
+    url: &str,
+    tls: tonic::transport::ClientTlsConfig,
+) -> Result<pb::ListNodesResponse, Box<dyn std::error::Error>> {
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    Ok(pb::top_level_client::TopLevelClient::new(channel)
+        .list_nodes(pb::ListNodesRequest {})
+        .await?
+        .into_inner())
 }
 
 /// A raw HTTP/1.1 GET over TLS with tokio-rustls; the status line on success.

@@ -44,13 +44,16 @@ fn bearer<T>(req: &Request<T>) -> Result<Option<String>, Status> {
 
 /// The token and client address of a request.
 fn presented<T>(req: &Request<T>) -> Result<Presented, Status> {
-    Ok(Presented {
-        token: bearer(req)?,
-        client: req
+    let token = bearer(req)?;
+    // The address only serves the failed-authentication limiter: skip it when anonymous.
+    let client = match token {
+        Some(_) => req
             .remote_addr()
             .map(|a| a.ip().to_string())
             .unwrap_or_default(),
-    })
+        None => String::new(),
+    };
+    Ok(Presented { token, client })
 }
 
 /// Runs `f` with the authenticated caller on the blocking pool.

@@ -255,10 +255,13 @@ async fn caller(
 }
 
 fn presented(headers: &HeaderMap, client: SocketAddr) -> Result<Presented, Failure> {
-    Ok(Presented {
-        token: credentials(headers)?.map(|(t, _)| t),
-        client: client.ip().to_string(),
-    })
+    match credentials(headers)? {
+        Some((token, _)) => Ok(Presented {
+            token: Some(token),
+            client: client.ip().to_string(),
+        }),
+        None => Ok(Presented::anonymous()),
+    }
 }
 
 fn parse_id(core: &Core, text: &str) -> Result<Identifier, Failure> {
