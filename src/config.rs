@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::admission::AdmissionConfig;
 use crate::api::dns::DnsConfig;
 use crate::identifier::{Limits, Prefix};
 use crate::record::RecordLimits;
@@ -108,6 +109,18 @@ pub struct LimitsSection {
     pub max_values: Option<usize>,
     pub max_record_bytes: Option<usize>,
     pub max_batch_items: Option<usize>,
+    /// Open connections per TCP listener (gRPC, HTTP, DNS over TCP).
+    pub max_connections: Option<usize>,
+    /// Concurrent streams per gRPC connection.
+    pub max_concurrent_streams: Option<u32>,
+    /// gRPC and HTTP requests served at once, node-wide.
+    pub max_in_flight: Option<usize>,
+    /// Requests per second from one client address; 0 = no limit.
+    pub client_requests_per_second: Option<u32>,
+    pub request_timeout_ms: Option<u64>,
+    /// Seconds a connection may stay silent before its first request or mid-headers.
+    pub idle_timeout_secs: Option<u64>,
+    pub max_http_body_bytes: Option<usize>,
 }
 
 /// Command-line values that override the file (`None` = not given).
@@ -195,6 +208,8 @@ pub struct Config {
     pub http_addr: Option<SocketAddr>,
     /// TLS for the gRPC and HTTP servers; `None`: plaintext.
     pub tls: Option<ServerTls>,
+    /// Connection, request-rate, in-flight and timeout limits of every interface.
+    pub admission: AdmissionConfig,
 }
 
 /// Why a configuration was rejected; names the setting.
@@ -498,6 +513,7 @@ impl Config {
             },
             ..forward
         };
+        let admission = admission(l, &record_limits)?;
         let mut core = CoreConfig::new(node_prefix);
         core.node_name = node_name;
         core.identifier_limits = identifier_limits;
@@ -520,8 +536,55 @@ impl Config {
             dns,
             http_addr,
             tls,
+            admission,
         })
     }
+}
+
+fn admission(l: &LimitsSection, records: &RecordLimits) -> Result<AdmissionConfig, ConfigError> {
+    let d = AdmissionConfig::default();
+    let c = AdmissionConfig {
+        max_connections: l.max_connections.unwrap_or(d.max_connections),
+        max_concurrent_streams: l.max_concurrent_streams.unwrap_or(d.max_concurrent_streams),
+        max_in_flight: l.max_in_flight.unwrap_or(d.max_in_flight),
+        client_requests_per_second: l
+            .client_requests_per_second
+            .unwrap_or(d.client_requests_per_second),
+        request_timeout: l
+            .request_timeout_ms
+            .map_or(d.request_timeout, Duration::from_millis),
+        idle_timeout: l
+            .idle_timeout_secs
+            .map_or(d.idle_timeout, Duration::from_secs),
+        max_http_body_bytes: l.max_http_body_bytes.unwrap_or(d.max_http_body_bytes),
+    };
+    if !(1..=1_000_000).contains(&c.max_connections) {
+        return Err(invalid("limits.max_connections", "must be 1..=1000000"));
+    }
+    if !(1..=10_000).contains(&c.max_concurrent_streams) {
+        return Err(invalid(
+            "limits.max_concurrent_streams",
+            "must be 1..=10000",
+        ));
+    }
+    if !(1..=1_000_000).contains(&c.max_in_flight) {
+        return Err(invalid("limits.max_in_flight", "must be 1..=1000000"));
+    }
+    if c.request_timeout < Duration::from_millis(10)
+        || c.request_timeout > Duration::from_secs(3600)
+    {
+        return Err(invalid("limits.request_timeout_ms", "must be 10..=3600000"));
+    }
+    if c.idle_timeout.is_zero() || c.idle_timeout > Duration::from_secs(3600) {
+        return Err(invalid("limits.idle_timeout_secs", "must be 1..=3600"));
+    }
+    if c.max_http_body_bytes < records.max_record_bytes {
+        return Err(invalid(
+            "limits.max_http_body_bytes",
+            "must be at least limits.max_record_bytes",
+        ));
+    }
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -577,6 +640,15 @@ mod tests {
             ("[dns]\naddr = \"localhost\"", "dns.addr"),
             ("[dns]\nzone = \".\"", "dns.zone"),
             ("[http]\naddr = \"nowhere:80\"", "http.addr"),
+            ("[limits]\nmax_connections = 0", "limits.max_connections"),
+            (
+                "[limits]\nrequest_timeout_ms = 1",
+                "limits.request_timeout_ms",
+            ),
+            (
+                "[limits]\nmax_http_body_bytes = 10",
+                "limits.max_http_body_bytes",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.starts_with(setting), "{text}: {e}");

@@ -33,6 +33,7 @@ pub mod config;
 pub mod dataset;
 pub mod error;
 pub mod identifier;
+#[cfg(feature = "rocks")]
 pub mod node;
 pub mod record;
 pub mod resolver;

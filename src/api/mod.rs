@@ -3,6 +3,7 @@
 //! Wire types (protobuf, DNS messages, Handle JSON) stop here; each adapter has
 //! one `convert.rs` and maps `ErrorKind` exhaustively in one place.
 
+pub mod admission;
 pub mod dns;
 pub mod grpc;
 pub mod http;

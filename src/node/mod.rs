@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
+use crate::api::admission::{Admission, GrpcAdmissionLayer};
 use crate::api::dns::{self, DnsHandler};
 use crate::api::grpc::toplevel::TopLevelService;
 use crate::api::grpc::{pb, AdminService, RegistryService, ResolverService};
@@ -256,9 +257,15 @@ pub async fn serve(
         ),
         None => None,
     };
+    let admission = Arc::new(Admission::new(config.admission.clone()));
     let mut side_servers = Vec::new();
     if let (Some((udp, tcp)), Some((_, dns_config))) = (listeners.dns, &config.dns) {
-        let handler = Arc::new(DnsHandler::new(Arc::clone(&core), dns_config.clone()));
+        let mut dns_config = dns_config.clone();
+        dns_config.max_tcp_connections = config.admission.max_connections;
+        dns_config.tcp_idle = config.admission.idle_timeout;
+        let handler = Arc::new(
+            DnsHandler::new(Arc::clone(&core), dns_config).with_admission(Arc::clone(&admission)),
+        );
         side_servers.push(tokio::spawn(dns::serve_udp(
             Arc::clone(&handler),
             udp,
@@ -269,14 +276,12 @@ pub async fn serve(
     if let Some(listener) = listeners.http {
         let router = http::router(http::HttpState {
             core: Arc::clone(&core),
+            admission: Arc::clone(&admission),
         });
         let stop = shutdown.clone();
+        let admission = Arc::clone(&admission);
         side_servers.push(tokio::spawn(async move {
-            let served = match http_tls {
-                Some(tls) => http::serve_tls(listener, router, tls, stop).await,
-                None => http::serve(listener, router, stop).await,
-            };
-            if let Err(e) = served {
+            if let Err(e) = http::serve(listener, router, http_tls, admission, stop).await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }));
@@ -341,8 +346,19 @@ pub async fn serve(
             .map_err(|e| NodeError::Setup(format!("gRPC TLS: {e}")))?;
         builder = builder.tls_config(tls)?;
     }
+    let limits = &config.admission;
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(admission.incoming(
+        listeners.grpc,
+        None,
+        shutdown.clone(),
+    ));
     let server = builder
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        // Pings every half idle timeout keep healthy connections active (see
+        // `Admission::incoming`); a peer that stops answering them is dropped.
+        .http2_keepalive_interval(Some(limits.idle_timeout / 2))
+        .http2_keepalive_timeout(Some(limits.idle_timeout))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .layer(GrpcAdmissionLayer::new(Arc::clone(&admission)))
         .add_service(health_service)
         .add_service(reflection()?)
         .add_service(reflection_v1alpha()?)
@@ -350,10 +366,7 @@ pub async fn serve(
         .add_service(registry)
         .add_service(admin)
         .add_optional_service(top_service)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
-            shutdown.clone().cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => r?,

@@ -9,9 +9,10 @@
 
 pub mod codec;
 pub mod memory;
+#[cfg(feature = "rocks")]
 pub mod rocks;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "rocks"))]
 mod conformance;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Integration tests: real nodes on 127.0.0.1:0, real RocksDB, tonic clients.
 
 mod admin;
+mod badinput;
 mod batch;
 mod bulk;
 mod cli;
@@ -8,6 +9,7 @@ mod crash;
 mod dns;
 mod federation;
 mod http;
+mod limits;
 mod registry;
 mod security;
 mod support;

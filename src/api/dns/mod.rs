@@ -16,7 +16,7 @@
 
 pub mod naming;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::admission::Admission;
 use crate::error::ErrorKind;
 use crate::record::{Format, Value};
 use crate::resolver::{Core, Filter, Interface, Presented};
@@ -147,6 +148,8 @@ pub struct DnsHandler {
     core: Arc<Core>,
     config: DnsConfig,
     soa: Record,
+    /// Per-client request rate; `None`: no limit (in-process use, fuzzing).
+    admission: Option<Arc<Admission>>,
 }
 
 impl DnsHandler {
@@ -170,16 +173,28 @@ impl DnsHandler {
             soa: Record::from_rdata(zone, config.negative_ttl, RData::SOA(soa)),
             core,
             config,
+            admission: None,
         }
+    }
+
+    /// Applies the node's per-client request rate: queries over it are `REFUSED`.
+    pub fn with_admission(mut self, admission: Arc<Admission>) -> DnsHandler {
+        self.admission = Some(admission);
+        self
     }
 
     pub fn zone(&self) -> &Name {
         &self.config.zone
     }
 
-    /// Answers one DNS message; `None` when nothing should be sent back (not a query, or
-    /// too short to carry an id).
-    pub async fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// Answers one DNS message from `client`; `None` when nothing should be sent back
+    /// (not a query, or too short to carry an id).
+    pub async fn handle(
+        &self,
+        packet: &[u8],
+        transport: Transport,
+        client: Option<IpAddr>,
+    ) -> Option<Vec<u8>> {
         let started = Instant::now();
         if packet.len() < 12 {
             return None;
@@ -201,7 +216,21 @@ impl DnsHandler {
         if request.metadata.message_type != MessageType::Query {
             return None;
         }
-        let (response, outcome) = self.respond(&request).await;
+        let admitted = match (&self.admission, client) {
+            (Some(a), Some(ip)) => a.admit_rate(ip),
+            _ => true,
+        };
+        let (response, outcome) = if admitted {
+            self.respond(&request).await
+        } else {
+            let mut m = Message::error_msg(
+                request.metadata.id,
+                request.metadata.op_code,
+                ResponseCode::Refused,
+            );
+            m.add_queries(request.queries.iter().cloned());
+            (m, "limited")
+        };
         self.core
             .telemetry()
             .request("dns", "query", outcome, started.elapsed());
@@ -325,7 +354,10 @@ pub async fn serve_udp(handler: Arc<DnsHandler>, socket: UdpSocket, shutdown: Ca
                             }
                         },
                     };
-                    if let Some(answer) = handler.handle(&buf[..len], Transport::Udp).await {
+                    if let Some(answer) = handler
+                        .handle(&buf[..len], Transport::Udp, Some(peer.ip()))
+                        .await
+                    {
                         let _ = socket.send_to(&answer, peer).await;
                     }
                 }
@@ -374,7 +406,7 @@ pub async fn serve_tcp(
 async fn connection(
     handler: &DnsHandler,
     mut stream: TcpStream,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let idle = handler.config.tcp_idle;
@@ -394,7 +426,10 @@ async fn connection(
         tokio::time::timeout(idle, stream.read_exact(&mut packet))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "half a message"))??;
-        if let Some(answer) = handler.handle(&packet, Transport::Tcp).await {
+        if let Some(answer) = handler
+            .handle(&packet, Transport::Tcp, Some(peer.ip()))
+            .await
+        {
             let mut framed = Vec::with_capacity(answer.len() + 2);
             framed.extend_from_slice(&(answer.len() as u16).to_be_bytes());
             framed.extend_from_slice(&answer);

@@ -13,6 +13,8 @@ pub mod code {
     pub const SUCCESS: i64 = 1;
     pub const ERROR: i64 = 2;
     pub const SERVER_BUSY: i64 = 3;
+    /// IDIS: the request rate of a client or enterprise is over its limit.
+    pub const RATE_LIMITED: i64 = 603;
     pub const PROTOCOL_ERROR: i64 = 4;
     pub const NOT_SUPPORTED: i64 = 5;
     pub const HANDLE_NOT_FOUND: i64 = 100;

@@ -30,6 +30,7 @@ use serde_json::{json, Value as Json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::admission::{Admission, Refusal};
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
@@ -37,14 +38,13 @@ use crate::resolver::{Core, CreateOutcome, Filter, Interface, Presented, Update}
 use crate::telemetry::Telemetry;
 use convert::code;
 
-/// Largest request body accepted (a full record plus JSON overhead).
-const MAX_BODY: usize = 4 << 20;
 /// Most identifiers one unpaged listing returns.
 const MAX_UNPAGED: usize = 100_000;
 
 #[derive(Clone)]
 pub struct HttpState {
     pub core: Arc<Core>,
+    pub admission: Arc<Admission>,
 }
 
 /// The routes of the HTTP interface.
@@ -63,68 +63,163 @@ pub fn router(state: HttpState) -> Router {
                 json!({ "responseCode": code::PROTOCOL_ERROR, "message": "no such endpoint" }),
             )
         })
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.admission.config().max_http_body_bytes,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.admission),
+            admit,
+        ))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown`, letting open requests finish.
+/// Plain-HTTP answer to a connection over `limits.max_connections`.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 64\r\n\r\n{\"responseCode\":3,\"message\":\"too many connections: retry later\"}";
+
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown`, then lets
+/// open requests finish. Connections pass through admission (limit, idle timeout);
+/// request headers must arrive within the idle timeout. Connections whose TLS handshake
+/// fails (no or untrusted client certificate under mutual TLS) are dropped.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    admission: Arc<Admission>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Small request/response pairs: never wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
-}
-
-/// Serves `router` over TLS on `listener` until `shutdown`. Connections whose handshake
-/// fails (no or untrusted client certificate under mutual TLS) are dropped.
-pub async fn serve_tls(
-    listener: TcpListener,
-    router: Router,
-    tls: Arc<tokio_rustls::rustls::ServerConfig>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            r = listener.accept() => r?,
-        };
-        let _ = stream.set_nodelay(true);
-        let (acceptor, app) = (acceptor.clone(), router.clone());
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
-            let stream = match handshake.await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+    let idle = admission.config().idle_timeout;
+    let over = (tls.is_none()).then_some(BUSY);
+    let mut incoming = admission.incoming(listener, over, shutdown.clone());
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let connections = tokio_util::task::TaskTracker::new();
+    while let Some(conn) = incoming.recv().await {
+        let Ok(conn) = conn else { continue };
+        let peer = conn.peer();
+        let (acceptor, app, stop) = (acceptor.clone(), router.clone(), shutdown.clone());
+        connections.spawn(async move {
             let app = app.layer(axum::Extension(ConnectInfo(peer)));
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let conn =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let serving =
-                conn.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::select! {
-                r = serving => if let Err(e) = r { tracing::debug!(%peer, error = %e, "HTTPS connection ended"); },
-                _ = stop.cancelled() => {}
+            match acceptor {
+                Some(acceptor) => match tokio::time::timeout(idle, acceptor.accept(conn)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, app, idle, peer, stop).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+                None => serve_connection(conn, app, idle, peer, stop).await,
             }
         });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// One HTTP/1.1 or HTTP/2 connection; on `stop`, finishes the request in progress and ends.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    idle: std::time::Duration,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(idle / 2))
+        .keep_alive_timeout(idle);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended");
+    }
+}
+
+/// Errors produced before a handler runs (axum's rejections: body too large, a path that
+/// is not UTF-8, a method not allowed) in the same JSON shape as every other error.
+async fn as_json(response: Response, handle_path: bool) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::BAD_REQUEST if handle_path => code::INVALID_HANDLE,
+        StatusCode::PAYLOAD_TOO_LARGE => code::INVALID_VALUE,
+        _ => code::PROTOCOL_ERROR,
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut out = reply(status, json!({ "responseCode": code, "message": message }));
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
+}
+
+/// Middleware: the client's request rate, the node's requests in flight, the timeout.
+async fn admit(
+    State(admission): State<Arc<Admission>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let _ticket = match admission.admit(Some(client.ip())) {
+        Ok(t) => t,
+        Err(r) => {
+            let (status, code) = match r {
+                Refusal::Rate => (StatusCode::TOO_MANY_REQUESTS, code::RATE_LIMITED),
+                Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_BUSY),
+            };
+            let mut response = reply(
+                status,
+                json!({ "responseCode": code, "message": r.message() }),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return response;
+        }
+    };
+    let timeout = admission.config().request_timeout;
+    let handles = request.uri().path().starts_with("/api/handles/");
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => as_json(response, handles).await,
+        Err(_) => {
+            admission.timed_out();
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({
+                    "responseCode": code::SERVER_BUSY,
+                    "message": format!("the request took longer than {} ms (limits.request_timeout_ms)", timeout.as_millis()),
+                }),
+            )
+        }
     }
 }
 
@@ -163,9 +258,15 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        let (status, code) = convert::status(e.kind);
-        // A limit's IDIS code (603, 604, ...) replaces the generic response code.
-        let code = e.reason.map(|r| r.code() as i64).unwrap_or(code);
+        let (status, code) = match (e.kind, e.reason) {
+            // A limit's IDIS code (603, 604, ...) replaces the generic response code.
+            (_, Some(r)) => (convert::status(e.kind).0, r.code() as i64),
+            // A size limit (values, record bytes): retrying cannot help, unlike a quota.
+            (ErrorKind::ResourceExhausted, None) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_VALUE)
+            }
+            (kind, None) => convert::status(kind),
+        };
         Failure::new(status, code, e.message)
     }
 }
@@ -657,9 +758,23 @@ async fn healthz(State(s): State<HttpState>) -> Response {
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     let core = Arc::clone(&s.core);
-    let text = tokio::task::spawn_blocking(move || core.telemetry().render(&core))
+    let mut text = tokio::task::spawn_blocking(move || core.telemetry().render(&core))
         .await
         .unwrap_or_default();
+    let r = s.admission.refused();
+    text.push_str(
+        "# HELP idnode_refused_total Requests and connections refused by admission limits.\n",
+    );
+    text.push_str("# TYPE idnode_refused_total counter\n");
+    for (limit, n) in [
+        ("client_rate", r.rate),
+        ("in_flight", r.busy),
+        ("timeout", r.timeouts),
+        ("connections", r.connections),
+        ("idle", r.idle),
+    ] {
+        text.push_str(&format!("idnode_refused_total{{limit=\"{limit}\"}} {n}\n"));
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

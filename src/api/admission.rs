@@ -1,0 +1,581 @@
+//! Admission control, shared by every interface: what a node accepts before any request
+//! reaches the core.
+//!
+//! - connections per TCP listener (gRPC, HTTP, DNS over TCP): over the limit a connection
+//!   is closed at once (HTTP first gets a `503`); never queued;
+//! - a connection that sends nothing within the idle timeout is closed before it reaches a
+//!   protocol server, so silent sockets cannot hold connection slots;
+//! - requests in flight, node-wide (gRPC calls and streams, HTTP requests): over the limit
+//!   `RESOURCE_EXHAUSTED` / `503`;
+//! - requests per second per client address (token bucket, burst one second's worth):
+//!   `RESOURCE_EXHAUSTED` (reason 603) / `429` / DNS `REFUSED`;
+//! - a request timeout: gRPC `DEADLINE_EXCEEDED`, HTTP `503`.
+//!
+//! Enterprise quotas (603/604 in the core) still apply on top: this layer protects the
+//! node, quotas share it fairly between enterprises.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// The limits, from `[limits]` in the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// Open connections per TCP listener.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per gRPC connection (advertised in SETTINGS).
+    pub max_concurrent_streams: u32,
+    /// Requests being served at once, node-wide (gRPC and HTTP).
+    pub max_in_flight: usize,
+    /// Requests per second from one client address, all interfaces together; 0 = no limit.
+    pub client_requests_per_second: u32,
+    /// Longest a unary request may take (gRPC streams: until their first response).
+    pub request_timeout: Duration,
+    /// A connection silent this long (before its first request, or while sending
+    /// headers) is closed.
+    pub idle_timeout: Duration,
+    /// Largest HTTP request body.
+    pub max_http_body_bytes: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            max_connections: 1024,
+            max_concurrent_streams: 128,
+            max_in_flight: 4096,
+            client_requests_per_second: 20_000,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(20),
+            max_http_body_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Why a request was refused before it reached the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client address is over its request rate.
+    Rate,
+    /// The node is serving `max_in_flight` requests already.
+    Busy,
+}
+
+impl Refusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::Rate => "too many requests from this address: slow down",
+            Refusal::Busy => "the node is at its limit of requests in flight: retry later",
+        }
+    }
+    fn slot(self) -> usize {
+        match self {
+            Refusal::Rate => 0,
+            Refusal::Busy => 1,
+        }
+    }
+}
+
+/// Counts of what admission refused, for `/metrics`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub rate: u64,
+    pub busy: u64,
+    pub timeouts: u64,
+    pub connections: u64,
+    pub idle: u64,
+}
+
+/// The node's admission state: one per node, shared by its interfaces.
+pub struct Admission {
+    config: AdmissionConfig,
+    in_flight: Arc<Semaphore>,
+    rates: ClientRates,
+    refused: [AtomicU64; 5],
+}
+
+/// Held while a request is served; releases its in-flight slot when dropped.
+pub struct Ticket {
+    _permit: OwnedSemaphorePermit,
+}
+
+const TIMEOUT: usize = 2;
+const CONNECTIONS: usize = 3;
+const IDLE: usize = 4;
+
+impl Admission {
+    pub fn new(config: AdmissionConfig) -> Admission {
+        Admission {
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            rates: ClientRates::new(config.client_requests_per_second),
+            config,
+            refused: Default::default(),
+        }
+    }
+
+    pub fn config(&self) -> &AdmissionConfig {
+        &self.config
+    }
+
+    /// Admits one request from `client` (None: address unknown, rate not applied).
+    pub fn admit(&self, client: Option<IpAddr>) -> Result<Ticket, Refusal> {
+        if let Some(ip) = client {
+            if !self.rates.admit(ip) {
+                return Err(self.refuse(Refusal::Rate));
+            }
+        }
+        match Arc::clone(&self.in_flight).try_acquire_owned() {
+            Ok(permit) => Ok(Ticket { _permit: permit }),
+            Err(_) => Err(self.refuse(Refusal::Busy)),
+        }
+    }
+
+    /// The rate check alone (DNS: answers are computed inline, nothing is held).
+    pub fn admit_rate(&self, client: IpAddr) -> bool {
+        let ok = self.rates.admit(client);
+        if !ok {
+            self.refuse(Refusal::Rate);
+        }
+        ok
+    }
+
+    fn refuse(&self, r: Refusal) -> Refusal {
+        self.refused[r.slot()].fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    pub fn timed_out(&self) {
+        self.refused[TIMEOUT].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self) -> Refused {
+        let n = |i: usize| self.refused[i].load(Ordering::Relaxed);
+        Refused {
+            rate: n(0),
+            busy: n(1),
+            timeouts: n(TIMEOUT),
+            connections: n(CONNECTIONS),
+            idle: n(IDLE),
+        }
+    }
+
+    /// Accepts connections on `listener` until `shutdown`, at most `max_connections` open
+    /// at once. Over the limit the stream gets `over_limit` (a refusal to write), if any,
+    /// and is closed. A connection with neither reads nor writes for the idle timeout
+    /// fails its next read, which closes it: silent, stalled and half-open peers cannot
+    /// keep a slot (servers keep a healthy HTTP/2 connection busy with pings every half
+    /// timeout). The listener is closed when `shutdown` fires, so new connections are
+    /// refused from then on.
+    pub fn incoming(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        over_limit: Option<&'static [u8]>,
+        shutdown: CancellationToken,
+    ) -> mpsc::Receiver<std::io::Result<Admitted>> {
+        let (tx, rx) = mpsc::channel(64);
+        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let admission = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
+                    r = listener.accept() => match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // Out of descriptors and the like: pause rather than spin.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let _ = stream.set_nodelay(true);
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    admission.refused[CONNECTIONS].fetch_add(1, Ordering::Relaxed);
+                    if let Some(reply) = over_limit {
+                        tokio::spawn(refuse_connection(stream, reply));
+                    }
+                    continue;
+                };
+                let conn = Admitted {
+                    stream,
+                    peer,
+                    idle: Idle::new(admission.config.idle_timeout),
+                    admission: Arc::clone(&admission),
+                    _permit: permit,
+                };
+                if tx.send(Ok(conn)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}
+
+async fn refuse_connection(mut stream: TcpStream, reply: &'static [u8]) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(reply).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// A connection admitted by [`Admission::incoming`]; frees its slot when dropped.
+pub struct Admitted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    idle: Idle,
+    admission: Arc<Admission>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The inactivity clock of a connection: the last read or write, and a timer that is
+/// only re-armed when it fires early (no timer work per read or write).
+struct Idle {
+    limit: Duration,
+    last: Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    fn new(limit: Duration) -> Idle {
+        Idle {
+            limit,
+            last: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    fn touch(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Ready when the connection has been inactive for the whole limit.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let due = self.last + self.limit;
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= due {
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(due.into());
+        }
+    }
+}
+
+impl Admitted {
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+impl AsyncRead for Admitted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.idle.touch();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match this.idle.poll_expired(cx) {
+                Poll::Ready(()) => {
+                    this.admission.refused[IDLE].fetch_add(1, Ordering::Relaxed);
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "idle connection (limits.idle_timeout_secs)",
+                    )))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Admitted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.idle.touch();
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.idle.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for Admitted {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+/// Token buckets per client address, in shards so concurrent requests rarely contend.
+struct ClientRates {
+    rate: u32,
+    shards: Vec<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
+}
+
+const SHARDS: usize = 16;
+/// Addresses tracked per shard before idle ones are dropped.
+const MAX_TRACKED_PER_SHARD: usize = 16_384;
+
+impl ClientRates {
+    fn new(rate: u32) -> ClientRates {
+        ClientRates {
+            rate,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn admit(&self, ip: IpAddr) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ip.hash(&mut h);
+        let shard = &self.shards[h.finish() as usize % SHARDS];
+        let mut buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let rate = self.rate as f64;
+        let now = Instant::now();
+        if buckets.len() >= MAX_TRACKED_PER_SHARD && !buckets.contains_key(&ip) {
+            // A full bucket after one idle second is the same as no entry.
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(1));
+            if buckets.len() >= MAX_TRACKED_PER_SHARD {
+                return false; // many addresses at full rate at once: shed the newcomers
+            }
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((rate, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The gRPC side: a tower layer in front of every service of the server.
+#[derive(Clone)]
+pub struct GrpcAdmissionLayer {
+    admission: Arc<Admission>,
+}
+
+impl GrpcAdmissionLayer {
+    pub fn new(admission: Arc<Admission>) -> Self {
+        GrpcAdmissionLayer { admission }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for GrpcAdmissionLayer {
+    type Service = GrpcAdmission<S>;
+    fn layer(&self, inner: S) -> GrpcAdmission<S> {
+        GrpcAdmission {
+            inner,
+            admission: Arc::clone(&self.admission),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcAdmission<S> {
+    inner: S,
+    admission: Arc<Admission>,
+}
+
+type GrpcRequest = http::Request<tonic::body::Body>;
+type GrpcResponse = http::Response<tonic::body::Body>;
+
+fn grpc_peer(req: &GrpcRequest) -> Option<IpAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let ext = req.extensions();
+    ext.get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|t| t.get_ref().remote_addr())
+        })
+        .map(|a| a.ip())
+}
+
+fn grpc_refusal(r: Refusal) -> GrpcResponse {
+    let mut status = tonic::Status::resource_exhausted(r.message());
+    if r == Refusal::Rate {
+        if let Ok(v) = "603".parse() {
+            status.metadata_mut().insert("x-idnode-reason", v);
+        }
+    }
+    status.into_http()
+}
+
+impl<S> tower_service::Service<GrpcRequest> for GrpcAdmission<S>
+where
+    S: tower_service::Service<GrpcRequest, Response = GrpcResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = GrpcResponse;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<GrpcResponse, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: GrpcRequest) -> Self::Future {
+        let ticket = match self.admission.admit(grpc_peer(&req)) {
+            Ok(t) => t,
+            Err(r) => return Box::pin(std::future::ready(Ok(grpc_refusal(r)))),
+        };
+        // The service that was polled ready serves this call; a clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let admission = Arc::clone(&self.admission);
+        Box::pin(async move {
+            let timeout = admission.config.request_timeout;
+            match tokio::time::timeout(timeout, inner.call(req)).await {
+                // The ticket lives as long as the response body: a stream holds its slot.
+                Ok(Ok(mut response)) => {
+                    size_limit_is_resource_exhausted(&mut response);
+                    Ok(response.map(|body| {
+                        tonic::body::Body::new(Held {
+                            body,
+                            _ticket: ticket,
+                        })
+                    }))
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => {
+                    admission.timed_out();
+                    Ok(tonic::Status::deadline_exceeded(format!(
+                        "the request took longer than {} ms (limits.request_timeout_ms)",
+                        timeout.as_millis()
+                    ))
+                    .into_http())
+                }
+            }
+        })
+    }
+}
+
+/// tonic answers a request message over `grpc.max_message_bytes` with OUT_OF_RANGE; the
+/// gRPC convention (and every other size limit of this node) is RESOURCE_EXHAUSTED.
+/// Unary calls carry the status in the response headers, where it is rewritten.
+fn size_limit_is_resource_exhausted(response: &mut GrpcResponse) {
+    let headers = response.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            // grpc-message is percent-encoded.
+            .is_some_and(|m| m.contains("message%20length%20too%20large"));
+    if too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+}
+
+/// A response body that keeps its request's ticket until it is finished or dropped.
+struct Held {
+    body: tonic::body::Body,
+    _ticket: Ticket,
+}
+
+impl http_body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_rate_allows_a_burst_then_refills() {
+        let rates = ClientRates::new(100);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let admitted = (0..150).filter(|_| rates.admit(a)).count();
+        assert!((100..=101).contains(&admitted), "{admitted}");
+        assert!(rates.admit(b), "another address has its own bucket");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(rates.admit(a), "tokens come back with time");
+        assert!((0..1000).all(|_| ClientRates::new(0).admit(a)), "0 = off");
+    }
+
+    #[test]
+    fn in_flight_slots_are_released_with_the_ticket() {
+        let admission = Admission::new(AdmissionConfig {
+            max_in_flight: 2,
+            client_requests_per_second: 0,
+            ..AdmissionConfig::default()
+        });
+        let t1 = admission.admit(None).unwrap();
+        let _t2 = admission.admit(None).unwrap();
+        assert_eq!(admission.admit(None).err(), Some(Refusal::Busy));
+        drop(t1);
+        assert!(admission.admit(None).is_ok());
+        assert_eq!(admission.refused().busy, 1);
+    }
+}
