@@ -2,6 +2,7 @@
 //! for scripts.
 
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod bulk;
 pub mod toplevel;
@@ -130,6 +131,26 @@ pub enum ClientCommand {
     Info {
         #[command(flatten)]
         conn: Connection,
+    },
+    /// Back up the running node (admin token): its stores and key files, into DEST on the
+    /// node's machine. Incremental: repeat into the same DEST.
+    Backup {
+        dest: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Rebuild a data directory from a backup directory (the node must not be running on
+    /// it; the directory must hold no store yet).
+    Restore {
+        src: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The backup number (default: the latest).
+        #[arg(long)]
+        backup_id: Option<u32>,
+        /// List the backups in SRC instead.
+        #[arg(long)]
+        list: bool,
     },
     /// Enterprise accounts (admin token).
     #[command(subcommand)]
@@ -659,6 +680,13 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Template(t) => template(t).await,
         ClientCommand::Grant(g) => audit::grant(g).await,
         ClientCommand::Audit(a) => audit::run(a).await,
+        ClientCommand::Backup { dest, conn } => backup::backup(&conn.connect().await?, &dest).await,
+        ClientCommand::Restore {
+            src,
+            data_dir,
+            backup_id,
+            list,
+        } => backup::restore(&src, &data_dir, backup_id, list),
         ClientCommand::Gen(g) => bulk::gen(g),
         ClientCommand::Import(i) => bulk::import(i).await,
         ClientCommand::Bench(b) => bench::bench(*b).await,

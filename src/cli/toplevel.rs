@@ -50,6 +50,13 @@ pub enum TopLevelCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Back up the running top-level node (its admin token) into DEST on its machine;
+    /// restore with `idnode restore`.
+    Backup {
+        dest: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Which node serves a prefix.
     Locate {
         prefix: String,
@@ -155,6 +162,9 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TopLevelCommand::Node(n) => node(n).await,
+        TopLevelCommand::Backup { dest, conn } => {
+            super::backup::toplevel_backup(&conn.connect().await?, &dest).await
+        }
         TopLevelCommand::Stats { conn } => {
             let c = conn.connect().await?;
             let s = c

@@ -23,6 +23,7 @@ use crate::api::http;
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::resolver::{AdminBootstrap, Core, Interface};
+use crate::store::backup::BackupSet;
 use crate::store::rocks::{RocksConfig, RocksStore};
 use crate::store::SharedStore;
 use crate::toplevel::{Endpoints, InterfaceCount, Report};
@@ -326,7 +327,21 @@ pub async fn serve(
         pb::registry_server::RegistryServer::new(RegistryService::new(Arc::clone(&core)))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-    let admin = pb::admin_server::AdminServer::new(AdminService::new(Arc::clone(&core)))
+    let mut backup = BackupSet::new(&config.data_dir).store("db", Arc::clone(core.store()));
+    if let Some(t) = &node.toplevel {
+        backup = backup.store("toplevel/db", Arc::clone(&t.store));
+    }
+    for file in [
+        "node.key",
+        "admin.token",
+        "tokens",
+        "toplevel/admin.token",
+        "toplevel/node-tokens",
+    ] {
+        backup = backup.file(file);
+    }
+    let admin = AdminService::new(Arc::clone(&core)).with_backup(Arc::new(backup));
+    let admin = pb::admin_server::AdminServer::new(admin)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let top_service = match &node.toplevel {
@@ -334,7 +349,7 @@ pub async fn serve(
             health
                 .set_serving::<pb::top_level_server::TopLevelServer<TopLevelService>>()
                 .await;
-            Some(toplevel::service(&t.top, config.forward.clone()))
+            Some(toplevel::service(t, config.forward.clone()))
         }
         None => None,
     };

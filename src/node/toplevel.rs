@@ -12,12 +12,17 @@ use super::{open_store, reflection, reflection_v1alpha, NodeError};
 use crate::api::grpc::pb;
 use crate::api::grpc::toplevel::TopLevelService;
 use crate::resolver::AdminBootstrap;
+use crate::store::backup::BackupSet;
+use crate::store::SharedStore;
 use crate::toplevel::{seed, TopLevel, TopLevelConfig};
 use crate::upstream::{ForwardConfig, Forwarder, LocalUpstream};
 
 /// An opened top-level node.
 pub struct OpenedTopLevel {
     pub top: Arc<TopLevel>,
+    pub store: SharedStore,
+    /// What `Backup` copies: the store and the token files.
+    pub backup: Arc<BackupSet>,
     pub admin_token_file: PathBuf,
     pub admin_bootstrap: AdminBootstrap,
     /// Delegations added from the seed on this start.
@@ -39,7 +44,13 @@ pub fn open(
         detail: e.to_string(),
     })?;
     let store = open_store(dir.join("db"), block_cache_bytes.max(8 << 20))?;
-    let top = Arc::new(TopLevel::open(store, config)?);
+    let backup = Arc::new(
+        BackupSet::new(dir)
+            .store("db", Arc::clone(&store))
+            .file("admin.token")
+            .file("node-tokens"),
+    );
+    let top = Arc::new(TopLevel::open(Arc::clone(&store), config)?);
     let admin_token_file = dir.join("admin.token");
     let admin_bootstrap = top.ensure_admin_token(&admin_token_file, reset_admin_token)?;
     let node_token_dir = dir.join("node-tokens");
@@ -47,6 +58,8 @@ pub fn open(
         seed::load_once(&top, &seed::embedded(), &node_token_dir).map_err(NodeError::Setup)?;
     Ok(OpenedTopLevel {
         top,
+        store,
+        backup,
         admin_token_file,
         admin_bootstrap,
         seeded,
@@ -57,15 +70,18 @@ pub fn open(
 /// The `TopLevel` gRPC service; recursive resolution goes through a forwarder whose
 /// upstream is this top-level node itself.
 pub fn service(
-    top: &Arc<TopLevel>,
+    top: &OpenedTopLevel,
     forward: ForwardConfig,
 ) -> pb::top_level_server::TopLevelServer<TopLevelService> {
+    let (backup, top) = (Arc::clone(&top.backup), &top.top);
     // The node prefix given to the in-process upstream only matters for heartbeats and
     // reports, which a top-level node never sends itself.
     let own = crate::identifier::Prefix::parse("88").expect("valid prefix");
     let upstream = Arc::new(LocalUpstream::new(Arc::clone(top), own));
     let forwarder = Arc::new(Forwarder::new(upstream, forward));
-    pb::top_level_server::TopLevelServer::new(TopLevelService::new(Arc::clone(top), forwarder))
+    pb::top_level_server::TopLevelServer::new(
+        TopLevelService::new(Arc::clone(top), forwarder).with_backup(backup),
+    )
 }
 
 /// Serves a standalone top-level node until `shutdown`, then drains for `grace`.
@@ -92,7 +108,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection()?)
         .add_service(reflection_v1alpha()?)
-        .add_service(service(&top.top, forward))
+        .add_service(service(top, forward))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),

@@ -63,7 +63,7 @@ impl Core {
         )
     }
 
-    pub(super) fn require_admin(&self, caller: &Caller) -> Result<()> {
+    pub fn require_admin(&self, caller: &Caller) -> Result<()> {
         match caller {
             Caller::Admin => Ok(()),
             Caller::Anonymous => Err(Error::unauthenticated(

@@ -7,6 +7,7 @@
 //!
 //! Calls block: async callers cross over through `resolver::Core::blocking`.
 
+pub mod backup;
 pub mod codec;
 pub mod memory;
 #[cfg(feature = "rocks")]
@@ -194,6 +195,27 @@ pub trait Store: Send + Sync + 'static {
     fn properties(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// Adds a consistent backup of the store, taken while it serves, to the backup
+    /// directory `dest` (created if needed); files already there from earlier backups are
+    /// shared, not copied again.
+    fn backup(&self, dest: &std::path::Path) -> StoreResult<BackupInfo> {
+        let _ = dest;
+        Err(StoreError("this store cannot be backed up".into()))
+    }
+}
+
+/// One backup in a backup directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub id: u32,
+    /// Seconds since the Unix epoch.
+    pub timestamp: i64,
+    /// Bytes of the files this backup consists of (shared ones included).
+    pub size_bytes: u64,
+    pub files: u32,
+    /// Files this backup added to the directory (the rest were shared with earlier ones).
+    pub new_files: u32,
 }
 
 pub type SharedStore = Arc<dyn Store>;

@@ -12,7 +12,7 @@ use rocksdb::{
     ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
-use super::{codec, Batch, Durability, Op, Store, StoreError, StoreResult, Table};
+use super::{codec, BackupInfo, Batch, Durability, Op, Store, StoreError, StoreResult, Table};
 
 /// Tuning of the RocksDB store.
 #[derive(Debug, Clone)]
@@ -270,6 +270,91 @@ impl Store for RocksStore {
         }
         self.db.flush_wal(true).map_err(err)
     }
+
+    fn backup(&self, dest: &Path) -> StoreResult<BackupInfo> {
+        std::fs::create_dir_all(dest)
+            .map_err(|e| StoreError(format!("{}: {e}", dest.display())))?;
+        let before = shared_files(dest);
+        let mut engine = backup_engine(dest)?;
+        // Flushing first makes the backup SST files only (no WAL to replay), and RocksDB
+        // keeps files from being deleted while it copies: reads and writes go on.
+        engine
+            .create_new_backup_flush(&self.db, true)
+            .map_err(err)?;
+        let latest = engine
+            .get_backup_info()
+            .into_iter()
+            .max_by_key(|b| b.backup_id)
+            .ok_or_else(|| StoreError("the backup engine lists no backup".into()))?;
+        engine.verify_backup(latest.backup_id).map_err(err)?;
+        Ok(BackupInfo {
+            id: latest.backup_id,
+            timestamp: latest.timestamp,
+            size_bytes: latest.size,
+            files: latest.num_files,
+            new_files: shared_files(dest).saturating_sub(before),
+        })
+    }
+}
+
+fn backup_engine(dir: &Path) -> StoreResult<rocksdb::backup::BackupEngine> {
+    let opts = rocksdb::backup::BackupEngineOptions::new(dir).map_err(err)?;
+    let env = rocksdb::Env::new().map_err(err)?;
+    rocksdb::backup::BackupEngine::open(&opts, &env).map_err(err)
+}
+
+/// Table files in a backup directory, shared between its backups.
+fn shared_files(dir: &Path) -> u32 {
+    ["shared", "shared_checksum"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(dir.join(d)).ok())
+        .map(|entries| entries.count() as u32)
+        .sum()
+}
+
+/// The backups in backup directory `dir`, oldest first.
+pub fn list_backups(dir: &Path) -> StoreResult<Vec<BackupInfo>> {
+    let mut list: Vec<BackupInfo> = backup_engine(dir)?
+        .get_backup_info()
+        .into_iter()
+        .map(|b| BackupInfo {
+            id: b.backup_id,
+            timestamp: b.timestamp,
+            size_bytes: b.size,
+            files: b.num_files,
+            new_files: 0,
+        })
+        .collect();
+    list.sort_by_key(|b| b.id);
+    Ok(list)
+}
+
+/// Restores backup `id` (default: the latest) of backup directory `dir` into the store
+/// directory `db`, which must not hold a store. The backup is verified first.
+pub fn restore_backup(dir: &Path, db: &Path, id: Option<u32>) -> StoreResult<BackupInfo> {
+    if db.join("CURRENT").exists() {
+        return Err(StoreError(format!(
+            "{} already holds a store: restore into an empty directory",
+            db.display()
+        )));
+    }
+    let list = list_backups(dir)?;
+    let chosen = match id {
+        Some(id) => list.iter().find(|b| b.id == id),
+        None => list.last(),
+    }
+    .cloned()
+    .ok_or_else(|| match id {
+        Some(id) => StoreError(format!("{} has no backup {id}", dir.display())),
+        None => StoreError(format!("{} holds no backup", dir.display())),
+    })?;
+    let mut engine = backup_engine(dir)?;
+    engine.verify_backup(chosen.id).map_err(err)?;
+    let opts = rocksdb::backup::RestoreOptions::default();
+    engine
+        .restore_from_backup(db, db, &opts, chosen.id)
+        .map_err(err)?;
+    Ok(chosen)
 }
 
 /// The smallest key greater than every key starting with `prefix`, if one exists.

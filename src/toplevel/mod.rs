@@ -230,7 +230,7 @@ impl TopLevel {
         )
     }
 
-    fn require_admin(caller: &Caller) -> Result<()> {
+    pub fn require_admin(caller: &Caller) -> Result<()> {
         match caller {
             Caller::Admin => Ok(()),
             Caller::Anonymous => Err(Error::unauthenticated(

@@ -325,3 +325,53 @@ mod tests {
         .is_err());
     }
 }
+
+pub fn backup_to(r: crate::store::backup::BackupReport) -> pb::BackupResponse {
+    pb::BackupResponse {
+        stores: r
+            .stores
+            .into_iter()
+            .map(|(store, b)| pb::StoreBackup {
+                store,
+                backup_id: b.id,
+                timestamp: b.timestamp,
+                size_bytes: b.size_bytes,
+                files: b.files,
+                new_files: b.new_files,
+            })
+            .collect(),
+        files: r.files,
+    }
+}
+
+/// Runs a backup requested over gRPC (the caller was checked) on the blocking pool.
+pub fn run_backup(
+    set: Option<&std::sync::Arc<crate::store::backup::BackupSet>>,
+    destination: &str,
+) -> Result<pb::BackupResponse, crate::error::Error> {
+    use crate::error::Error;
+    let set = set.ok_or_else(|| {
+        Error::new(
+            crate::error::ErrorKind::Unavailable,
+            "this server takes no backups",
+        )
+    })?;
+    if destination.is_empty() {
+        return Err(Error::invalid(
+            "destination: the backup directory is required",
+        ));
+    }
+    set.run(std::path::Path::new(destination))
+        .map(backup_to)
+        .map_err(|e| {
+            if e.0.contains("must be") {
+                Error::invalid(e.0)
+            } else {
+                tracing::error!(destination, error = %e, "backup failed");
+                Error::new(
+                    crate::error::ErrorKind::Internal,
+                    format!("backup failed: {e}"),
+                )
+            }
+        })
+}

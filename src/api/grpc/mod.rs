@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::resolver::{BatchItem, Core, CreateOutcome, Filter, Interface, Presented, Update};
+use crate::store::backup::BackupSet;
 use convert::status;
 
 /// Generated protobuf types and service stubs.
@@ -533,11 +534,18 @@ fn item_result(
 /// `idnode.v1.Admin`.
 pub struct AdminService {
     core: Arc<Core>,
+    backup: Option<Arc<BackupSet>>,
 }
 
 impl AdminService {
     pub fn new(core: Arc<Core>) -> AdminService {
-        AdminService { core }
+        AdminService { core, backup: None }
+    }
+
+    /// Serves `Backup` with what `set` covers.
+    pub fn with_backup(mut self, set: Arc<BackupSet>) -> AdminService {
+        self.backup = Some(set);
+        self
     }
 }
 
@@ -663,6 +671,19 @@ impl pb::admin_server::Admin for AdminService {
         call(&self.core, &req, "set_quota", move |c, caller| {
             c.set_quota(caller, &prefix, quota)?;
             Ok(pb::SetQuotaResponse {})
+        })
+        .await
+    }
+
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<pb::BackupResponse>, Status> {
+        let set = self.backup.clone();
+        let destination = req.get_ref().destination.clone();
+        call(&self.core, &req, "backup", move |c, caller| {
+            c.require_admin(caller)?;
+            convert::run_backup(set.as_ref(), &destination)
         })
         .await
     }

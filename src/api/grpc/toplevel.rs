@@ -9,6 +9,7 @@ use super::{bearer, convert, pb};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::identifier::{Identifier, Prefix};
+use crate::store::backup::BackupSet;
 use crate::toplevel::{Endpoints, InterfaceCount, NodeStatus, Report, TopLevel};
 use crate::upstream::{interface_count_to, prefix_totals_to, Forwarder};
 
@@ -16,11 +17,22 @@ pub struct TopLevelService {
     top: Arc<TopLevel>,
     /// Recursive resolution: this top-level node as the upstream of a forwarder.
     forwarder: Arc<Forwarder>,
+    backup: Option<Arc<BackupSet>>,
 }
 
 impl TopLevelService {
     pub fn new(top: Arc<TopLevel>, forwarder: Arc<Forwarder>) -> TopLevelService {
-        TopLevelService { top, forwarder }
+        TopLevelService {
+            top,
+            forwarder,
+            backup: None,
+        }
+    }
+
+    /// Serves `Backup` with what `set` covers.
+    pub fn with_backup(mut self, set: Arc<BackupSet>) -> TopLevelService {
+        self.backup = Some(set);
+        self
     }
 }
 
@@ -233,6 +245,19 @@ impl pb::top_level_server::TopLevel for TopLevelService {
                 })),
                 token,
             })
+        })
+        .await
+    }
+
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<pb::BackupResponse>, Status> {
+        let set = self.backup.clone();
+        let destination = req.get_ref().destination.clone();
+        call(&self.top, &req, move |_, caller| {
+            TopLevel::require_admin(caller)?;
+            super::convert::run_backup(set.as_ref(), &destination)
         })
         .await
     }

@@ -1,0 +1,103 @@
+//! `idnode backup`, `idnode restore`, `idnode top-level backup`: online backups of a
+//! running node into a directory on its machine, and offline restores from one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::Client;
+use idnode::api::grpc::pb;
+
+/// The backup directory as the node must see it: absolute (the node's working directory
+/// is not the caller's).
+pub fn absolute(dest: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    dest.canonicalize()
+        .with_context(|| format!("resolving {}", dest.display()))
+}
+
+pub fn print_report(c: &Client, r: &pb::BackupResponse, dest: &Path) -> anyhow::Result<()> {
+    if c.json() {
+        let stores: Vec<_> = r
+            .stores
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "store": s.store, "backup_id": s.backup_id, "timestamp": s.timestamp,
+                    "size_bytes": s.size_bytes, "files": s.files, "new_files": s.new_files,
+                })
+            })
+            .collect();
+        return c.print_json(&serde_json::json!({
+            "destination": dest, "stores": stores, "files": r.files,
+        }));
+    }
+    for s in &r.stores {
+        println!(
+            "{}: backup {} ({} bytes in {} files, {} new) in {}",
+            s.store,
+            s.backup_id,
+            s.size_bytes,
+            s.files,
+            s.new_files,
+            dest.join(&s.store).display()
+        );
+    }
+    println!("key and token files: {}", r.files);
+    Ok(())
+}
+
+pub async fn backup(c: &Client, dest: &Path) -> anyhow::Result<()> {
+    let dest = absolute(dest)?;
+    let r = c
+        .admin()
+        .backup(pb::BackupRequest {
+            destination: dest.to_string_lossy().into_owned(),
+        })
+        .await
+        .map_err(|s| c.fail(s))?
+        .into_inner();
+    print_report(c, &r, &dest)
+}
+
+pub async fn toplevel_backup(c: &Client, dest: &Path) -> anyhow::Result<()> {
+    let dest = absolute(dest)?;
+    let r = c
+        .toplevel()
+        .backup(pb::BackupRequest {
+            destination: dest.to_string_lossy().into_owned(),
+        })
+        .await
+        .map_err(|s| c.fail(s))?
+        .into_inner();
+    print_report(c, &r, &dest)
+}
+
+pub fn restore(src: &Path, data_dir: &Path, id: Option<u32>, list: bool) -> anyhow::Result<()> {
+    if list {
+        for dir in ["db", "toplevel/db"] {
+            if !src.join(dir).join("meta").is_dir() {
+                continue;
+            }
+            for b in idnode::store::rocks::list_backups(&src.join(dir))? {
+                println!(
+                    "{dir}: backup {} taken at {} ({} bytes in {} files)",
+                    b.id, b.timestamp, b.size_bytes, b.files
+                );
+            }
+        }
+        return Ok(());
+    }
+    let r = idnode::store::backup::restore(src, data_dir, id)
+        .with_context(|| format!("restoring {} into {}", src.display(), data_dir.display()))?;
+    for (dir, b) in &r.stores {
+        println!(
+            "{dir}: backup {} ({} bytes) restored into {}",
+            b.id,
+            b.size_bytes,
+            data_dir.join(dir).display()
+        );
+    }
+    println!("key and token files: {}", r.files);
+    Ok(())
+}
