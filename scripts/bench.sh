@@ -27,8 +27,11 @@ wait_for() { # file pattern
   echo "timed out waiting for '$2' in $1" >&2; return 1
 }
 
+# One load generator on one address: no per-client request rate.
+printf '[limits]\nclient_requests_per_second = 0\n' >"$W/node.toml"
+
 serve() { # data dir, log; prints nothing; sets SERVE_PID
-  "$B" serve --data-dir "$1" --grpc-addr 127.0.0.1:7400 --dns-addr 127.0.0.1:5400 --http-addr off \
+  "$B" serve --config "$W/node.toml" --data-dir "$1" --grpc-addr 127.0.0.1:7400 --dns-addr 127.0.0.1:5400 --http-addr off \
     --no-seed --block-cache-mb "${CACHE_MB:-1024}" --log-level warn >"$2" 2>&1 &
   SERVE_PID=$!; PIDS+=("$SERVE_PID")
   wait_for "$2" "grpc://"

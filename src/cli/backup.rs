@@ -73,7 +73,12 @@ pub async fn toplevel_backup(c: &Client, dest: &Path) -> anyhow::Result<()> {
     print_report(c, &r, &dest)
 }
 
-pub fn restore(src: &Path, data_dir: &Path, id: Option<u32>, list: bool) -> anyhow::Result<()> {
+pub fn restore(
+    src: &Path,
+    data_dir: Option<&Path>,
+    id: Option<u32>,
+    list: bool,
+) -> anyhow::Result<()> {
     if list {
         for dir in ["db", "toplevel/db"] {
             if !src.join(dir).join("meta").is_dir() {
@@ -88,6 +93,7 @@ pub fn restore(src: &Path, data_dir: &Path, id: Option<u32>, list: bool) -> anyh
         }
         return Ok(());
     }
+    let data_dir = data_dir.context("--data-dir is required")?;
     let r = idnode::store::backup::restore(src, data_dir, id)
         .with_context(|| format!("restoring {} into {}", src.display(), data_dir.display()))?;
     for (dir, b) in &r.stores {

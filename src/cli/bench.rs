@@ -2,6 +2,7 @@
 //! its figures are compared with (`idnode bench-reference`).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,6 +111,14 @@ pub struct BenchArgs {
     /// Label in the report.
     #[arg(long, default_value = "idnode")]
     pub label: String,
+    /// Append every identifier whose creation was acknowledged to this file.
+    #[arg(long)]
+    pub acked: Option<PathBuf>,
+    /// Instead of load: resolve every identifier of an --acked file (with --token-file)
+    /// and check it holds exactly the values that were acknowledged. Fails if any is
+    /// missing or different.
+    #[arg(long)]
+    pub verify: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,6 +262,7 @@ struct Worker {
     >,
     dns: Option<tokio::net::UdpSocket>,
     zone: hickory_proto::rr::Name,
+    acked: Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>>,
 }
 
 impl Worker {
@@ -287,18 +297,21 @@ impl Worker {
             }
             Op::Create => {
                 let record = bench_record(&args.create_prefix, run, seq, 0);
+                let id = record.identifier.clone();
                 self.registry
                     .create(pb::CreateRequest {
                         record: Some(record),
                     })
                     .await
-                    .map(|_| ())
-                    .map_err(grpc_err)
+                    .map_err(grpc_err)?;
+                self.ack([id.as_str()]);
+                Ok(())
             }
             Op::BatchCreate => {
-                let records = (0..100)
+                let records: Vec<_> = (0..100)
                     .map(|j| bench_record(&args.create_prefix, run, seq, j))
                     .collect();
+                let ids: Vec<String> = records.iter().map(|r| r.identifier.clone()).collect();
                 let mut s = self
                     .registry
                     .batch_create(tokio_stream::iter(vec![pb::BatchCreateRequest { records }]))
@@ -306,12 +319,28 @@ impl Worker {
                     .map_err(grpc_err)?
                     .into_inner();
                 let r = s.message().await.map_err(grpc_err)?.ok_or("empty")?;
+                self.ack(
+                    ids.iter()
+                        .zip(&r.results)
+                        .filter(|(_, x)| x.code == 0)
+                        .map(|(id, _)| id.as_str()),
+                );
                 match r.results.iter().find(|x| x.code != 0) {
                     Some(bad) => Err(format!("item_code_{}", bad.code)),
                     None => Ok(()),
                 }
             }
             Op::ResolveDns => self.dns_query(keys.pick(rng, args), seq as u16).await,
+        }
+    }
+
+    /// Records acknowledged creations (`--acked`).
+    fn ack<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        if let Some(out) = &self.acked {
+            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            for id in ids {
+                let _ = writeln!(out, "{id}");
+            }
         }
     }
 
@@ -373,7 +402,6 @@ fn bench_record(prefix: &str, run: u64, seq: u64, j: u64) -> pb::Record {
 }
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let keys = Arc::new(load_keys(&args)?);
     let token = match &args.token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -384,6 +412,21 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         None => None,
     };
     let auth = BearerAuth::new(token.as_deref()).map_err(|e| anyhow!("{e}"))?;
+    if let Some(file) = &args.verify {
+        return verify(&args, file, auth).await;
+    }
+    let keys = Arc::new(load_keys(&args)?);
+    let acked = match &args.acked {
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))?;
+            Some(Arc::new(Mutex::new(std::io::BufWriter::new(f))))
+        }
+        None => None,
+    };
     let mut channels = Vec::new();
     if args.op != Op::ResolveDns {
         for _ in 0..args.connections.max(1) {
@@ -424,6 +467,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             registry: pb::registry_client::RegistryClient::with_interceptor(ch, auth.clone()),
             dns: None,
             zone: zone.clone(),
+            acked: acked.clone(),
         })
     };
     let mut tasks = Vec::new();
@@ -507,6 +551,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     ticker.abort();
     bar.finish_and_clear();
+    if let Some(out) = &acked {
+        out.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush()
+            .context("writing --acked")?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     let hist = stats.hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let requests = stats.requests.load(Ordering::Relaxed);
@@ -544,6 +594,94 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         println!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The values `bench_record` sent for an identifier it made, if it is one of its.
+fn expected_record(identifier: &str) -> Option<pb::Record> {
+    let (prefix, suffix) = identifier.split_once('/')?;
+    let mut parts = suffix.strip_prefix("BENCH-")?.split('-');
+    let run = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let j = parts.next()?.parse().ok()?;
+    Some(bench_record(prefix, run, seq, j))
+}
+
+/// `--verify FILE`: every acknowledged identifier resolves to exactly what was sent.
+async fn verify(args: &BenchArgs, file: &std::path::Path, auth: BearerAuth) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let ids: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let channel = Channel::from_shared(args.node.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the node at {}", args.node))?;
+    let ids = Arc::new(ids);
+    let next = Arc::new(AtomicU64::new(0));
+    let problems = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let mut resolver =
+            pb::resolver_client::ResolverClient::with_interceptor(channel.clone(), auth.clone());
+        let (ids, next, problems) = (Arc::clone(&ids), Arc::clone(&next), Arc::clone(&problems));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(id) = ids.get(i) else { break };
+                let problem = match expected_record(id) {
+                    None => Some(format!("{id}: not an identifier idnode bench made")),
+                    Some(want) => match resolver
+                        .resolve(pb::ResolveRequest {
+                            identifier: id.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                    {
+                        Err(s) => Some(format!("{id}: {:?} {}", s.code(), s.message())),
+                        Ok(r) => {
+                            let got: Vec<_> = r
+                                .into_inner()
+                                .values
+                                .into_iter()
+                                .map(|v| (v.index, v.r#type, v.data))
+                                .collect();
+                            let want: Vec<_> = want
+                                .values
+                                .into_iter()
+                                .map(|v| (v.index, v.r#type, v.data))
+                                .collect();
+                            (got != want).then(|| format!("{id}: values differ"))
+                        }
+                    },
+                };
+                if let Some(p) = problem {
+                    problems.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let problems = problems.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    println!(
+        "verified {} acknowledged creations: {} missing or different",
+        ids.len(),
+        problems.len()
+    );
+    for p in problems.iter().take(20) {
+        println!("  {p}");
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} acknowledged creations are missing or different",
+            problems.len()
+        );
     }
     Ok(())
 }

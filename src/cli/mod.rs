@@ -143,8 +143,9 @@ pub enum ClientCommand {
     /// it; the directory must hold no store yet).
     Restore {
         src: PathBuf,
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// The data directory to create (required unless --list).
+        #[arg(long, required_unless_present = "list")]
+        data_dir: Option<PathBuf>,
         /// The backup number (default: the latest).
         #[arg(long)]
         backup_id: Option<u32>,
@@ -686,7 +687,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             data_dir,
             backup_id,
             list,
-        } => backup::restore(&src, &data_dir, backup_id, list),
+        } => backup::restore(&src, data_dir.as_deref(), backup_id, list),
         ClientCommand::Gen(g) => bulk::gen(g),
         ClientCommand::Import(i) => bulk::import(i).await,
         ClientCommand::Bench(b) => bench::bench(*b).await,

@@ -319,6 +319,7 @@ async fn bench_reports_what_it_measured() {
         (r2v["requests"].as_u64(), r2v["ok"].as_u64()),
         (Some(200), Some(200))
     );
+    let acked = work.path().join("acked.txt");
     let out = idnode(&[
         "bench",
         "--op",
@@ -331,10 +332,43 @@ async fn bench_reports_what_it_measured() {
         "10",
         "--concurrency",
         "2",
+        "--acked",
+        acked.to_str().unwrap(),
     ]);
     assert!(
         out.contains("10 requests") && out.contains("(10 ok)"),
         "{out}"
+    );
+    // Every acknowledged creation is listed, and --verify finds each with its values.
+    let listed = std::fs::read_to_string(&acked).unwrap();
+    assert_eq!(listed.lines().count(), 1000);
+    let verify = |file: &std::path::Path| {
+        Command::new(BIN)
+            .args(["bench", "--node", &url, "--token-file"])
+            .arg(&token)
+            .arg("--verify")
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&acked);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("verified 1000 acknowledged creations: 0"),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let first = listed.lines().next().unwrap();
+    let forged = work.path().join("forged.txt");
+    std::fs::write(&forged, format!("{listed}{}9\n", first)).unwrap();
+    let bad = verify(&forged);
+    assert!(
+        !bad.status.success(),
+        "a never-created identifier is reported"
     );
     let counts = node
         .registry(Some(&node.admin_token))

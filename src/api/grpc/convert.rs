@@ -277,55 +277,6 @@ pub fn enterprise_to(e: &Enterprise, registered: i64) -> pb::Enterprise {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_error_kind_has_its_code() {
-        let table = [
-            (ErrorKind::InvalidArgument, Code::InvalidArgument),
-            (ErrorKind::NotFound, Code::NotFound),
-            (ErrorKind::AlreadyExists, Code::AlreadyExists),
-            (ErrorKind::PermissionDenied, Code::PermissionDenied),
-            (ErrorKind::Unauthenticated, Code::Unauthenticated),
-            (ErrorKind::ResourceExhausted, Code::ResourceExhausted),
-            (ErrorKind::Unavailable, Code::Unavailable),
-            (ErrorKind::Internal, Code::Internal),
-        ];
-        assert_eq!(table.len(), ErrorKind::ALL.len());
-        for (kind, expected) in table {
-            assert_eq!(code(kind), expected, "{kind:?}");
-        }
-    }
-
-    #[test]
-    fn internal_detail_never_reaches_the_client() {
-        let s = status(Error::internal("disk /dev/sda1 on fire"));
-        assert_eq!(s.code(), Code::Internal);
-        assert!(!s.message().contains("sda1"));
-    }
-
-    #[test]
-    fn value_defaults() {
-        let v = value_from(pb::Value {
-            index: 1,
-            r#type: "URL".into(),
-            data: b"x".to_vec(),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(v.ttl, DEFAULT_TTL);
-        assert_eq!(v.format, Format::String);
-        assert_eq!(v.permissions, Permissions::default());
-        assert!(value_from(pb::Value {
-            format: 42,
-            ..Default::default()
-        })
-        .is_err());
-    }
-}
-
 pub fn backup_to(r: crate::store::backup::BackupReport) -> pb::BackupResponse {
     pb::BackupResponse {
         stores: r
@@ -374,4 +325,53 @@ pub fn run_backup(
                 )
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_its_code() {
+        let table = [
+            (ErrorKind::InvalidArgument, Code::InvalidArgument),
+            (ErrorKind::NotFound, Code::NotFound),
+            (ErrorKind::AlreadyExists, Code::AlreadyExists),
+            (ErrorKind::PermissionDenied, Code::PermissionDenied),
+            (ErrorKind::Unauthenticated, Code::Unauthenticated),
+            (ErrorKind::ResourceExhausted, Code::ResourceExhausted),
+            (ErrorKind::Unavailable, Code::Unavailable),
+            (ErrorKind::Internal, Code::Internal),
+        ];
+        assert_eq!(table.len(), ErrorKind::ALL.len());
+        for (kind, expected) in table {
+            assert_eq!(code(kind), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn internal_detail_never_reaches_the_client() {
+        let s = status(Error::internal("disk /dev/sda1 on fire"));
+        assert_eq!(s.code(), Code::Internal);
+        assert!(!s.message().contains("sda1"));
+    }
+
+    #[test]
+    fn value_defaults() {
+        let v = value_from(pb::Value {
+            index: 1,
+            r#type: "URL".into(),
+            data: b"x".to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(v.ttl, DEFAULT_TTL);
+        assert_eq!(v.format, Format::String);
+        assert_eq!(v.permissions, Permissions::default());
+        assert!(value_from(pb::Value {
+            format: 42,
+            ..Default::default()
+        })
+        .is_err());
+    }
 }

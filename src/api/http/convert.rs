@@ -101,11 +101,11 @@ pub fn value_to_json(v: &Value) -> Json {
             "format": "base64",
             "value": base64::engine::general_purpose::STANDARD.encode(&v.data),
         }),
-        Format::Json if v.kind == "HS_ADMIN" => match serde_json::from_slice::<Json>(&v.data) {
-            Ok(value) => json!({ "format": "admin", "value": value }),
+        Format::Json => match serde_json::from_slice::<Json>(&v.data) {
+            Ok(value) => json!({ "format": structured_format(&v.kind), "value": value }),
             Err(_) => json!({ "format": "string", "value": String::from_utf8_lossy(&v.data) }),
         },
-        Format::String | Format::Json => {
+        Format::String => {
             json!({ "format": "string", "value": String::from_utf8_lossy(&v.data) })
         }
     };
@@ -128,6 +128,20 @@ pub fn value_to_json(v: &Value) -> Json {
             .collect();
     }
     out
+}
+
+/// Handle.Net's names of structured data formats, kept as JSON; `json` for any other.
+const STRUCTURED_FORMATS: [&str; 5] = ["admin", "vlist", "site", "key", "json"];
+
+/// The format a structured value is shown with, by its type.
+fn structured_format(kind: &str) -> &'static str {
+    match kind {
+        "HS_ADMIN" => "admin",
+        "HS_VLIST" => "vlist",
+        "HS_SITE" | "HS_SITE.PREFIX" => "site",
+        "HS_PUBKEY" => "key",
+        _ => "json",
+    }
 }
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -182,8 +196,15 @@ pub fn value_from_json(v: &Json) -> Result<Value, Error> {
                 ("base64" | "hex", _) => {
                     return Err(bad(format!("value {index}: {fmt} data must be a string")))
                 }
-                // admin, site, vlist, key...: structured; kept as JSON.
-                (_, other) => (Format::Json, other.to_string().into_bytes()),
+                // admin, site, vlist, key, json: structured; kept as JSON.
+                (f, other) if STRUCTURED_FORMATS.contains(&f) => {
+                    (Format::Json, other.to_string().into_bytes())
+                }
+                (f, _) => {
+                    return Err(bad(format!(
+                        "value {index}: unknown data format {f:?} (string, base64, hex, admin, vlist, site, key or json)"
+                    )))
+                }
             }
         }
         Some(other) => (Format::Json, other.to_string().into_bytes()),
@@ -278,6 +299,28 @@ mod tests {
                 (StatusCode::from_u16(http).unwrap(), handle),
                 "{kind:?}"
             );
+        }
+    }
+
+    /// Found by the `handle_json` fuzz target: an unknown format name was kept as JSON and
+    /// came back as a string value.
+    #[test]
+    fn formats_round_trip_and_unknown_ones_are_refused() {
+        let unknown =
+            json!({"index": 4, "type": "blob", "data": {"format": "baqe64", "value": "AAEC"}});
+        assert!(value_from_json(&unknown).is_err());
+        for body in [
+            json!({"index": 1, "type": "HS_ADMIN", "data": {"format": "admin", "value": {"handle": "0.NA/88", "index": 200}}}),
+            json!({"index": 2, "type": "HS_VLIST", "data": {"format": "vlist", "value": [{"handle": "88.101/a", "index": 1}]}}),
+            json!({"index": 3, "type": "spec", "data": {"format": "json", "value": {"mm": [1, 2]}}}),
+            // Also found by the fuzzer: floats must parse exactly (serde_json float_roundtrip).
+            json!({"index": 6, "type": "HS_X", "data": {"format": "json", "value": {"x": 2.3333333333333333e67}}}),
+            json!({"index": 4, "type": "blob", "data": {"format": "hex", "value": "00ff"}}),
+            json!({"index": 5, "type": "URL", "data": "https://a.example"}),
+        ] {
+            let v = value_from_json(&body).unwrap();
+            let back = value_from_json(&value_to_json(&v)).unwrap();
+            assert!(back.same_content(&v), "{body}: {v:?} came back as {back:?}");
         }
     }
 
