@@ -150,9 +150,32 @@ pub struct Report {
     pub latency_us: LatencyUs,
 }
 
+/// The keys of a run: read from a file, or computed from `idnode gen`'s parameters when
+/// drawn (a 100-million-key run holds no list).
+enum KeyList {
+    Listed(Vec<String>),
+    Generated(GenConfig, u64),
+}
+
+impl KeyList {
+    fn len(&self) -> usize {
+        match self {
+            KeyList::Listed(v) => v.len(),
+            KeyList::Generated(_, n) => *n as usize,
+        }
+    }
+
+    fn get(&self, i: usize) -> String {
+        match self {
+            KeyList::Listed(v) => v[i].clone(),
+            KeyList::Generated(c, _) => gen::identifier_of(c, i as u64),
+        }
+    }
+}
+
 /// Draws key positions uniformly or Zipf-distributed (rank 0 the most popular).
 struct Keys {
-    keys: Vec<String>,
+    keys: KeyList,
     remote: Vec<String>,
     zipf: Option<Vec<f64>>,
 }
@@ -177,25 +200,27 @@ impl Keys {
                 cdf.partition_point(|c| *c < u).min(self.keys.len() - 1)
             }
         };
-        self.keys[i].clone()
+        self.keys.get(i)
     }
 }
 
 fn load_keys(args: &BenchArgs) -> anyhow::Result<Keys> {
     let keys = match (&args.keys, args.gen_count) {
-        (Some(path), _) => super::bulk::identifiers(path)?,
-        (None, n) if n > 0 => {
-            let c = GenConfig {
+        (Some(path), _) => KeyList::Listed(super::bulk::identifiers(path)?),
+        (None, n) if n > 0 => KeyList::Generated(
+            GenConfig {
                 seed: args.seed,
                 node_prefix: args.node_prefix.clone(),
                 enterprises: args.enterprises,
-            };
-            (0..n).map(|i| gen::identifier_of(&c, i)).collect()
+            },
+            n,
+        ),
+        _ if matches!(args.op, Op::Create | Op::BatchCreate) => {
+            KeyList::Listed(vec!["88.101.1/unused".into()])
         }
-        _ if matches!(args.op, Op::Create | Op::BatchCreate) => vec!["88.101.1/unused".into()],
         _ => bail!("give --keys FILE or --gen-count N for resolve load"),
     };
-    if keys.is_empty() {
+    if keys.len() == 0 {
         bail!("no keys");
     }
     let remote = match &args.remote_keys {

@@ -50,10 +50,12 @@ pub fn gen(a: GenArgs) -> anyhow::Result<()> {
         enterprises: a.enterprises,
     };
     let format = Format::of(&a.out);
-    let mut out = BufWriter::with_capacity(
-        1 << 20,
-        File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?,
-    );
+    let sink: Box<dyn Write> = if a.out.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?)
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, sink);
     let zone = hickory_proto::rr::Name::from_ascii(&a.zone).map_err(|e| anyhow!("--zone: {e}"))?;
     let mut zone_out = match &a.zone_file {
         Some(p) => {
@@ -124,7 +126,11 @@ pub fn gen(a: GenArgs) -> anyhow::Result<()> {
     if let Some(mut q) = queries {
         q.flush()?;
     }
-    println!("wrote {} records to {}", a.count, a.out.display());
+    if a.out.as_os_str() == "-" {
+        eprintln!("wrote {} records", a.count);
+    } else {
+        println!("wrote {} records to {}", a.count, a.out.display());
+    }
     Ok(())
 }
 
@@ -189,12 +195,22 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// An input file's records, its size, and a counter of the bytes read so far.
-type Input = (bulk::Reader<BufReader<Counting<File>>>, u64, Arc<AtomicU64>);
+/// An input file's records, its size (0: unknown), and a counter of the bytes read so far.
+type Input = (
+    bulk::Reader<BufReader<Counting<Box<dyn Read + Send>>>>,
+    u64,
+    Arc<AtomicU64>,
+);
 
+/// `-` is standard input (JSON Lines), e.g. `idnode gen --out - ... | idnode import -`.
 fn open_input(path: &Path) -> anyhow::Result<Input> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let size = file.metadata()?.len();
+    let (file, size): (Box<dyn Read + Send>, u64) = if path.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), 0)
+    } else {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let size = file.metadata()?.len();
+        (Box::new(file), size)
+    };
     let read = Arc::new(AtomicU64::new(0));
     let reader = BufReader::with_capacity(
         1 << 20,
@@ -204,6 +220,17 @@ fn open_input(path: &Path) -> anyhow::Result<Input> {
         },
     );
     Ok((bulk::Reader::new(reader, Format::of(path)), size, read))
+}
+
+/// Where failures go unless --failures says: beside the input (`stdin.failures.jsonl` for `-`).
+fn failures_default(input: &Path) -> PathBuf {
+    let mut p = if input.as_os_str() == "-" {
+        "stdin".into()
+    } else {
+        input.as_os_str().to_owned()
+    };
+    p.push(".failures.jsonl");
+    PathBuf::from(p)
 }
 
 fn progress_file(path: &Path) -> PathBuf {
@@ -216,11 +243,13 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     if a.offline {
         return offline(a);
     }
-    let failures_path = a.failures.clone().unwrap_or_else(|| {
-        let mut p = a.file.as_os_str().to_owned();
-        p.push(".failures.jsonl");
-        PathBuf::from(p)
-    });
+    if a.resume && a.file.as_os_str() == "-" {
+        anyhow::bail!("--resume needs an input file, not standard input");
+    }
+    let failures_path = a
+        .failures
+        .clone()
+        .unwrap_or_else(|| failures_default(&a.file));
     let progress_path = progress_file(&a.file);
     let skip: u64 = if a.resume {
         std::fs::read_to_string(&progress_path)
@@ -398,11 +427,10 @@ fn offline(a: ImportArgs) -> anyhow::Result<()> {
     )?;
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&tmp);
-    let failures_path = a.failures.clone().unwrap_or_else(|| {
-        let mut p = a.file.as_os_str().to_owned();
-        p.push(".failures.jsonl");
-        PathBuf::from(p)
-    });
+    let failures_path = a
+        .failures
+        .clone()
+        .unwrap_or_else(|| failures_default(&a.file));
     let mut f = BufWriter::new(File::create(&failures_path)?);
     for (position, identifier, message) in &report.failures {
         serde_json::to_writer(
