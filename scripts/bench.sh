@@ -2,9 +2,10 @@
 # Reproduces the rows of BENCHMARKS.md on this machine, each against a reference measured
 # in the same run. Loopback only; every process started here is stopped by its PID.
 #
-#   scripts/bench.sh [dns|grpc|import|offline|disk|all]
+#   scripts/bench.sh [dns|grpc|import|offline|disk|scale|all]
 #
-# Sizes: N_DNS (default 1000000), N_GRPC (1000000), N_IMPORT (10000000). Work files go to
+# Sizes: N_DNS (default 1000000), N_GRPC (1000000), N_IMPORT (10000000), N_SCALE
+# (100000000) against N_BASE (1000000). Work files go to
 # $BENCH_DIR (default /var/tmp/idnode-bench). Installs knot and dnsperf from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -141,10 +142,43 @@ EOF
   row "bytes on disk per record, $N_IMPORT records (offline import)" "logical $(echo "$logical $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "on disk $(echo "$bytes $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "$(echo "$bytes $logical" | awk '{printf "%.2f", $1/$2}')"
 }
 
+scale() {
+  # Resolve throughput and RSS at N_SCALE records against the same node at N_BASE, both
+  # with a 1 GiB block cache. Data sets are piped from gen into the offline import.
+  local big="${N_SCALE:-100000000}" base="${N_BASE:-1000000}" n d tput=() rss=()
+  for n in "$base" "$big"; do
+    d="$W/scale-$n.node"
+    if [ ! -f "$d/imported" ]; then
+      rm -rf "$d"
+      local t0=$SECONDS
+      "$B" gen --count "$n" --out - 2>/dev/null | "$B" import --offline --data-dir "$d" --failures "$W/scale-$n.failures.jsonl" - --json >"$W/scale-$n.import.json"
+      echo "imported $n records in $((SECONDS - t0)) s: $(cat "$W/scale-$n.import.json")" >&2
+      touch "$d/imported"
+    fi
+    CACHE_MB=1024 serve "$d" "$W/scale-node.log"
+    # Warm-up, then the measured run with the node's RSS sampled every second.
+    "$B" bench --node http://127.0.0.1:7400 --gen-count "$n" --duration 5 --concurrency 64 --connections 4 >/dev/null
+    local peak=0 r
+    ( while kill -0 "$SERVE_PID" 2>/dev/null; do
+        awk '/VmRSS/ {print int($2/1024)}' "/proc/$SERVE_PID/status"; sleep 1; done ) >"$W/scale-$n.rss" &
+    local sampler=$!
+    "$B" bench --node http://127.0.0.1:7400 --gen-count "$n" --duration "$DURATION" --concurrency 64 \
+      --connections 4 --label "scale-$n" --report "$W/scale-$n.json" >/dev/null
+    kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+    for r in $(cat "$W/scale-$n.rss"); do [ "$r" -gt "$peak" ] && peak=$r; done
+    stop "$SERVE_PID"
+    tput+=("$(python3 -c "import json;print(round(json.load(open('$W/scale-$n.json'))['throughput']))")")
+    rss+=("$peak")
+    echo "$n records: $(du -sb "$d/db" | cut -f1) bytes on disk" >&2
+  done
+  row "gRPC resolve at $big records, uniform keys (1 GiB block cache)" "same node at $base: ${tput[0]} rps" "${tput[1]} rps" "$(echo "${tput[1]} ${tput[0]}" | awk '{printf "%.2f", $1/$2}')"
+  row "peak RSS under that load at $big records" "1 GiB cache + 300 MiB = 1324 MiB (at $base: ${rss[0]} MiB)" "${rss[1]} MiB" "$(echo "${rss[1]}" | awk '{printf "%.2f", $1/1324}')"
+}
+
 echo "| measurement | reference | idnode | ratio |"
 echo "| --- | --- | --- | --- |"
 case "${1:-all}" in
-  dns) dns ;; grpc) grpc ;; import) import ;; offline) offline ;; disk) disk ;;
-  all) dns; grpc; import; offline; disk ;;
+  dns) dns ;; grpc) grpc ;; import) import ;; offline) offline ;; disk) disk ;; scale) scale ;;
+  all) dns; grpc; import; offline; disk; scale ;;
   *) echo "unknown row $1" >&2; exit 2 ;;
 esac
