@@ -221,7 +221,14 @@ pub fn value_from_json(v: &Json) -> Result<Value, Error> {
             ))
         })?,
     };
-    if let Some(c) = obj.get("classification").and_then(Json::as_str) {
+    // `classification` is a shorthand for permissions; explicit permissions win (values
+    // are written with both, and must read back the same).
+    let explicit = obj.get("permissions").is_some_and(|p| !p.is_null());
+    if let Some(c) = obj
+        .get("classification")
+        .and_then(Json::as_str)
+        .filter(|_| !explicit)
+    {
         permissions.classify(Classification::from_name(c).ok_or_else(|| {
             bad(format!(
                 "value {index}: classification must be public, partner or private"
@@ -317,6 +324,8 @@ mod tests {
             json!({"index": 6, "type": "HS_X", "data": {"format": "json", "value": {"x": 2.3333333333333333e67}}}),
             json!({"index": 4, "type": "blob", "data": {"format": "hex", "value": "00ff"}}),
             json!({"index": 5, "type": "URL", "data": "https://a.example"}),
+            // Also found: permissions that no classification names came back changed.
+            json!({"index": 7, "type": "EMAIL", "permissions": "0000"}),
         ] {
             let v = value_from_json(&body).unwrap();
             let back = value_from_json(&value_to_json(&v)).unwrap();
