@@ -96,6 +96,8 @@ pub struct TopLevelSection {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     pub block_cache_mb: Option<usize>,
+    /// Memtables of all column families together, MiB (default 128).
+    pub memtable_mb: Option<usize>,
     /// "wal" (default: survives a process crash) or "sync" (fsync: survives power loss).
     pub durability: Option<Durability>,
 }
@@ -191,6 +193,7 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     pub core: CoreConfig,
     pub block_cache_bytes: usize,
+    pub memtable_bytes: usize,
     pub max_message_bytes: usize,
     pub seed: bool,
     pub shutdown_grace: Duration,
@@ -343,6 +346,10 @@ impl Config {
             .unwrap_or(256);
         if !(8..=1 << 20).contains(&block_cache_mb) {
             return Err(invalid("store.block_cache_mb", "must be 8..=1048576"));
+        }
+        let memtable_mb = file.store.memtable_mb.unwrap_or(128);
+        if !(8..=64 << 10).contains(&memtable_mb) {
+            return Err(invalid("store.memtable_mb", "must be 8..=65536"));
         }
         let durability = if flags.sync {
             Durability::Sync
@@ -525,6 +532,7 @@ impl Config {
             grpc_addr,
             core,
             block_cache_bytes: block_cache_mb << 20,
+            memtable_bytes: memtable_mb << 20,
             max_message_bytes,
             seed: !flags.no_seed && file.seed.unwrap_or(true),
             shutdown_grace: Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),

@@ -62,9 +62,14 @@ pub fn db_path(config: &Config) -> PathBuf {
     config.data_dir.join("db")
 }
 
-fn open_store(path: PathBuf, block_cache_bytes: usize) -> Result<SharedStore, NodeError> {
+fn open_store(
+    path: PathBuf,
+    block_cache_bytes: usize,
+    memtable_bytes: usize,
+) -> Result<SharedStore, NodeError> {
     let mut rocks = RocksConfig::new(path);
     rocks.block_cache_bytes = block_cache_bytes;
+    rocks.memtable_bytes = memtable_bytes;
     let store = RocksStore::open(&rocks).map_err(|e| NodeError::Store {
         path: rocks.path.clone(),
         detail: e.to_string(),
@@ -132,7 +137,11 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         }
     };
     let forwarder = Arc::new(Forwarder::new(upstream, config.forward.clone()));
-    let store = open_store(db_path(config), config.block_cache_bytes)?;
+    let store = open_store(
+        db_path(config),
+        config.block_cache_bytes,
+        config.memtable_bytes,
+    )?;
     let core = Arc::new(Core::open(
         store,
         config.core.clone(),

@@ -20,6 +20,9 @@ pub struct RocksConfig {
     pub path: PathBuf,
     /// Shared block cache for all column families, in bytes.
     pub block_cache_bytes: usize,
+    /// Memtables of all column families together (RocksDB's write buffer manager); a full
+    /// budget flushes the largest. Bounds memory under writes, with the block cache.
+    pub memtable_bytes: usize,
     /// Background compaction/flush threads.
     pub parallelism: i32,
 }
@@ -29,6 +32,7 @@ impl RocksConfig {
         RocksConfig {
             path: path.into(),
             block_cache_bytes: 256 << 20,
+            memtable_bytes: 128 << 20,
             parallelism: 2,
         }
     }
@@ -60,6 +64,7 @@ impl RocksStore {
         db_opts.increase_parallelism(config.parallelism.max(1));
         db_opts.set_max_background_jobs(config.parallelism.max(2));
         db_opts.set_keep_log_file_num(4);
+        db_opts.set_db_write_buffer_size(config.memtable_bytes);
 
         let cfs = Table::ALL
             .iter()
