@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one fuzz target for SECONDS (default 600) on a working corpus outside the tree,
 # seeded from fuzz/seeds/TARGET and fuzz/corpus/TARGET, then minimises what it found back
-# into fuzz/corpus/TARGET (kept small: only inputs that add coverage).
+# into fuzz/corpus/TARGET (kept small: only inputs that add an edge).
 #   fuzz/run.sh TARGET [SECONDS]      targets: identifier record_decode dns_handler handle_json
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); stable Rust via RUSTC_BOOTSTRAP=1.
 set -euo pipefail
@@ -18,6 +18,6 @@ cargo fuzz run -O "$target" "$work" -- -max_total_time="$seconds" -rss_limit_mb=
     -max_len=4096 -print_final_stats=1 -artifact_prefix="$here/artifacts/$target/"
 # Keep the committed corpus minimal: merge the working corpus into an empty directory.
 rm -rf "$work.min" && mkdir -p "$work.min"
-cargo fuzz run -O "$target" "$work.min" "$work" -- -merge=1 >/dev/null 2>&1
+cargo fuzz run -O "$target" "$work.min" "$work" -- -merge=1 -use_counters=0 >/dev/null 2>&1
 rm -rf "$here/corpus/$target" && mv "$work.min" "$here/corpus/$target"
 echo "$target: $(ls "$here/corpus/$target" | wc -l) corpus files kept"
