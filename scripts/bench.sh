@@ -19,14 +19,7 @@ mkdir -p "$W"
 ./scripts/setup
 cargo build --release --locked --bin idnode 2>&1 | tail -1
 B="$CARGO_TARGET_DIR/release/idnode"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-wait_for() { # file pattern
-  for _ in $(seq 1 3000); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; return 1
-}
+. scripts/lib.sh
 
 # One load generator on one address: no per-client request rate.
 printf '[limits]\nclient_requests_per_second = 0\n' >"$W/node.toml"

@@ -19,13 +19,7 @@ cargo build --release --locked --bin idnode 2>&1 | tail -1
 # A private copy: rebuilding during the run cannot swap the binary under a restart.
 cp "$CARGO_TARGET_DIR/release/idnode" "$W/idnode"
 B="$W/idnode"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-wait_for() { # file pattern
-  for _ in $(seq 1 3000); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; return 1
-}
+. scripts/lib.sh
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 
 cat >"$W/node.toml" <<EOF
@@ -36,26 +30,33 @@ report_interval_secs = 10
 timeout_ms = 500
 EOF
 
-start_top() {
-  "$B" top-level serve --data-dir "$W/top" --grpc-addr 127.0.0.1:7191 >>"$W/top.log" 2>&1 &
+STARTS=0
+start_top() { # each start logs to its own file, so the wait sees this start's banner
+  STARTS=$((STARTS + 1))
+  "$B" top-level serve --data-dir "$W/top" --grpc-addr 127.0.0.1:7191 >"$W/top.$STARTS.log" 2>&1 &
   TOP=$!; PIDS+=("$TOP")
-  wait_for "$W/top.log" "grpc://127.0.0.1:7191"
+  wait_for "$W/top.$STARTS.log" "grpc://127.0.0.1:7191"
 }
 start_node() { # name prefix grpc dns http
+  STARTS=$((STARTS + 1))
   "$B" serve --config "$W/node.toml" --data-dir "$W/$1" --node-prefix "$2" --no-seed \
     --grpc-addr "127.0.0.1:$3" --dns-addr "127.0.0.1:$4" --http-addr "127.0.0.1:$5" \
     --upstream http://127.0.0.1:7191 --upstream-token-file "$W/top/node-tokens/$2.token" \
-    --block-cache-mb 256 --log-level warn >>"$W/$1.log" 2>&1 &
+    --block-cache-mb 256 --log-level warn >"$W/$1.$STARTS.log" 2>&1 &
   LAST=$!; PIDS+=("$LAST")
-  wait_for "$W/$1.log" "grpc://127.0.0.1:$3"
+  wait_for "$W/$1.$STARTS.log" "grpc://127.0.0.1:$3"
 }
 rss_mib() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
 log "data sets"
 "$B" gen --count 200000 --node-prefix 88.101 --seed 1 --out "$W/a.jsonl" >/dev/null
 "$B" gen --count 20000 --node-prefix 88.102 --seed 2 --out "$W/b.jsonl" >/dev/null
-"$B" import --offline --data-dir "$W/a" "$W/a.jsonl" >/dev/null
-"$B" import --offline --data-dir "$W/b" "$W/b.jsonl" >/dev/null
+"$B" import --offline --node-prefix 88.101 --data-dir "$W/a" "$W/a.jsonl" >/dev/null
+"$B" import --offline --node-prefix 88.102 --data-dir "$W/b" "$W/b.jsonl" >/dev/null
+for f in a b; do
+  failed=$(wc -l <"$W/$f.jsonl.failures.jsonl")
+  [ "$failed" -eq 0 ] || { echo "import of $f.jsonl: $failed failures" >&2; exit 1; }
+done
 start_top
 start_node a 88.101 7291 5391 8091; A=$LAST
 start_node b 88.102 7292 5392 8092; NB=$LAST

@@ -47,29 +47,19 @@ pub fn print_report(c: &Client, r: &pb::BackupResponse, dest: &Path) -> anyhow::
     Ok(())
 }
 
-pub async fn backup(c: &Client, dest: &Path) -> anyhow::Result<()> {
+/// Asks the node (or, with `top_level`, the top-level node) for a backup into `dest`.
+pub async fn backup(c: &Client, dest: &Path, top_level: bool) -> anyhow::Result<()> {
     let dest = absolute(dest)?;
-    let r = c
-        .admin()
-        .backup(pb::BackupRequest {
-            destination: dest.to_string_lossy().into_owned(),
-        })
-        .await
-        .map_err(|s| c.fail(s))?
-        .into_inner();
-    print_report(c, &r, &dest)
-}
-
-pub async fn toplevel_backup(c: &Client, dest: &Path) -> anyhow::Result<()> {
-    let dest = absolute(dest)?;
-    let r = c
-        .toplevel()
-        .backup(pb::BackupRequest {
-            destination: dest.to_string_lossy().into_owned(),
-        })
-        .await
-        .map_err(|s| c.fail(s))?
-        .into_inner();
+    let request = pb::BackupRequest {
+        destination: dest.to_string_lossy().into_owned(),
+    };
+    let r = if top_level {
+        c.toplevel().backup(request).await
+    } else {
+        c.admin().backup(request).await
+    }
+    .map_err(|s| c.fail(s))?
+    .into_inner();
     print_report(c, &r, &dest)
 }
 

@@ -681,7 +681,9 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Template(t) => template(t).await,
         ClientCommand::Grant(g) => audit::grant(g).await,
         ClientCommand::Audit(a) => audit::run(a).await,
-        ClientCommand::Backup { dest, conn } => backup::backup(&conn.connect().await?, &dest).await,
+        ClientCommand::Backup { dest, conn } => {
+            backup::backup(&conn.connect().await?, &dest, false).await
+        }
         ClientCommand::Restore {
             src,
             data_dir,

@@ -163,7 +163,7 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
         }
         TopLevelCommand::Node(n) => node(n).await,
         TopLevelCommand::Backup { dest, conn } => {
-            super::backup::toplevel_backup(&conn.connect().await?, &dest).await
+            super::backup::backup(&conn.connect().await?, &dest, true).await
         }
         TopLevelCommand::Stats { conn } => {
             let c = conn.connect().await?;

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1971,8 +1971,6 @@ async fn idle_and_half_open_connections_do_not_starve_other_clients_and_are_clos
 // A BatchCreate stream far larger than the node may buffer, on the real binary so the
 // resident set measured is the node's alone.
 
-const BIN: &str = env!("CARGO_BIN_EXE_idnode");
-
 /// The `idnode serve` child; killed when dropped, whatever the test's outcome.
 struct Served {
     child: Child,
@@ -1989,26 +1987,7 @@ impl Drop for Served {
 }
 
 fn serve(dir: &Path) -> Served {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--dns-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--block-cache-mb",
-            "16",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("idnode serve starts");
-    let (grpc, banner) = crate::support::read_banner(&mut child);
+    let (child, grpc, banner) = crate::support::spawn_node(dir, "error");
     let addr_after = |marker: &str| -> SocketAddr {
         banner
             .iter()

@@ -2,7 +2,7 @@
 //! commands against it, a restart that keeps the data.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idnode");
 
@@ -13,26 +13,7 @@ struct Served {
 }
 
 fn serve(dir: &Path) -> Served {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--dns-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--block-cache-mb",
-            "16",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("idnode serve starts");
-    let (url, banner) = crate::support::read_banner(&mut child);
+    let (child, url, banner) = crate::support::spawn_node(dir, "warn");
     Served { child, url, banner }
 }
 

@@ -216,6 +216,32 @@ pub fn resolve(identifier: &str) -> pb::ResolveRequest {
     }
 }
 
+/// Starts the `idnode` binary serving `dir` on free loopback ports (gRPC, DNS, HTTP) and
+/// waits for its banner: the child, its gRPC URL and the banner lines.
+pub fn spawn_node(dir: &Path, log_level: &str) -> (std::process::Child, String, Vec<String>) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_idnode"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--block-cache-mb",
+            "16",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("RUST_LOG", log_level)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("idnode serve starts");
+    let (url, banner) = read_banner(&mut child);
+    (child, url, banner)
+}
+
 /// Reads `idnode serve`'s banner from its stdout up to the line with the gRPC address
 /// (printed after every listener is bound): the node's URL and the lines read.
 pub fn read_banner(child: &mut std::process::Child) -> (String, Vec<String>) {
