@@ -45,7 +45,9 @@ fn world() -> &'static World {
         core.batch_create(&Caller::Admin, items);
         let zone = hickory_proto::rr::Name::from_ascii("id.example.").unwrap();
         World {
-            rt: tokio::runtime::Builder::new_current_thread().build().unwrap(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
             handler: DnsHandler::new(Arc::new(core), DnsConfig::new(zone)),
         }
     })
@@ -55,7 +57,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, packet)) = data.split_first() else {
         return;
     };
-    let transport = if mode & 1 == 0 { Transport::Udp } else { Transport::Tcp };
+    let transport = if mode & 1 == 0 {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    };
     let w = world();
     let Some(answer) = w.rt.block_on(w.handler.handle(packet, transport, None)) else {
         return;
@@ -66,7 +72,11 @@ fuzz_target!(|data: &[u8]| {
         Transport::Tcp => u16::MAX as usize,
         Transport::Udp => idnode::api::dns::MAX_UDP_PAYLOAD as usize,
     };
-    assert!(answer.len() <= max, "{} bytes over {transport:?}", answer.len());
+    assert!(
+        answer.len() <= max,
+        "{} bytes over {transport:?}",
+        answer.len()
+    );
     let message = Message::from_vec(&answer).expect("answers parse");
     assert_eq!(message.metadata.message_type, MessageType::Response);
 });
