@@ -28,12 +28,14 @@ client_requests_per_second = 0   # one load generator on one address
 [upstream]
 report_interval_secs = 10
 timeout_ms = 500
+[cache]                          # short, so the outages are felt: referrals and answers
+max_ttl_secs = 10                # expire during them and stale answers are served
 EOF
 
 STARTS=0
 start_top() { # each start logs to its own file, so the wait sees this start's banner
   STARTS=$((STARTS + 1))
-  "$B" top-level serve --data-dir "$W/top" --grpc-addr 127.0.0.1:7191 >"$W/top.$STARTS.log" 2>&1 &
+  "$B" top-level serve --data-dir "$W/top" --grpc-addr 127.0.0.1:7191 --referral-ttl 10 >"$W/top.$STARTS.log" 2>&1 &
   TOP=$!; PIDS+=("$TOP")
   wait_for "$W/top.$STARTS.log" "grpc://127.0.0.1:7191"
 }
@@ -89,6 +91,7 @@ done
 wait "$LOAD" || true
 cat "$W/bench.out"
 log "A rss at the end: $(rss_mib "$A") MiB"
+curl -s http://127.0.0.1:8091/metrics | grep -E '^idnode_(forward|upstream|refused|rocksdb)' || true
 
 log "verifying acknowledged creations on the live node"
 "$B" bench --node http://127.0.0.1:7291 --token-file "$W/a/admin.token" --verify "$W/acked.txt" --concurrency 32
