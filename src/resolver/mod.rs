@@ -279,12 +279,21 @@ impl Core {
         via: Interface,
     ) -> Result<Resolved> {
         if self.serves(&id.prefix()) {
-            // Anonymous local reads run inline: a point read from the block cache costs a
+            // Anonymous reads answered from memory run inline: a block-cache read costs a
             // few microseconds, less than a hop to the blocking pool (measured with
-            // scripts/bench.sh dns: 32k qps with the hop on 2 cores). Reads that
-            // authenticate, and every write, still cross over in `blocking`.
-            let resolved = if presented.token.is_none() {
-                self.resolve(&Caller::Anonymous, &id, &filter)?
+            // scripts/bench.sh dns: 32k qps with the hop on 2 cores). A read that needs
+            // the disk, reads that authenticate, and every write cross over in `blocking`,
+            // so the async workers never wait for I/O (measured at 100M records: 1,050 rps
+            // with every read inline on the two workers).
+            let cached = match presented.token {
+                None => self.resolve_cached(&id, &filter)?,
+                Some(_) => None,
+            };
+            let resolved = if let Some(r) = cached {
+                r
+            } else if presented.token.is_none() {
+                self.blocking(move |c| c.resolve(&Caller::Anonymous, &id, &filter))
+                    .await?
             } else {
                 self.blocking(move |c| {
                     let caller = c.caller(&presented)?;
@@ -332,16 +341,50 @@ impl Core {
     ///
     /// Errors: `NotFound` if it is not registered or not served by this node.
     pub fn resolve(&self, caller: &Caller, id: &Identifier, filter: &Filter) -> Result<Resolved> {
-        let prefix = id.prefix();
-        if !self.serves(&prefix) {
-            return Err(Error::not_found(format!(
-                "{id} is not served by this node (node prefix {})",
-                self.config.node_prefix
-            )));
-        }
+        self.check_served(id)?;
         let record = self
             .load(id)?
             .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
+        self.visible(caller, id, record, filter)
+    }
+
+    /// `resolve` for an anonymous caller if the record's read needs no disk access;
+    /// `None` otherwise (then resolve on a thread that may block).
+    pub fn resolve_cached(&self, id: &Identifier, filter: &Filter) -> Result<Option<Resolved>> {
+        self.check_served(id)?;
+        let Some(bytes) = self
+            .store
+            .get_cached(Table::Records, id.as_bytes())
+            .map_err(Error::internal)?
+        else {
+            return Ok(None);
+        };
+        let bytes = bytes.ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
+        let record = codec::decode_record(&bytes)
+            .map_err(|e| Error::internal(format!("record {id}: {e}")))?;
+        self.visible(&Caller::Anonymous, id, record, filter)
+            .map(Some)
+    }
+
+    fn check_served(&self, id: &Identifier) -> Result<()> {
+        if self.serves(&id.prefix()) {
+            return Ok(());
+        }
+        Err(Error::not_found(format!(
+            "{id} is not served by this node (node prefix {})",
+            self.config.node_prefix
+        )))
+    }
+
+    /// The values of `record` that `caller` may see, through `filter`.
+    fn visible(
+        &self,
+        caller: &Caller,
+        id: &Identifier,
+        record: Record,
+        filter: &Filter,
+    ) -> Result<Resolved> {
+        let prefix = id.prefix();
         let owner = caller.owns(&prefix, &self.config.node_prefix);
         // Partner values: only for enterprises the owner granted access to.
         let partner = match caller {

@@ -191,3 +191,36 @@ fn rocks_store_keeps_acknowledged_writes_across_reopen() {
         assert_eq!(v, &vec![i as u8; 100]);
     }
 }
+
+#[test]
+fn cached_reads_never_wait_for_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RocksConfig::new(dir.path().join("db"));
+    {
+        let store = RocksStore::open(&config).unwrap();
+        put(&store, Table::Records, "88.101.5/on-disk", "v");
+        // In the memtable: answered from memory.
+        assert_eq!(
+            store.get_cached(Table::Records, b"88.101.5/on-disk").unwrap(),
+            Some(Some(b"v".to_vec()))
+        );
+        store.flush().unwrap();
+    }
+    // Reopened: the table file is on disk, its blocks not cached yet.
+    let store = RocksStore::open(&config).unwrap();
+    assert_eq!(
+        store.get_cached(Table::Records, b"88.101.5/on-disk").unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get(Table::Records, b"88.101.5/on-disk").unwrap(),
+        Some(b"v".to_vec())
+    );
+    // A plain read brought the block into the cache.
+    assert_eq!(
+        store.get_cached(Table::Records, b"88.101.5/on-disk").unwrap(),
+        Some(Some(b"v".to_vec()))
+    );
+    let memory = MemoryStore::new();
+    assert_eq!(memory.get_cached(Table::Records, b"x").unwrap(), Some(None));
+}

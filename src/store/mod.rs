@@ -139,6 +139,13 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
 
+    /// A point read that never waits for the disk: `None` when the answer is not in memory
+    /// (RocksDB: memtables and block cache), so the caller can move the read to a thread
+    /// that may block. Stores held in memory always answer.
+    fn get_cached(&self, table: Table, key: &[u8]) -> StoreResult<Option<Option<Vec<u8>>>> {
+        self.get(table, key).map(Some)
+    }
+
     /// Point reads of many keys in one call, results in the order of `keys`.
     fn multi_get(&self, table: Table, keys: &[&[u8]]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         keys.iter().map(|k| self.get(table, k)).collect()

@@ -132,6 +132,17 @@ impl Store for RocksStore {
             .map(|v| v.to_vec()))
     }
 
+    fn get_cached(&self, table: Table, key: &[u8]) -> StoreResult<Option<Option<Vec<u8>>>> {
+        let cf = self.cf(table)?;
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        match self.db.get_pinned_cf_opt(cf, key, &opts) {
+            Ok(v) => Ok(Some(v.map(|v| v.to_vec()))),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     fn multi_get(&self, table: Table, keys: &[&[u8]]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         let cf = self.cf(table)?;
         self.db
