@@ -201,7 +201,9 @@ fn cached_reads_never_wait_for_the_disk() {
         put(&store, Table::Records, "88.101.5/on-disk", "v");
         // In the memtable: answered from memory.
         assert_eq!(
-            store.get_cached(Table::Records, b"88.101.5/on-disk").unwrap(),
+            store
+                .get_cached(Table::Records, b"88.101.5/on-disk")
+                .unwrap(),
             Some(Some(b"v".to_vec()))
         );
         store.flush().unwrap();
@@ -209,7 +211,9 @@ fn cached_reads_never_wait_for_the_disk() {
     // Reopened: the table file is on disk, its blocks not cached yet.
     let store = RocksStore::open(&config).unwrap();
     assert_eq!(
-        store.get_cached(Table::Records, b"88.101.5/on-disk").unwrap(),
+        store
+            .get_cached(Table::Records, b"88.101.5/on-disk")
+            .unwrap(),
         None
     );
     assert_eq!(
@@ -218,7 +222,9 @@ fn cached_reads_never_wait_for_the_disk() {
     );
     // A plain read brought the block into the cache.
     assert_eq!(
-        store.get_cached(Table::Records, b"88.101.5/on-disk").unwrap(),
+        store
+            .get_cached(Table::Records, b"88.101.5/on-disk")
+            .unwrap(),
         Some(Some(b"v".to_vec()))
     );
     let memory = MemoryStore::new();

@@ -55,6 +55,33 @@ fn add_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> 
     Some(codec::encode_counter(sum).to_vec())
 }
 
+/// A column family's options: its table format (block cache when given), compression.
+fn table_options(cache: Option<&Cache>) -> Options {
+    let mut table = BlockBasedOptions::default();
+    if let Some(cache) = cache {
+        table.set_block_cache(cache);
+    }
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Partitioned index and filters: a 256 MB table file's index and filter are ~4 MB
+    // each; cached whole, they are evicted by data blocks from their LRU shard and read
+    // again on nearly every lookup (measured at 100M records: ~0.5 MB read per lookup,
+    // 1,162 lookups/s). In 4 KiB partitions they are cached like data blocks; only the
+    // small top level stays pinned.
+    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
+    table.set_format_version(5);
+    let mut o = Options::default();
+    o.set_block_based_table_factory(&table);
+    o.set_compression_type(DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    o.set_level_compaction_dynamic_level_bytes(true);
+    o
+}
+
 impl RocksStore {
     fn descriptors(config: &RocksConfig) -> (Options, Vec<ColumnFamilyDescriptor>) {
         let cache = Cache::new_lru_cache(config.block_cache_bytes);
@@ -69,17 +96,7 @@ impl RocksStore {
         let cfs = Table::ALL
             .iter()
             .map(|t| {
-                let mut table = BlockBasedOptions::default();
-                table.set_block_cache(&cache);
-                table.set_bloom_filter(10.0, false);
-                table.set_cache_index_and_filter_blocks(true);
-                table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-                table.set_format_version(5);
-                let mut o = Options::default();
-                o.set_block_based_table_factory(&table);
-                o.set_compression_type(DBCompressionType::Lz4);
-                o.set_bottommost_compression_type(DBCompressionType::Zstd);
-                o.set_level_compaction_dynamic_level_bytes(true);
+                let mut o = table_options(Some(&cache));
                 if *t == Table::Counters {
                     o.set_merge_operator_associative("idnode.i64add", add_merge);
                 }
@@ -216,9 +233,9 @@ impl Store for RocksStore {
             .path
             .join(format!("ingest-{}-{}", table.name(), std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| StoreError(e.to_string()))?;
-        let mut opts = Options::default();
-        opts.set_compression_type(DBCompressionType::Lz4);
-        opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+        // The files get the column family's table format: filters and partitioned indexes
+        // as if compaction had written them.
+        let opts = table_options(None);
         let mut files = Vec::new();
         let mut n = 0u64;
         let mut entries = entries.peekable();
