@@ -289,17 +289,15 @@ impl Core {
                 None => self.resolve_cached(&id, &filter)?,
                 Some(_) => None,
             };
-            let resolved = if let Some(r) = cached {
-                r
-            } else if presented.token.is_none() {
-                self.blocking(move |c| c.resolve(&Caller::Anonymous, &id, &filter))
+            let resolved = match cached {
+                Some(r) => r,
+                None => {
+                    self.blocking(move |c| {
+                        let caller = c.caller(&presented)?;
+                        c.resolve(&caller, &id, &filter)
+                    })
                     .await?
-            } else {
-                self.blocking(move |c| {
-                    let caller = c.caller(&presented)?;
-                    c.resolve(&caller, &id, &filter)
-                })
-                .await?
+                }
             };
             self.resolutions.bump(via, false);
             return Ok(resolved);
@@ -341,17 +339,17 @@ impl Core {
     ///
     /// Errors: `NotFound` if it is not registered or not served by this node.
     pub fn resolve(&self, caller: &Caller, id: &Identifier, filter: &Filter) -> Result<Resolved> {
-        self.check_served(id)?;
+        let prefix = self.served_prefix(id)?;
         let record = self
             .load(id)?
             .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
-        self.visible(caller, id, record, filter)
+        self.visible(caller, id, &prefix, record, filter)
     }
 
     /// `resolve` for an anonymous caller if the record's read needs no disk access;
     /// `None` otherwise (then resolve on a thread that may block).
     pub fn resolve_cached(&self, id: &Identifier, filter: &Filter) -> Result<Option<Resolved>> {
-        self.check_served(id)?;
+        let prefix = self.served_prefix(id)?;
         let Some(bytes) = self
             .store
             .get_cached(Table::Records, id.as_bytes())
@@ -362,13 +360,15 @@ impl Core {
         let bytes = bytes.ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
         let record = codec::decode_record(&bytes)
             .map_err(|e| Error::internal(format!("record {id}: {e}")))?;
-        self.visible(&Caller::Anonymous, id, record, filter)
+        self.visible(&Caller::Anonymous, id, &prefix, record, filter)
             .map(Some)
     }
 
-    fn check_served(&self, id: &Identifier) -> Result<()> {
-        if self.serves(&id.prefix()) {
-            return Ok(());
+    /// The identifier's prefix, if this node serves it.
+    fn served_prefix(&self, id: &Identifier) -> Result<Prefix> {
+        let prefix = id.prefix();
+        if self.serves(&prefix) {
+            return Ok(prefix);
         }
         Err(Error::not_found(format!(
             "{id} is not served by this node (node prefix {})",
@@ -381,11 +381,11 @@ impl Core {
         &self,
         caller: &Caller,
         id: &Identifier,
+        prefix: &Prefix,
         record: Record,
         filter: &Filter,
     ) -> Result<Resolved> {
-        let prefix = id.prefix();
-        let owner = caller.owns(&prefix, &self.config.node_prefix);
+        let owner = caller.owns(prefix, &self.config.node_prefix);
         // Partner values: only for enterprises the owner granted access to.
         let partner = match caller {
             Caller::Enterprise(p)

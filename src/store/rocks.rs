@@ -41,6 +41,14 @@ impl RocksConfig {
 pub struct RocksStore {
     db: DB,
     path: PathBuf,
+    /// Read options of `get_cached` (block cache and memtables only), built once.
+    cache_only: rocksdb::ReadOptions,
+}
+
+fn cache_only() -> rocksdb::ReadOptions {
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+    opts
 }
 
 fn err(e: rocksdb::Error) -> StoreError {
@@ -113,6 +121,7 @@ impl RocksStore {
         Ok(RocksStore {
             db,
             path: config.path.clone(),
+            cache_only: cache_only(),
         })
     }
 
@@ -125,6 +134,7 @@ impl RocksStore {
         Ok(RocksStore {
             db,
             path: config.path.clone(),
+            cache_only: cache_only(),
         })
     }
 
@@ -151,9 +161,7 @@ impl Store for RocksStore {
 
     fn get_cached(&self, table: Table, key: &[u8]) -> StoreResult<Option<Option<Vec<u8>>>> {
         let cf = self.cf(table)?;
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
-        match self.db.get_pinned_cf_opt(cf, key, &opts) {
+        match self.db.get_pinned_cf_opt(cf, key, &self.cache_only) {
             Ok(v) => Ok(Some(v.map(|v| v.to_vec()))),
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
             Err(e) => Err(err(e)),

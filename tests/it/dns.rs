@@ -17,11 +17,11 @@ fn zone() -> Name {
     Name::from_ascii("id.example.").unwrap()
 }
 
-fn name_of(id: &str) -> Name {
+pub(crate) fn name_of(id: &str) -> Name {
     naming::encode(&Identifier::parse(id).unwrap(), &zone()).unwrap()
 }
 
-fn request(name: Name, qtype: RecordType, edns: Option<u16>) -> Message {
+pub(crate) fn request(name: Name, qtype: RecordType, edns: Option<u16>) -> Message {
     let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(name, qtype));
     if let Some(size) = edns {
@@ -47,7 +47,7 @@ async fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-async fn udp(addr: SocketAddr, m: &Message) -> (Message, usize) {
+pub(crate) async fn udp(addr: SocketAddr, m: &Message) -> (Message, usize) {
     let bytes = udp_raw(addr, &m.to_vec().unwrap())
         .await
         .expect("an answer over UDP");

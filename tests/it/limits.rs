@@ -2,19 +2,17 @@
 //! RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED, HTTP 429/503, DNS REFUSED, a closed
 //! connection), and the node keeps serving once the load is gone.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
 use idnode::api::admission::AdmissionConfig;
-use idnode::api::dns::naming;
 use idnode::api::grpc::pb;
-use idnode::identifier::Identifier;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tonic::Code;
 
+use crate::dns::{name_of, request};
 use crate::support::{config, resolve, TestNode};
 
 const SEEDED: &str = "88.101.5/BAT-2024-000001";
@@ -28,21 +26,6 @@ async fn node_with(limits: AdmissionConfig) -> (TestNode, tempfile::TempDir) {
 
 fn http_url(node: &TestNode, path: &str) -> String {
     format!("http://{}{path}", node.http_addr.unwrap())
-}
-
-async fn dns_query(addr: SocketAddr, id: &str) -> Option<Message> {
-    let zone = Name::from_ascii("id.example.").unwrap();
-    let name = naming::encode(&Identifier::parse(id).unwrap(), &zone).unwrap();
-    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(name, RecordType::TXT));
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    socket.send_to(&m.to_vec().unwrap(), addr).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    Message::from_vec(&buf[..n]).ok()
 }
 
 /// Reads until the peer closes; the bytes, or None if it stayed open past `within`.
@@ -113,9 +96,8 @@ async fn client_request_rate_is_refused_on_every_interface() {
     let dns = node.dns_addr.unwrap();
     let mut codes = Vec::new();
     for _ in 0..60 {
-        let m = dns_query(dns, SEEDED)
-            .await
-            .expect("every query is answered");
+        // Every query is answered (`udp` fails the test otherwise).
+        let (m, _) = crate::dns::udp(dns, &request(name_of(SEEDED), RecordType::TXT, None)).await;
         codes.push(m.metadata.response_code);
     }
     assert!(codes.contains(&ResponseCode::NoError), "{codes:?}");

@@ -390,13 +390,21 @@ fn indexes(pairs: &[(String, String)]) -> Result<(Vec<u32>, bool), Failure> {
     Ok((out, various))
 }
 
-fn observe(t: &Telemetry, op: &'static str, started: Instant, r: &Result<Response, Failure>) {
-    let outcome = match r {
+/// Runs one request's work and counts it in the metrics: outcome and latency.
+async fn observed(
+    t: &Telemetry,
+    op: &'static str,
+    work: impl std::future::Future<Output = Result<Response, Failure>>,
+) -> Result<Response, Failure> {
+    let started = Instant::now();
+    let r = work.await;
+    let outcome = match &r {
         Ok(_) => "ok",
         Err(f) if f.status.is_client_error() => "client_error",
         Err(_) => "error",
     };
     t.request("http", op, outcome, started.elapsed());
+    r
 }
 
 async fn read(
@@ -406,10 +414,13 @@ async fn read(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let started = Instant::now();
-    let r = read_inner(&s, &handle, raw.as_deref(), &headers, client).await;
-    observe(s.core.telemetry(), "get", started, &r);
-    r.map_err(|f| f.about(&handle))
+    observed(
+        s.core.telemetry(),
+        "get",
+        read_inner(&s, &handle, raw.as_deref(), &headers, client),
+    )
+    .await
+    .map_err(|f| f.about(&handle))
 }
 
 async fn read_inner(
@@ -469,10 +480,13 @@ async fn write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    let started = Instant::now();
-    let r = write_inner(&s, &handle, raw.as_deref(), &headers, body, client).await;
-    observe(s.core.telemetry(), "put", started, &r);
-    r.map_err(|f| f.about(&handle))
+    observed(
+        s.core.telemetry(),
+        "put",
+        write_inner(&s, &handle, raw.as_deref(), &headers, body, client),
+    )
+    .await
+    .map_err(|f| f.about(&handle))
 }
 
 async fn write_inner(
@@ -613,10 +627,13 @@ async fn remove(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let started = Instant::now();
-    let r = remove_inner(&s, &handle, raw.as_deref(), &headers, client).await;
-    observe(s.core.telemetry(), "delete", started, &r);
-    r.map_err(|f| f.about(&handle))
+    observed(
+        s.core.telemetry(),
+        "delete",
+        remove_inner(&s, &handle, raw.as_deref(), &headers, client),
+    )
+    .await
+    .map_err(|f| f.about(&handle))
 }
 
 async fn remove_inner(
@@ -673,10 +690,12 @@ async fn list(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let started = Instant::now();
-    let r = list_inner(&s, raw.as_deref(), &headers, client).await;
-    observe(s.core.telemetry(), "list", started, &r);
-    r
+    observed(
+        s.core.telemetry(),
+        "list",
+        list_inner(&s, raw.as_deref(), &headers, client),
+    )
+    .await
 }
 
 async fn list_inner(
