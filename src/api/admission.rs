@@ -79,12 +79,6 @@ impl Refusal {
             Refusal::Busy => "the node is at its limit of requests in flight: retry later",
         }
     }
-    fn slot(self) -> usize {
-        match self {
-            Refusal::Rate => 0,
-            Refusal::Busy => 1,
-        }
-    }
 }
 
 /// Counts of what admission refused, for `/metrics`.
@@ -102,7 +96,21 @@ pub struct Admission {
     config: AdmissionConfig,
     in_flight: Arc<Semaphore>,
     rates: ClientRates,
-    refused: [AtomicU64; 5],
+    counts: Counts,
+}
+
+/// What `Refused` reports, counted as it happens.
+#[derive(Default)]
+struct Counts {
+    rate: AtomicU64,
+    busy: AtomicU64,
+    timeouts: AtomicU64,
+    connections: AtomicU64,
+    idle: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Held while a request is served; releases its in-flight slot when dropped.
@@ -110,17 +118,13 @@ pub struct Ticket {
     _permit: OwnedSemaphorePermit,
 }
 
-const TIMEOUT: usize = 2;
-const CONNECTIONS: usize = 3;
-const IDLE: usize = 4;
-
 impl Admission {
     pub fn new(config: AdmissionConfig) -> Admission {
         Admission {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             rates: ClientRates::new(config.client_requests_per_second),
             config,
-            refused: Default::default(),
+            counts: Counts::default(),
         }
     }
 
@@ -151,22 +155,26 @@ impl Admission {
     }
 
     fn refuse(&self, r: Refusal) -> Refusal {
-        self.refused[r.slot()].fetch_add(1, Ordering::Relaxed);
+        bump(match r {
+            Refusal::Rate => &self.counts.rate,
+            Refusal::Busy => &self.counts.busy,
+        });
         r
     }
 
     pub fn timed_out(&self) {
-        self.refused[TIMEOUT].fetch_add(1, Ordering::Relaxed);
+        bump(&self.counts.timeouts);
     }
 
     pub fn refused(&self) -> Refused {
-        let n = |i: usize| self.refused[i].load(Ordering::Relaxed);
+        let c = &self.counts;
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Refused {
-            rate: n(0),
-            busy: n(1),
-            timeouts: n(TIMEOUT),
-            connections: n(CONNECTIONS),
-            idle: n(IDLE),
+            rate: n(&c.rate),
+            busy: n(&c.busy),
+            timeouts: n(&c.timeouts),
+            connections: n(&c.connections),
+            idle: n(&c.idle),
         }
     }
 
@@ -203,7 +211,7 @@ impl Admission {
                 };
                 let _ = stream.set_nodelay(true);
                 let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    admission.refused[CONNECTIONS].fetch_add(1, Ordering::Relaxed);
+                    bump(&admission.counts.connections);
                     if let Some(reply) = over_limit {
                         tokio::spawn(refuse_connection(stream, reply));
                     }
@@ -302,7 +310,7 @@ impl AsyncRead for Admitted {
             }
             Poll::Pending => match this.idle.poll_expired(cx) {
                 Poll::Ready(()) => {
-                    this.admission.refused[IDLE].fetch_add(1, Ordering::Relaxed);
+                    bump(&this.admission.counts.idle);
                     Poll::Ready(Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "idle connection (limits.idle_timeout_secs)",

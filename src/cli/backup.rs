@@ -70,10 +70,7 @@ pub fn restore(
     list: bool,
 ) -> anyhow::Result<()> {
     if list {
-        for dir in ["db", "toplevel/db"] {
-            if !src.join(dir).join("meta").is_dir() {
-                continue;
-            }
+        for dir in idnode::store::backup::store_dirs(src) {
             for b in idnode::store::rocks::list_backups(&src.join(dir))? {
                 println!(
                     "{dir}: backup {} taken at {} ({} bytes in {} files)",

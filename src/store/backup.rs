@@ -61,19 +61,28 @@ impl BackupSet {
     }
 
     /// Takes one backup into `dest` (absolute). Blocking: run it off the async workers.
-    pub fn run(&self, dest: &Path) -> StoreResult<BackupReport> {
+    /// Why `dest` cannot be a backup directory, if it cannot.
+    pub fn check_destination(&self, dest: &Path) -> Result<(), String> {
+        if dest.as_os_str().is_empty() {
+            return Err("the backup directory is required".into());
+        }
         if !dest.is_absolute() {
-            return Err(StoreError(format!(
+            return Err(format!(
                 "{}: the backup directory must be an absolute path",
                 dest.display()
-            )));
+            ));
         }
         if dest.starts_with(&self.data_dir) {
-            return Err(StoreError(format!(
+            return Err(format!(
                 "{}: the backup directory must be outside the data directory",
                 dest.display()
-            )));
+            ));
         }
+        Ok(())
+    }
+
+    pub fn run(&self, dest: &Path) -> StoreResult<BackupReport> {
+        self.check_destination(dest).map_err(StoreError)?;
         let _one = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let mut stores = Vec::new();
         for (dir, store) in &self.stores {
@@ -119,17 +128,20 @@ fn copy_private(from: &Path, to: &Path) -> StoreResult<u32> {
     Ok(1)
 }
 
+/// The store directories a backup directory holds backups of (`db`, `toplevel/db`).
+pub fn store_dirs(src: &Path) -> Vec<&'static str> {
+    ["db", "toplevel/db"]
+        .into_iter()
+        .filter(|dir| src.join(dir).join("meta").is_dir())
+        .collect()
+}
+
 /// Rebuilds data directory `data_dir` from backup directory `src`: every store directory
 /// found there at backup `id` (default: the latest), then the saved files. `data_dir`
 /// must not hold a store yet.
 #[cfg(feature = "rocks")]
 pub fn restore(src: &Path, data_dir: &Path, id: Option<u32>) -> StoreResult<BackupReport> {
-    let mut store_dirs = Vec::new();
-    for dir in ["db", "toplevel/db"] {
-        if src.join(dir).join("meta").is_dir() {
-            store_dirs.push(dir);
-        }
-    }
+    let store_dirs = store_dirs(src);
     if store_dirs.is_empty() {
         return Err(StoreError(format!(
             "{}: not an idnode backup directory (no db/ backup inside)",

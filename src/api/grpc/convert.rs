@@ -300,31 +300,15 @@ pub fn run_backup(
     set: Option<&std::sync::Arc<crate::store::backup::BackupSet>>,
     destination: &str,
 ) -> Result<pb::BackupResponse, crate::error::Error> {
-    use crate::error::Error;
-    let set = set.ok_or_else(|| {
-        Error::new(
-            crate::error::ErrorKind::Unavailable,
-            "this server takes no backups",
-        )
-    })?;
-    if destination.is_empty() {
-        return Err(Error::invalid(
-            "destination: the backup directory is required",
-        ));
-    }
-    set.run(std::path::Path::new(destination))
+    use crate::error::{Error, ErrorKind};
+    let set =
+        set.ok_or_else(|| Error::new(ErrorKind::Unavailable, "this server takes no backups"))?;
+    let dest = std::path::Path::new(destination);
+    set.check_destination(dest)
+        .map_err(|e| Error::invalid(format!("destination: {e}")))?;
+    set.run(dest)
         .map(backup_to)
-        .map_err(|e| {
-            if e.0.contains("must be") {
-                Error::invalid(e.0)
-            } else {
-                tracing::error!(destination, error = %e, "backup failed");
-                Error::new(
-                    crate::error::ErrorKind::Internal,
-                    format!("backup failed: {e}"),
-                )
-            }
-        })
+        .map_err(|e| Error::internal(format!("backup into {destination}: {e}")))
 }
 
 #[cfg(test)]
