@@ -364,6 +364,25 @@ impl Core {
             .map(Some)
     }
 
+    /// An anonymous resolution of a local identifier answered from memory, without
+    /// waiting: `Ok(None)` when it needs the disk or another node (then use
+    /// [`Core::resolve_routed`]). For callers that cannot await (the DNS receive threads).
+    pub fn resolve_now(
+        &self,
+        id: &Identifier,
+        filter: &Filter,
+        via: Interface,
+    ) -> Result<Option<Resolved>> {
+        if !self.serves(&id.prefix()) {
+            return Ok(None);
+        }
+        let resolved = self.resolve_cached(id, filter)?;
+        if resolved.is_some() {
+            self.resolutions.bump(via, false);
+        }
+        Ok(resolved)
+    }
+
     /// The identifier's prefix, if this node serves it.
     fn served_prefix(&self, id: &Identifier) -> Result<Prefix> {
         let prefix = id.prefix();

@@ -14,25 +14,29 @@
 //! zone or for a class other than IN, FORMERR for malformed queries, NOTIMP for opcodes
 //! other than QUERY, SERVFAIL when a remote identifier cannot be resolved now.
 
+mod answer;
 pub mod naming;
+mod udp;
+
+pub use answer::txt_text;
+pub use udp::serve_udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{NULL, SOA, TXT};
+use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::admission::Admission;
 use crate::error::ErrorKind;
-use crate::record::{Format, Value};
-use crate::resolver::{Core, Filter, Interface, Presented};
+use crate::identifier::Identifier;
+use crate::resolver::{Core, Filter, Interface, Presented, Resolved};
 
 /// The URI record type (RFC 7553), not built into hickory-proto.
 pub const URI: RecordType = RecordType::Unknown(256);
@@ -75,64 +79,6 @@ pub fn rcode(kind: ErrorKind) -> ResponseCode {
         ErrorKind::AlreadyExists | ErrorKind::Unavailable | ErrorKind::Internal => {
             ResponseCode::ServFail
         }
-    }
-}
-
-/// Percent-escapes `%`, space and control characters of a value type.
-fn escape_type(kind: &str) -> String {
-    let mut out = String::with_capacity(kind.len());
-    for c in kind.chars() {
-        if c == '%' || c == ' ' || c.is_control() {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The documented TXT text of a value.
-pub fn txt_text(v: &Value) -> String {
-    let data = match v.format {
-        Format::Binary => base64::engine::general_purpose::STANDARD.encode(&v.data),
-        Format::String | Format::Json => String::from_utf8_lossy(&v.data).into_owned(),
-    };
-    format!(
-        "{} {} {} {data}",
-        v.index,
-        v.format.name(),
-        escape_type(&v.kind)
-    )
-}
-
-/// Splits text into ≤ 255-byte pieces on character boundaries.
-fn character_strings(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while rest.len() > 255 {
-        let mut cut = 255;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.push(rest[..cut].to_owned());
-        rest = &rest[cut..];
-    }
-    out.push(rest.to_owned());
-    out
-}
-
-/// URI rdata: priority, weight, target (RFC 7553 §4.5).
-fn uri_rdata(target: &[u8]) -> RData {
-    let mut rdata = Vec::with_capacity(4 + target.len());
-    rdata.extend_from_slice(&10u16.to_be_bytes());
-    rdata.extend_from_slice(&1u16.to_be_bytes());
-    rdata.extend_from_slice(target);
-    RData::Unknown {
-        code: URI,
-        rdata: NULL::with(rdata),
     }
 }
 
@@ -195,45 +141,64 @@ impl DnsHandler {
         transport: Transport,
         client: Option<IpAddr>,
     ) -> Option<Vec<u8>> {
+        match self.begin(packet, transport, client) {
+            Begun::Done(answer) => answer,
+            Begun::Resolve(q) => {
+                let resolved = self
+                    .core
+                    .resolve_routed(
+                        Presented::anonymous(),
+                        q.id.clone(),
+                        Filter::default(),
+                        0,
+                        Interface::Dns,
+                    )
+                    .await;
+                self.finish(q, resolved)
+            }
+        }
+    }
+
+    /// Answers at once when that needs neither the disk nor another node (a local
+    /// identifier in the block cache, or no resolution at all); otherwise [`Now::Later`]
+    /// and the caller runs [`DnsHandler::handle`]. The answer is the same either way.
+    pub fn handle_now(&self, packet: &[u8], transport: Transport, client: Option<IpAddr>) -> Now {
+        match self.begin(packet, transport, client) {
+            Begun::Done(answer) => Now::Answer(answer),
+            Begun::Resolve(q) => {
+                match self
+                    .core
+                    .resolve_now(&q.id, &Filter::default(), Interface::Dns)
+                {
+                    Ok(None) => Now::Later,
+                    Ok(Some(resolved)) => Now::Answer(self.finish(q, Ok(resolved))),
+                    Err(e) => Now::Answer(self.finish(q, Err(e))),
+                }
+            }
+        }
+    }
+
+    /// Parses and checks a query: answers everything that needs no resolution.
+    fn begin(&self, packet: &[u8], transport: Transport, client: Option<IpAddr>) -> Begun {
         let started = Instant::now();
         if packet.len() < 12 {
-            return None;
+            return Begun::Done(None);
         }
         let request = match Message::from_vec(packet) {
             Ok(m) => m,
             Err(_) => {
                 let id = u16::from_be_bytes([packet[0], packet[1]]);
                 if packet[2] & 0x80 != 0 {
-                    return None; // a response: never answer those
+                    return Begun::Done(None); // a response: never answer those
                 }
                 let msg = Message::error_msg(id, OpCode::Query, ResponseCode::FormErr);
-                self.core
-                    .telemetry()
-                    .request("dns", "query", "formerr", started.elapsed());
-                return msg.to_vec().ok();
+                self.count("formerr", started);
+                return Begun::Done(msg.to_vec().ok());
             }
         };
         if request.metadata.message_type != MessageType::Query {
-            return None;
+            return Begun::Done(None);
         }
-        let admitted = match (&self.admission, client) {
-            (Some(a), Some(ip)) => a.admit_rate(ip),
-            _ => true,
-        };
-        let (response, outcome) = if admitted {
-            self.respond(&request).await
-        } else {
-            let mut m = Message::error_msg(
-                request.metadata.id,
-                request.metadata.op_code,
-                ResponseCode::Refused,
-            );
-            m.add_queries(request.queries.iter().cloned());
-            (m, "limited")
-        };
-        self.core
-            .telemetry()
-            .request("dns", "query", outcome, started.elapsed());
         let limit = match transport {
             Transport::Tcp => u16::MAX as usize,
             Transport::Udp => match &request.edns {
@@ -241,26 +206,23 @@ impl DnsHandler {
                 None => CLASSIC_UDP_PAYLOAD,
             },
         };
-        let bytes = response.to_vec().ok()?;
-        if bytes.len() <= limit {
-            return Some(bytes);
+        let admitted = match (&self.admission, client) {
+            (Some(a), Some(ip)) => a.admit_rate(ip),
+            _ => true,
+        };
+        if !admitted {
+            let mut m = Message::error_msg(
+                request.metadata.id,
+                request.metadata.op_code,
+                ResponseCode::Refused,
+            );
+            m.add_queries(request.queries.iter().cloned());
+            return Begun::Done(self.reply(m, limit, "limited", started));
         }
-        // Too big for this transport: header, question and OPT only, TC set.
-        response.truncate().to_vec().ok()
-    }
-
-    async fn respond(&self, request: &Message) -> (Message, &'static str) {
-        let mut response = Message::response(request.metadata.id, request.metadata.op_code);
-        response.metadata.recursion_desired = request.metadata.recursion_desired;
-        response.add_queries(request.queries.iter().cloned());
-        if request.edns.is_some() {
-            let mut edns = Edns::new();
-            edns.set_max_payload(MAX_UDP_PAYLOAD);
-            response.set_edns(edns);
-        }
+        let mut response = self.response_to(&request);
         let fail = |mut m: Message, code: ResponseCode, outcome| {
             m.metadata.response_code = code;
-            (m, outcome)
+            Begun::Done(self.reply(m, limit, outcome, started))
         };
         if request.metadata.op_code != OpCode::Query {
             return fail(response, ResponseCode::NotImp, "notimp");
@@ -273,100 +235,124 @@ impl DnsHandler {
             return fail(response, ResponseCode::Refused, "refused");
         }
         response.metadata.authoritative = true;
-        let qtype = query.query_type();
-        let name = query.name().clone();
-        if name.to_lowercase() == self.config.zone.to_lowercase() {
-            if matches!(qtype, RecordType::SOA | RecordType::ANY) {
+        if query.name().num_labels() == self.config.zone.num_labels() {
+            if matches!(query.query_type(), RecordType::SOA | RecordType::ANY) {
                 response.add_answer(self.soa.clone());
             } else {
                 response.add_authority(self.soa.clone());
             }
-            return (response, "ok");
+            return Begun::Done(self.reply(response, limit, "ok", started));
         }
-        let Some(id) = naming::decode(&name, &self.config.zone) else {
+        let Some(id) = naming::decode(query.name(), &self.config.zone) else {
             response.add_authority(self.soa.clone());
             return fail(response, ResponseCode::NXDomain, "nxdomain");
         };
-        let resolved = self
-            .core
-            .resolve_routed(
-                Presented::anonymous(),
-                id.clone(),
-                Filter::default(),
-                0,
-                Interface::Dns,
-            )
-            .await;
-        let resolved = match resolved {
-            Ok(r) => r,
-            Err(e) => {
-                let code = rcode(e.kind);
-                if code == ResponseCode::NXDomain {
-                    response.add_authority(self.soa.clone());
-                    return fail(response, code, "nxdomain");
+        Begun::Resolve(Question {
+            request,
+            id,
+            limit,
+            started,
+        })
+    }
+
+    /// The answer to a resolved question: its public values, or the error's RCODE.
+    fn finish(&self, q: Question, resolved: crate::error::Result<Resolved>) -> Option<Vec<u8>> {
+        let query = &q.request.queries[0];
+        // Forwarded answers relay another node's authoritative data.
+        let authoritative = self.core.serves(&q.id.prefix());
+        let mut response = match resolved {
+            Ok(resolved) => {
+                let mut out = Vec::with_capacity(512);
+                if answer::write(
+                    &mut out,
+                    &q.request,
+                    authoritative,
+                    &resolved.values,
+                    q.limit,
+                ) {
+                    self.count("ok", q.started);
+                    return Some(out);
                 }
-                tracing::debug!(identifier = %id, error = %e, "DNS query failed");
-                return fail(response, code, "error");
+                // No public value of the asked type: NODATA.
+                let mut response = self.response_to(&q.request);
+                response.metadata.authoritative = authoritative;
+                response.add_authority(self.soa.clone());
+                return self.reply(response, q.limit, "ok", q.started);
+            }
+            Err(e) => {
+                let mut response = self.response_to(&q.request);
+                response.metadata.authoritative = true;
+                let code = rcode(e.kind);
+                response.metadata.response_code = code;
+                if code != ResponseCode::NXDomain {
+                    tracing::debug!(name = %query.name(), error = %e, "DNS query failed");
+                    return self.reply(response, q.limit, "error", q.started);
+                }
+                response
             }
         };
-        if !self.core.serves(&id.prefix()) {
-            // Forwarded: we relay another node's authoritative data.
-            response.metadata.authoritative = false;
+        response.add_authority(self.soa.clone());
+        self.reply(response, q.limit, "nxdomain", q.started)
+    }
+
+    /// An empty response echoing the request's ID, opcode, RD flag, question and EDNS.
+    fn response_to(&self, request: &Message) -> Message {
+        let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+        response.metadata.recursion_desired = request.metadata.recursion_desired;
+        response.add_queries(request.queries.iter().cloned());
+        if request.edns.is_some() {
+            let mut edns = Edns::new();
+            edns.set_max_payload(MAX_UDP_PAYLOAD);
+            response.set_edns(edns);
         }
-        let want_txt = matches!(qtype, RecordType::TXT | RecordType::ANY);
-        let want_uri = qtype == URI || qtype == RecordType::ANY;
-        for v in resolved.values.iter().filter(|v| v.permissions.public_read) {
-            if want_txt {
-                let txt = TXT::new(character_strings(&txt_text(v)));
-                response.add_answer(Record::from_rdata(name.clone(), v.ttl, RData::TXT(txt)));
-            }
-            if want_uri && v.kind.eq_ignore_ascii_case("URL") && v.format != Format::Binary {
-                response.add_answer(Record::from_rdata(name.clone(), v.ttl, uri_rdata(&v.data)));
-            }
+        response
+    }
+
+    /// Encodes `response` within `limit` bytes (truncated, TC set, when larger) and counts it.
+    fn reply(
+        &self,
+        response: Message,
+        limit: usize,
+        outcome: &'static str,
+        started: Instant,
+    ) -> Option<Vec<u8>> {
+        self.count(outcome, started);
+        let bytes = response.to_vec().ok()?;
+        if bytes.len() <= limit {
+            return Some(bytes);
         }
-        if response.answers.is_empty() {
-            response.add_authority(self.soa.clone()); // NODATA
-        }
-        (response, "ok")
+        // Too big for this transport: header, question and OPT only, TC set.
+        response.truncate().to_vec().ok()
+    }
+
+    fn count(&self, outcome: &'static str, started: Instant) {
+        self.core
+            .telemetry()
+            .request("dns", "query", outcome, started.elapsed());
     }
 }
 
-/// Serves DNS over UDP until `shutdown`: several receive loops share the socket and answer
-/// inline (no task per packet; measured faster on 2 cores), so a slow forwarded answer
-/// holds up only its own loop.
-pub async fn serve_udp(handler: Arc<DnsHandler>, socket: UdpSocket, shutdown: CancellationToken) {
-    const LOOPS: usize = 16;
-    let socket = Arc::new(socket);
-    let loops: Vec<_> = (0..LOOPS)
-        .map(|_| {
-            let (handler, socket, shutdown) =
-                (Arc::clone(&handler), Arc::clone(&socket), shutdown.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65_535];
-                loop {
-                    let (len, peer) = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        r = socket.recv_from(&mut buf) => match r {
-                            Ok(x) => x,
-                            Err(e) => {
-                                tracing::debug!(error = %e, "DNS UDP receive failed");
-                                continue;
-                            }
-                        },
-                    };
-                    if let Some(answer) = handler
-                        .handle(&buf[..len], Transport::Udp, Some(peer.ip()))
-                        .await
-                    {
-                        let _ = socket.send_to(&answer, peer).await;
-                    }
-                }
-            })
-        })
-        .collect();
-    for l in loops {
-        let _ = l.await;
-    }
+/// The result of [`DnsHandler::handle_now`].
+#[derive(Debug)]
+pub enum Now {
+    /// The answer (`None`: send nothing).
+    Answer(Option<Vec<u8>>),
+    /// The query needs the disk or another node: answer it with [`DnsHandler::handle`].
+    Later,
+}
+
+/// A checked query naming an identifier, to be resolved.
+struct Question {
+    request: Message,
+    id: Identifier,
+    /// Largest answer the transport takes.
+    limit: usize,
+    started: Instant,
+}
+
+enum Begun {
+    Done(Option<Vec<u8>>),
+    Resolve(Question),
 }
 
 /// Serves DNS over TCP (RFC 7766 framing, several queries per connection) until `shutdown`.
@@ -441,6 +427,7 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{Format, Value};
 
     #[test]
     fn every_error_kind_has_its_rcode() {
@@ -468,9 +455,5 @@ mod tests {
         v.format = Format::Binary;
         v.data = vec![0, 1, 2];
         assert_eq!(txt_text(&v), "1 binary my%20type%25 AAEC");
-        let long = "汉".repeat(100);
-        let parts = character_strings(&long);
-        assert!(parts.iter().all(|p| p.len() <= 255));
-        assert_eq!(parts.concat(), long);
     }
 }

@@ -83,54 +83,84 @@ pub fn encode(id: &Identifier, zone: &Name) -> Result<Name, NameError> {
 }
 
 /// The identifier named by `name` under `zone`, if `name` is the canonical name of one.
+/// Works on the label bytes as they are (lower-casing on the way), building nothing but
+/// the identifier's text: it runs for every DNS query.
 pub fn decode(name: &Name, zone: &Name) -> Option<Identifier> {
     if !zone.zone_of(name) {
         return None;
     }
-    let labels: Vec<String> = name
-        .iter()
-        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
-        .collect();
-    let own = labels.len().checked_sub(zone.num_labels() as usize)?;
-    let labels = &labels[..own];
-    let sep = labels.iter().position(|l| l == SEPARATOR)?;
-    let (suffix_labels, prefix_labels) = (&labels[..sep], &labels[sep + 1..]);
-    if suffix_labels.is_empty() || prefix_labels.is_empty() {
+    let own = (name.num_labels() as usize).checked_sub(zone.num_labels() as usize)?;
+    let mut labels = name.iter().take(own);
+    // Suffix labels up to the separator.
+    let mut suffix = Vec::with_capacity(name.len());
+    let mut suffix_labels: Vec<&[u8]> = Vec::with_capacity(1);
+    loop {
+        let label = labels.next()?;
+        if label == SEPARATOR.as_bytes() {
+            break;
+        }
+        unescape_into(label, &mut suffix)?;
+        suffix_labels.push(label);
+    }
+    if suffix_labels.is_empty() {
         return None;
     }
-    let mut bytes = Vec::new();
-    for label in suffix_labels {
-        let b = label.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'_' {
-                let hex = label.get(i + 1..i + 3)?;
-                if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    return None;
-                }
-                bytes.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            } else {
-                bytes.push(b[i]);
-                i += 1;
-            }
+    if suffix_labels.len() > 1 {
+        // Several labels must be cut exactly as `cut` cuts (one label of ≤ 63 always is).
+        let escaped = suffix_labels.concat().to_ascii_lowercase();
+        let escaped = std::str::from_utf8(&escaped).ok()?;
+        if !cut(escaped)
+            .iter()
+            .map(|l| l.len())
+            .eq(suffix_labels.iter().map(|l| l.len()))
+        {
+            return None;
         }
     }
-    let suffix = String::from_utf8(bytes).ok()?;
-    let prefix: Vec<&str> = prefix_labels.iter().rev().map(String::as_str).collect();
-    let id = Identifier::parse(&format!("{}/{suffix}", prefix.join("."))).ok()?;
-    // Canonical names only (one name per identifier), checked without building a name:
-    // the escaped suffix must be exactly what `escape` makes, cut exactly as `cut` cuts.
-    let joined: String = suffix_labels.concat();
-    let escaped = escape(id.suffix());
-    if escaped != joined {
+    // Prefix labels, most significant last.
+    let prefix: Vec<&[u8]> = labels.collect();
+    if prefix.is_empty() {
         return None;
     }
-    let lengths = cut(&escaped).into_iter().map(str::len);
-    if !lengths.eq(suffix_labels.iter().map(String::len)) || prefix.join(".") != id.prefix_str() {
-        return None;
+    let mut text = Vec::with_capacity(name.len() + suffix.len());
+    for (i, segment) in prefix.iter().rev().enumerate() {
+        if i > 0 {
+            text.push(b'.');
+        }
+        text.extend(segment.iter().map(u8::to_ascii_lowercase));
     }
-    Some(id)
+    text.push(b'/');
+    text.extend_from_slice(&suffix);
+    Identifier::parse(std::str::from_utf8(&text).ok()?).ok()
+}
+
+/// Appends the bytes an escaped label stands for; `None` unless it is canonical: literal
+/// `a`–`z`, `0`–`9`, `-` (either case), escapes `_xx` only for the other bytes.
+fn unescape_into(label: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let mut i = 0;
+    while i < label.len() {
+        let b = label[i].to_ascii_lowercase();
+        if b == b'_' {
+            let hex = label.get(i + 1..i + 3)?;
+            let digit = |c: u8| (c as char).to_digit(16);
+            let byte = (digit(hex[0])? * 16 + digit(hex[1])?) as u8;
+            if is_literal(byte) {
+                return None;
+            }
+            out.push(byte);
+            i += 3;
+        } else if is_literal(b) {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(())
+}
+
+fn is_literal(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
 }
 
 #[cfg(test)]
