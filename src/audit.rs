@@ -12,9 +12,10 @@ use std::path::Path;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::resolver::oplog::{entries_of, entry_hash, matches_record, LogEntry, GENESIS};
+use crate::resolver::oplog::{entries_of, entry_hash, is_bulk, matches_record, LogEntry, GENESIS};
 use crate::store::{codec, Store, Table};
 
 /// A log head signed by a node.
@@ -132,6 +133,8 @@ pub fn verify(
     // 1. The chain, in sequence order; the hash at each sequence number for step 3.
     let mut hashes: HashMap<u64, String> = HashMap::from([(0, GENESIS.to_owned())]);
     let mut chain_ok = true;
+    // Bulk entries: their `content`, and the digest of their index entries as scanned.
+    let mut bulk: HashMap<u64, (String, Sha256)> = HashMap::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = store
@@ -165,6 +168,9 @@ pub fn verify(
                 chain_ok = false;
             }
             if let Ok(e) = entry {
+                if is_bulk(&e.op) {
+                    bulk.insert(seq, (e.content.clone().unwrap_or_default(), Sha256::new()));
+                }
                 hashes.insert(seq, e.hash.clone());
                 report.head = (seq, e.hash);
             }
@@ -203,11 +209,19 @@ pub fn verify(
             .map_err(Error::internal)?;
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
-        for (k, _) in page {
+        for (k, v) in page {
             // `<target>\0<seq: 8 bytes>`: the separator sits 9 bytes from the end.
             let Some(cut) = k.len().checked_sub(9) else {
                 continue;
             };
+            let seq = <[u8; 8]>::try_from(&k[cut + 1..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if let Some((_, digest)) = bulk.get_mut(&seq).filter(|_| !v.is_empty()) {
+                // Scanned in identifier order, the order the digest was made in.
+                digest.update(&k[..cut]);
+                digest.update(&v);
+            }
             let target = String::from_utf8_lossy(&k[..cut]).into_owned();
             if !target.contains('/') || seen.contains(&target) || !seen.insert(target.clone()) {
                 continue;
@@ -217,7 +231,7 @@ pub fn verify(
             let entries = entries_of(store, &target)?;
             let is_record_op = entries
                 .last()
-                .is_some_and(|e| e.op == "create" || e.op == "update");
+                .is_some_and(|e| e.op == "create" || e.op == "update" || is_bulk(&e.op));
             let in_templates = store
                 .get(Table::Templates, target.as_bytes())
                 .map_err(Error::internal)?
@@ -228,6 +242,17 @@ pub fn verify(
                     reason: "logged but missing from the store".into(),
                 });
             }
+        }
+    }
+    // The per-record content hashes of every bulk entry are the ones it committed to.
+    let mut bulk: Vec<_> = bulk.into_iter().collect();
+    bulk.sort_by_key(|(seq, _)| *seq);
+    for (seq, (content, digest)) in bulk {
+        if hex::encode(digest.finalize()) != content {
+            report.problems.push(Problem::Chain {
+                seq,
+                reason: "the content hashes in its index entries differ from its digest".into(),
+            });
         }
     }
     // 3. Signed heads.

@@ -47,6 +47,26 @@ pub struct Draft {
     pub target: String,
     pub detail: Option<String>,
     pub content: Option<String>,
+    /// For an entry covering many records ([`is_bulk`]): each record's identifier and
+    /// content hash, kept in its log index entry.
+    pub covers: Vec<(String, String)>,
+}
+
+/// True for the operations whose one entry covers many records (an offline `import`, a
+/// `batch_create` message); each record's content hash is in its log index entry, and the
+/// entry's `content` is the SHA-256 over every (identifier, content hash) pair in order.
+pub fn is_bulk(op: &str) -> bool {
+    op == "import" || op == "batch_create"
+}
+
+/// The `content` of a bulk entry: SHA-256 over its (identifier, content hash) pairs.
+pub fn bulk_digest<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> String {
+    let mut digest = Sha256::new();
+    for (id, hash) in pairs {
+        digest.update(id);
+        digest.update(hash);
+    }
+    hex::encode(digest.finalize())
 }
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -127,6 +147,7 @@ impl Core {
             target,
             detail,
             content: content.map(content_hash),
+            covers: Vec::new(),
         }
     }
 
@@ -150,6 +171,13 @@ impl Core {
             };
             e.hash = entry_hash(&e);
             batch.put(Table::OplogIndex, index_key(&e.target, seq), Vec::new());
+            for (target, hash) in d.covers {
+                batch.put(
+                    Table::OplogIndex,
+                    index_key(&target, seq),
+                    hash.into_bytes(),
+                );
+            }
             prev = e.hash.clone();
             batch.put(Table::Oplog, seq_key(seq), codec::encode_json(&e));
         }
@@ -191,9 +219,9 @@ pub fn entries_of(store: &dyn Store, target: &str) -> Result<Vec<LogEntry>> {
         match store.get(Table::Oplog, seq).map_err(Error::internal)? {
             Some(bytes) => {
                 let mut e: LogEntry = codec::decode_json(&bytes).map_err(Error::internal)?;
-                // A bulk import logs one entry; each record's content hash is in its
+                // A bulk entry covers many records; each one's content hash is in its
                 // index entry.
-                if e.op == "import" {
+                if is_bulk(&e.op) {
                     e.content = Some(String::from_utf8_lossy(&v).into_owned());
                     e.target = target.to_owned();
                 }
@@ -230,10 +258,10 @@ impl Core {
             .store
             .get(Table::Records, id.as_bytes())
             .map_err(Error::internal)?;
-        // An import entry carries the per-record hash from its index (see `entries_of`).
+        // A bulk entry carries the per-record hash from its index (see `entries_of`).
         let consistent = entries
             .iter()
-            .all(|e| e.op == "import" || entry_hash(e) == e.hash)
+            .all(|e| is_bulk(&e.op) || entry_hash(e) == e.hash)
             && matches_record(entries.last(), record.as_deref());
         Ok(Proof {
             entries,

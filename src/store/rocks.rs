@@ -90,13 +90,21 @@ fn table_options(table: Table, cache: Option<&Cache>) -> Options {
         t.set_data_block_hash_ratio(0.75);
     }
     let mut o = Options::default();
+    if table == Table::Records {
+        // A bloom filter over the memtable's keys: creates first look their keys up, and
+        // during an import nearly all are absent (the skiplist search for them was 11 % of
+        // the node's CPU in the online-import profile, 3 % with the filter).
+        o.set_memtable_prefix_bloom_ratio(0.02);
+        o.set_memtable_whole_key_filtering(true);
+    }
     o.set_block_based_table_factory(&t);
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
     o.set_level_compaction_dynamic_level_bytes(true);
     // The bottommost level holds nearly everything; its 4 KiB blocks of ~20 small records
-    // compress far better with a dictionary trained per file (16 KiB, from at most 32 MiB
-    // of the file's blocks, so an ingested 256 MiB file is not buffered whole).
+    // compress better with a dictionary trained per file (16 KiB, from at most 32 MiB of
+    // the file's blocks, so an ingested 256 MiB file is not buffered whole): the records
+    // of a 1M offline import took 30.8 MB instead of 36.7 MB, hash index included.
     o.get_options_from_string(
         "bottommost_compression_opts={enabled=true;level=32767;max_dict_bytes=16384;\
          zstd_max_train_bytes=1638400;max_dict_buffer_bytes=33554432;use_zstd_dict_trainer=true}",
@@ -106,7 +114,9 @@ fn table_options(table: Table, cache: Option<&Cache>) -> Options {
 
 impl RocksStore {
     fn descriptors(config: &RocksConfig) -> (Options, Vec<ColumnFamilyDescriptor>) {
-        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        // HyperClockCache: lookups without a shard mutex (block cache lookups were 7 % of
+        // the node's CPU for cached gRPC resolves with the LRU cache, 5 % with this one).
+        let cache = Cache::new_hyper_clock_cache(config.block_cache_bytes, 0);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);

@@ -193,3 +193,39 @@ async fn batch_rules() {
         .into_inner();
     assert_eq!(counts.node_total, 3);
 }
+
+/// Messages are prepared while the previous one is written, but each is answered as soon
+/// as it is written: a client that waits for every answer before sending more goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_message_is_answered_before_the_next_is_sent() {
+    let node = TestNode::start_empty().await;
+    let token = node.enterprise("88.101.7", "Batch Co").await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut responses = node
+        .registry(Some(&token))
+        .batch_create(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for chunk in 0..5usize {
+        let records: Vec<_> = (chunk * 10..chunk * 10 + 10).map(good).collect();
+        tx.send(pb::BatchCreateRequest { records }).await.unwrap();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), responses.message())
+            .await
+            .expect("answered without the next message")
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.results.len(), 10);
+        assert_eq!(answer.results[0].position, chunk as u64 * 10);
+        assert!(answer.results.iter().all(|r| r.code == 0), "{answer:?}");
+    }
+    drop(tx);
+    assert!(responses.message().await.unwrap().is_none());
+    let got = node
+        .resolver(None)
+        .resolve(resolve("88.101.7/P0000049"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.values.len(), good(49).values.len());
+}

@@ -780,3 +780,79 @@ async fn https_get(
     }
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
+
+/// A BatchCreate message is one log entry; each record's content hash sits in its index
+/// entry, and the entry's digest over them makes rewriting a record and its hash together
+/// detectable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_entry_commits_to_every_record_it_covers() {
+    use idnode::audit::{self, Problem};
+    use idnode::resolver::oplog::{content_hash, index_key};
+    use idnode::store::rocks::{RocksConfig, RocksStore};
+    use idnode::store::{codec, Batch, Durability, Store, Table};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_in(dir.path(), false).await;
+    let t = node.enterprise("88.101.5", "Batch Log Co").await;
+    let message = |from: usize| pb::BatchCreateRequest {
+        records: (from..from + 40)
+            .map(|i| {
+                record(
+                    &format!("88.101.5/B{i}"),
+                    vec![text(1, "URL", &format!("u{i}"))],
+                )
+            })
+            .collect(),
+    };
+    let mut answers = node
+        .registry(Some(&t))
+        .batch_create(tokio_stream::iter(vec![message(0), message(40)]))
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(a) = answers.message().await.unwrap() {
+        assert!(a.results.iter().all(|r| r.code == 0), "{a:?}");
+    }
+    let proof = node
+        .registry(Some(&t))
+        .get_proof(pb::GetProofRequest {
+            identifier: "88.101.5/B45".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(proof.entries.len(), 1);
+    assert_eq!(proof.entries[0].op, "batch_create");
+    assert!(proof.consistent);
+    node.stop().await;
+
+    let store = RocksStore::open(&RocksConfig::new(dir.path().join("db"))).unwrap();
+    let clean = audit::verify(&store, &[], None).unwrap();
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    assert_eq!(clean.records, 80);
+    let seq = proof.entries[0].seq;
+
+    // Forge B45 and the content hash in its index entry consistently: the record matches
+    // its (forged) hash, but the batch entry's digest no longer does.
+    let mut forged =
+        codec::decode_record(&store.get(Table::Records, b"88.101.5/B45").unwrap().unwrap())
+            .unwrap();
+    forged.values[0].data = b"forged".to_vec();
+    let bytes = codec::encode_record(&forged);
+    let mut b = Batch::new();
+    b.put(
+        Table::OplogIndex,
+        index_key("88.101.5/B45", seq),
+        content_hash(&bytes).into_bytes(),
+    );
+    b.put(Table::Records, b"88.101.5/B45".to_vec(), bytes);
+    store.write(b, Durability::Sync).unwrap();
+    let report = audit::verify(&store, &[], None).unwrap();
+    assert_eq!(
+        report.problems,
+        [Problem::Chain {
+            seq,
+            reason: "the content hashes in its index entries differ from its digest".into()
+        }]
+    );
+}

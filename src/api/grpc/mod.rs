@@ -271,9 +271,29 @@ impl pb::registry_server::Registry for RegistryService {
         // room for the previous answer, so HTTP/2 flow control bounds memory end to end.
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
+            // Two stages: message n+1 is converted and checked (`prepare_batch`, no lock)
+            // while message n is written (`write_batch`), so an import keeps both cores
+            // busy; answers still go out in order, and a message is acknowledged only once
+            // written. At most one message in each stage.
             let mut position = 0u64;
+            let mut writing: Option<Writing> = None;
             loop {
-                let msg = match inbound.message().await {
+                // A written message is answered at once, also while the client waits for
+                // that answer before sending more.
+                let next = tokio::select! {
+                    biased;
+                    written = async { writing.as_mut().expect("guarded").await },
+                        if writing.is_some() =>
+                    {
+                        writing = None;
+                        if !send_written(&tx, written).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    next = inbound.message() => next,
+                };
+                let msg = match next {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
                     Err(e) => {
@@ -282,18 +302,23 @@ impl pb::registry_server::Registry for RegistryService {
                     }
                 };
                 if msg.records.len() > max_items {
+                    if let Some(w) = writing.take() {
+                        if !answer(&tx, w).await {
+                            return;
+                        }
+                    }
                     let _ = tx
                         .send(Err(Status::resource_exhausted(format!(
                             "a BatchCreate message carries at most {max_items} records, got {}",
                             msg.records.len()
                         ))))
                         .await;
-                    break;
+                    return;
                 }
-                let caller = caller.clone();
                 let start = position;
                 position += msg.records.len() as u64;
-                let answer = core
+                let who = caller.clone();
+                let prepared = core
                     .blocking(move |c| {
                         let names: Vec<String> =
                             msg.records.iter().map(|r| r.identifier.clone()).collect();
@@ -311,7 +336,25 @@ impl pb::registry_server::Registry for RegistryService {
                                 }
                             })
                             .collect();
-                        let outcomes = c.batch_create(&caller, items);
+                        Ok((names, c.prepare_batch(&who, items)))
+                    })
+                    .await;
+                if let Some(w) = writing.take() {
+                    if !answer(&tx, w).await {
+                        return;
+                    }
+                }
+                let (names, prepared) = match prepared {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
+                    }
+                };
+                let (core, who) = (Arc::clone(&core), caller.clone());
+                writing = Some(tokio::spawn(async move {
+                    core.blocking(move |c| {
+                        let outcomes = c.write_batch(&who, prepared);
                         Ok(pb::BatchCreateResponse {
                             results: outcomes
                                 .into_iter()
@@ -324,11 +367,11 @@ impl pb::registry_server::Registry for RegistryService {
                         })
                     })
                     .await
-                    .map_err(status);
-                let failed = answer.is_err();
-                if tx.send(answer).await.is_err() || failed {
-                    break;
-                }
+                    .map_err(status)
+                }));
+            }
+            if let Some(w) = writing {
+                answer(&tx, w).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -507,6 +550,28 @@ fn grant_args(
         core.parse_prefix(&r.grantee).map_err(status)?,
     ))
 }
+
+/// Sends the answer of a written BatchCreate message; false when the stream must end (the
+/// client left, or the write failed).
+async fn answer(
+    tx: &mpsc::Sender<Result<pb::BatchCreateResponse, Status>>,
+    writing: Writing,
+) -> bool {
+    send_written(tx, writing.await).await
+}
+
+async fn send_written(
+    tx: &mpsc::Sender<Result<pb::BatchCreateResponse, Status>>,
+    written: Result<Result<pb::BatchCreateResponse, Status>, tokio::task::JoinError>,
+) -> bool {
+    let answer =
+        written.unwrap_or_else(|e| Err(Status::internal(format!("BatchCreate write failed: {e}"))));
+    let failed = answer.is_err();
+    tx.send(answer).await.is_ok() && !failed
+}
+
+/// A BatchCreate message being written.
+type Writing = tokio::task::JoinHandle<Result<pb::BatchCreateResponse, Status>>;
 
 fn item_result(
     position: u64,
