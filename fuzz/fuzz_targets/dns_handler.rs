@@ -1,12 +1,12 @@
 //! The DNS request handler on arbitrary packets, over a core holding a few records:
-//! never panics, and every answer is a well-formed response to the query's ID that fits
-//! the transport.
+//! never panics, every answer is a well-formed response to the query's ID that fits the
+//! transport, and the receive threads' immediate path answers exactly as the async one.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use hickory_proto::op::{Message, MessageType};
-use idnode::api::dns::{DnsConfig, DnsHandler, Transport};
+use idnode::api::dns::{DnsConfig, DnsHandler, Now, Transport};
 use idnode::auth::Caller;
 use idnode::identifier::{Identifier, Prefix};
 use idnode::record::{Record, Value};
@@ -63,7 +63,13 @@ fuzz_target!(|data: &[u8]| {
         Transport::Tcp
     };
     let w = world();
-    let Some(answer) = w.rt.block_on(w.handler.handle(packet, transport, None)) else {
+    let answer = w.rt.block_on(w.handler.handle(packet, transport, None));
+    // The receive threads' path gives the same answer whenever it answers at once (with an
+    // in-memory store, every local identifier; other prefixes are deferred).
+    if let Now::Answer(now) = w.handler.handle_now(packet, transport, None) {
+        assert_eq!(now, answer, "handle_now and handle differ");
+    }
+    let Some(answer) = answer else {
         return;
     };
     assert!(packet.len() >= 2, "answered a packet without an ID");
