@@ -12,10 +12,11 @@ use std::path::Path;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::resolver::oplog::{entries_of, entry_hash, is_bulk, matches_record, LogEntry, GENESIS};
+use crate::resolver::oplog::{
+    entries_of, entry_hash, is_bulk, matches_record, BulkDigest, LogEntry, GENESIS,
+};
 use crate::store::{codec, Store, Table};
 
 /// A log head signed by a node.
@@ -134,7 +135,7 @@ pub fn verify(
     let mut hashes: HashMap<u64, String> = HashMap::from([(0, GENESIS.to_owned())]);
     let mut chain_ok = true;
     // Bulk entries: their `content`, and the digest of their index entries as scanned.
-    let mut bulk: HashMap<u64, (String, Sha256)> = HashMap::new();
+    let mut bulk: HashMap<u64, (String, BulkDigest)> = HashMap::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = store
@@ -169,7 +170,10 @@ pub fn verify(
             }
             if let Ok(e) = entry {
                 if is_bulk(&e.op) {
-                    bulk.insert(seq, (e.content.clone().unwrap_or_default(), Sha256::new()));
+                    bulk.insert(
+                        seq,
+                        (e.content.clone().unwrap_or_default(), BulkDigest::default()),
+                    );
                 }
                 hashes.insert(seq, e.hash.clone());
                 report.head = (seq, e.hash);
@@ -219,8 +223,7 @@ pub fn verify(
                 .unwrap_or(0);
             if let Some((_, digest)) = bulk.get_mut(&seq).filter(|_| !v.is_empty()) {
                 // Scanned in identifier order, the order the digest was made in.
-                digest.update(&k[..cut]);
-                digest.update(&v);
+                digest.add(&k[..cut], &v);
             }
             let target = String::from_utf8_lossy(&k[..cut]).into_owned();
             if !target.contains('/') || seen.contains(&target) || !seen.insert(target.clone()) {
@@ -248,7 +251,7 @@ pub fn verify(
     let mut bulk: Vec<_> = bulk.into_iter().collect();
     bulk.sort_by_key(|(seq, _)| *seq);
     for (seq, (content, digest)) in bulk {
-        if hex::encode(digest.finalize()) != content {
+        if digest.finish() != content {
             report.problems.push(Problem::Chain {
                 seq,
                 reason: "the content hashes in its index entries differ from its digest".into(),

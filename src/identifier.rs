@@ -109,11 +109,16 @@ impl Prefix {
 
     /// True if `self` equals `other` or lies under it (`88.101.5` is under `88.101`).
     pub fn is_within(&self, other: &Prefix) -> bool {
-        self.0 == other.0
-            || (self.0.len() > other.0.len()
-                && self.0.starts_with(&other.0)
-                && self.0.as_bytes()[other.0.len()] == b'.')
+        within(&self.0, &other.0)
     }
+}
+
+/// True if normalised prefix text `inner` equals `outer` or lies under it.
+fn within(inner: &str, outer: &str) -> bool {
+    inner == outer
+        || (inner.len() > outer.len()
+            && inner.starts_with(outer)
+            && inner.as_bytes()[outer.len()] == b'.')
 }
 
 impl fmt::Display for Prefix {
@@ -176,6 +181,11 @@ impl Identifier {
     /// The normalised prefix part (`88.101.5`).
     pub fn prefix_str(&self) -> &str {
         &self.text[..self.slash]
+    }
+
+    /// True if the identifier's prefix is `prefix` or lies under it, without building it.
+    pub fn is_within(&self, prefix: &Prefix) -> bool {
+        within(self.prefix_str(), &prefix.0)
     }
 
     /// The normalised prefix as a typed value.

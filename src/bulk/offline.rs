@@ -11,12 +11,10 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
 use super::Item;
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::resolver::oplog::{content_hash, index_key};
+use crate::resolver::oplog::{content_hash, index_key, BulkDigest};
 use crate::resolver::Core;
 use crate::store::{codec, Table};
 
@@ -198,7 +196,7 @@ pub fn import(
     let mut index_out =
         BufWriter::new(std::fs::File::create(&index_path).map_err(Error::internal)?);
     let mut counts: HashMap<String, i64> = HashMap::new();
-    let mut digest = Sha256::new();
+    let mut digest = BulkDigest::default();
     let mut last: Option<Entry> = None;
     let mut pending: Vec<Entry> = Vec::new();
     let mut failures = Vec::new();
@@ -291,8 +289,7 @@ pub fn import(
     })
     .map(|e| {
         let hash = content_hash(&e.value);
-        digest.update(&e.key);
-        digest.update(hash.as_bytes());
+        digest.add(&e.key, hash.as_bytes());
         *counts.entry(e.owner.clone()).or_default() += 1;
         imported += 1;
         let id = String::from_utf8_lossy(&e.key).into_owned();
@@ -331,7 +328,7 @@ pub fn import(
             seq,
             &counts,
             format!("{imported} records from {source}"),
-            hex::encode(digest.finalize()),
+            digest.finish(),
         )?;
     }
     for path in spilled.iter().chain(std::iter::once(&index_path)) {

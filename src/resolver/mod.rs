@@ -250,6 +250,11 @@ impl Core {
         prefix.is_within(&self.config.node_prefix)
     }
 
+    /// True if this node is authoritative for `id` (no prefix is built: a hot-path check).
+    pub fn serves_identifier(&self, id: &Identifier) -> bool {
+        id.is_within(&self.config.node_prefix)
+    }
+
     pub fn forwarder(&self) -> Option<&Arc<Forwarder>> {
         self.forwarder.as_ref()
     }
@@ -278,7 +283,7 @@ impl Core {
         hops: u32,
         via: Interface,
     ) -> Result<Resolved> {
-        if self.serves(&id.prefix()) {
+        if self.serves_identifier(&id) {
             // Anonymous reads answered from memory run inline: a block-cache read costs a
             // few microseconds, less than a hop to the blocking pool (measured with
             // scripts/bench.sh dns: 32k qps with the hop on 2 cores). A read that needs
@@ -373,7 +378,7 @@ impl Core {
         filter: &Filter,
         via: Interface,
     ) -> Result<Option<Resolved>> {
-        if !self.serves(&id.prefix()) {
+        if !self.serves_identifier(id) {
             return Ok(None);
         }
         let resolved = self.resolve_cached(id, filter)?;

@@ -59,14 +59,21 @@ pub fn is_bulk(op: &str) -> bool {
     op == "import" || op == "batch_create"
 }
 
-/// The `content` of a bulk entry: SHA-256 over its (identifier, content hash) pairs.
-pub fn bulk_digest<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> String {
-    let mut digest = Sha256::new();
-    for (id, hash) in pairs {
-        digest.update(id);
-        digest.update(hash);
+/// The `content` of a bulk entry, built pair by pair: SHA-256 over its records'
+/// (identifier, content hash) pairs, in identifier order. Written by the online and
+/// offline imports, recomputed by `audit::verify`.
+#[derive(Default)]
+pub struct BulkDigest(Sha256);
+
+impl BulkDigest {
+    pub fn add(&mut self, id: &[u8], content_hash: &[u8]) {
+        self.0.update(id);
+        self.0.update(content_hash);
     }
-    hex::encode(digest.finalize())
+
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
 }
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

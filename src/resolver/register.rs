@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::oplog::{bulk_digest, content_hash, Draft};
+use super::oplog::{content_hash, BulkDigest, Draft};
 use super::{now, Core};
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind, Reason, Result};
@@ -166,21 +166,6 @@ impl Core {
             .unwrap_or_else(|| Err(Error::internal("create without outcome")))
     }
 
-    /// Stages one new record; its counter increments are tallied in `created` and added
-    /// once per batch (three merges per batch instead of three per record).
-    fn stage_create<'p>(
-        &self,
-        batch: &mut Batch,
-        drafts: &mut Vec<Draft>,
-        created: &mut HashMap<&'p str, i64>,
-        caller: &Caller,
-        p: &'p Prepared,
-    ) {
-        drafts.push(self.entry("create", caller, p.id.to_string(), None, Some(&p.bytes)));
-        batch.put(Table::Records, p.id.as_bytes(), p.bytes.clone());
-        *created.entry(p.owner_prefix.as_str()).or_default() += 1;
-    }
-
     pub(super) fn commit(&self, batch: Batch) -> Result<()> {
         self.store
             .write(batch, self.config.durability)
@@ -308,12 +293,14 @@ impl Core {
                         if let Some(Some(left)) = budget {
                             *left -= 1;
                         }
+                        // Counter increments are tallied and added once per batch.
+                        batch.put(Table::Records, p.id.as_bytes(), p.bytes.clone());
+                        *created.entry(p.owner_prefix.as_str()).or_default() += 1;
                         if bulk {
-                            batch.put(Table::Records, p.id.as_bytes(), p.bytes.clone());
-                            *created.entry(p.owner_prefix.as_str()).or_default() += 1;
                             covers.push((p.id.to_string(), content_hash(&p.bytes)));
                         } else {
-                            self.stage_create(&mut batch, &mut drafts, &mut created, caller, p);
+                            let id = p.id.to_string();
+                            drafts.push(self.entry("create", caller, id, None, Some(&p.bytes)));
                         }
                         in_batch.insert(p.id.as_str(), &p.record);
                         Ok(CreateOutcome::Created)
@@ -340,9 +327,11 @@ impl Core {
                     Some(format!("{} records", covers.len())),
                     None,
                 );
-                draft.content = Some(bulk_digest(
-                    covers.iter().map(|(id, h)| (id.as_bytes(), h.as_bytes())),
-                ));
+                let mut digest = BulkDigest::default();
+                for (id, hash) in &covers {
+                    digest.add(id.as_bytes(), hash.as_bytes());
+                }
+                draft.content = Some(digest.finish());
                 draft.covers = covers;
                 drafts.push(draft);
             }

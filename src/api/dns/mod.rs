@@ -143,25 +143,14 @@ impl DnsHandler {
     ) -> Option<Vec<u8>> {
         match self.begin(packet, transport, client) {
             Begun::Done(answer) => answer,
-            Begun::Resolve(q) => {
-                let resolved = self
-                    .core
-                    .resolve_routed(
-                        Presented::anonymous(),
-                        q.id.clone(),
-                        Filter::default(),
-                        0,
-                        Interface::Dns,
-                    )
-                    .await;
-                self.finish(q, resolved)
-            }
+            Begun::Resolve(q) => self.answer_later(q).await,
         }
     }
 
     /// Answers at once when that needs neither the disk nor another node (a local
     /// identifier in the block cache, or no resolution at all); otherwise [`Now::Later`]
-    /// and the caller runs [`DnsHandler::handle`]. The answer is the same either way.
+    /// with the checked question, for [`DnsHandler::answer_later`]. The answer is the same
+    /// as [`DnsHandler::handle`]'s either way.
     pub fn handle_now(&self, packet: &[u8], transport: Transport, client: Option<IpAddr>) -> Now {
         match self.begin(packet, transport, client) {
             Begun::Done(answer) => Now::Answer(answer),
@@ -170,12 +159,27 @@ impl DnsHandler {
                     .core
                     .resolve_now(&q.id, &Filter::default(), Interface::Dns)
                 {
-                    Ok(None) => Now::Later,
+                    Ok(None) => Now::Later(q),
                     Ok(Some(resolved)) => Now::Answer(self.finish(q, Ok(resolved))),
                     Err(e) => Now::Answer(self.finish(q, Err(e))),
                 }
             }
         }
+    }
+
+    /// Resolves a question [`DnsHandler::handle_now`] could not answer at once.
+    pub async fn answer_later(&self, q: Pending) -> Option<Vec<u8>> {
+        let resolved = self
+            .core
+            .resolve_routed(
+                Presented::anonymous(),
+                q.id.clone(),
+                Filter::default(),
+                0,
+                Interface::Dns,
+            )
+            .await;
+        self.finish(q, resolved)
     }
 
     /// Parses and checks a query: answers everything that needs no resolution.
@@ -247,7 +251,7 @@ impl DnsHandler {
             response.add_authority(self.soa.clone());
             return fail(response, ResponseCode::NXDomain, "nxdomain");
         };
-        Begun::Resolve(Question {
+        Begun::Resolve(Pending {
             request,
             id,
             limit,
@@ -256,20 +260,14 @@ impl DnsHandler {
     }
 
     /// The answer to a resolved question: its public values, or the error's RCODE.
-    fn finish(&self, q: Question, resolved: crate::error::Result<Resolved>) -> Option<Vec<u8>> {
-        let query = &q.request.queries[0];
-        // Forwarded answers relay another node's authoritative data.
-        let authoritative = self.core.serves(&q.id.prefix());
-        let mut response = match resolved {
+    fn finish(&self, q: Pending, resolved: crate::error::Result<Resolved>) -> Option<Vec<u8>> {
+        match resolved {
             Ok(resolved) => {
+                // Forwarded answers relay another node's authoritative data.
+                let authoritative = self.core.serves_identifier(&q.id);
                 let mut out = Vec::with_capacity(512);
-                if answer::write(
-                    &mut out,
-                    &q.request,
-                    authoritative,
-                    &resolved.values,
-                    q.limit,
-                ) {
+                let values = &resolved.values;
+                if answer::write(&mut out, &q.request, authoritative, values, q.limit) {
                     self.count("ok", q.started);
                     return Some(out);
                 }
@@ -277,22 +275,21 @@ impl DnsHandler {
                 let mut response = self.response_to(&q.request);
                 response.metadata.authoritative = authoritative;
                 response.add_authority(self.soa.clone());
-                return self.reply(response, q.limit, "ok", q.started);
+                self.reply(response, q.limit, "ok", q.started)
             }
             Err(e) => {
                 let mut response = self.response_to(&q.request);
                 response.metadata.authoritative = true;
-                let code = rcode(e.kind);
-                response.metadata.response_code = code;
-                if code != ResponseCode::NXDomain {
-                    tracing::debug!(name = %query.name(), error = %e, "DNS query failed");
-                    return self.reply(response, q.limit, "error", q.started);
+                response.metadata.response_code = rcode(e.kind);
+                if response.metadata.response_code == ResponseCode::NXDomain {
+                    response.add_authority(self.soa.clone());
+                    return self.reply(response, q.limit, "nxdomain", q.started);
                 }
-                response
+                let name = q.request.queries[0].name();
+                tracing::debug!(%name, error = %e, "DNS query failed");
+                self.reply(response, q.limit, "error", q.started)
             }
-        };
-        response.add_authority(self.soa.clone());
-        self.reply(response, q.limit, "nxdomain", q.started)
+        }
     }
 
     /// An empty response echoing the request's ID, opcode, RD flag, question and EDNS.
@@ -333,16 +330,16 @@ impl DnsHandler {
 }
 
 /// The result of [`DnsHandler::handle_now`].
-#[derive(Debug)]
 pub enum Now {
     /// The answer (`None`: send nothing).
     Answer(Option<Vec<u8>>),
-    /// The query needs the disk or another node: answer it with [`DnsHandler::handle`].
-    Later,
+    /// The query needs the disk or another node: answer it with
+    /// [`DnsHandler::answer_later`].
+    Later(Pending),
 }
 
 /// A checked query naming an identifier, to be resolved.
-struct Question {
+pub struct Pending {
     request: Message,
     id: Identifier,
     /// Largest answer the transport takes.
@@ -352,7 +349,7 @@ struct Question {
 
 enum Begun {
     Done(Option<Vec<u8>>),
-    Resolve(Question),
+    Resolve(Pending),
 }
 
 /// Serves DNS over TCP (RFC 7766 framing, several queries per connection) until `shutdown`.

@@ -96,13 +96,12 @@ fn receive(
                 let _ = socket.send_to(&answer, peer);
             }
             Now::Answer(None) => {}
-            Now::Later => {
-                let (handler, socket, packet) =
-                    (Arc::clone(handler), Arc::clone(socket), packet.to_vec());
+            Now::Later(question) => {
+                let (handler, socket) = (Arc::clone(handler), Arc::clone(socket));
                 runtime.spawn(async move {
                     // UDP sends do not wait for the peer; this blocks only while the
                     // socket's send buffer is full.
-                    if let Some(answer) = handler.handle(&packet, Transport::Udp, None).await {
+                    if let Some(answer) = handler.answer_later(question).await {
                         let _ = socket.send_to(&answer, peer);
                     }
                 });
