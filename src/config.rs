@@ -100,6 +100,8 @@ pub struct StoreSection {
     pub memtable_mb: Option<usize>,
     /// "wal" (default: survives a process crash) or "sync" (fsync: survives power loss).
     pub durability: Option<Durability>,
+    /// Threads that read records from disk for resolutions (default: four per core).
+    pub read_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -347,6 +349,10 @@ impl Config {
         if !(8..=1 << 20).contains(&block_cache_mb) {
             return Err(invalid("store.block_cache_mb", "must be 8..=1048576"));
         }
+        let read_threads = file.store.read_threads;
+        if read_threads.is_some_and(|n| !(1..=256).contains(&n)) {
+            return Err(invalid("store.read_threads", "must be 1..=256"));
+        }
         let memtable_mb = file.store.memtable_mb.unwrap_or(128);
         if !(8..=64 << 10).contains(&memtable_mb) {
             return Err(invalid("store.memtable_mb", "must be 8..=65536"));
@@ -527,6 +533,9 @@ impl Config {
         core.record_limits = record_limits;
         core.durability = durability;
         core.max_batch_items = max_batch_items;
+        if let Some(n) = read_threads {
+            core.read_threads = n;
+        }
         Ok(Config {
             data_dir,
             grpc_addr,
@@ -640,6 +649,7 @@ mod tests {
             ("[node]\nprefix = \"88..1\"", "node.prefix"),
             ("[limits]\nmax_values = 0", "limits.max_values"),
             ("[store]\nblock_cache_mb = 1", "store.block_cache_mb"),
+            ("[store]\nread_threads = 0", "store.read_threads"),
             ("[grpc]\nmax_message_bytes = 10", "grpc.max_message_bytes"),
             ("[upstream]\nurl = \"ftp://x\"", "upstream.url"),
             ("[upstream]\ntimeout_ms = 0", "upstream.timeout_ms"),

@@ -4,7 +4,8 @@
 //! format, calls [`Core`] with typed values and a [`Caller`], and encodes the answer. The
 //! core owns every rule (ownership, visibility, limits, templates, counts); it never sees a
 //! wire type. It calls the `Store` synchronously: async adapters cross over in
-//! [`Core::blocking`], except anonymous local reads, which run inline (measured cheaper).
+//! [`Core::blocking`], except resolutions: anonymous reads of cached records run inline
+//! (measured cheaper), the others on the store-read threads (`reads`).
 
 mod accounts;
 mod grants;
@@ -12,6 +13,7 @@ mod latch;
 mod limits;
 pub mod oplog;
 mod quota;
+mod reads;
 mod register;
 mod templates;
 
@@ -61,6 +63,8 @@ pub struct CoreConfig {
     pub max_batch_items: usize,
     /// Largest page `List` returns.
     pub max_page_size: usize,
+    /// Threads that read records from disk for resolutions (default: four per core).
+    pub read_threads: usize,
 }
 
 impl CoreConfig {
@@ -73,6 +77,7 @@ impl CoreConfig {
             durability: Durability::Wal,
             max_batch_items: 2000,
             max_page_size: 1000,
+            read_threads: 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -152,6 +157,8 @@ pub struct Core {
     failures: limits::AuthFailures,
     rates: limits::RequestRates,
     latches: Latches,
+    /// Where resolutions wait for the disk.
+    reads: reads::ReadPool,
     /// Enterprise accounts by prefix: few, read on every write, so kept in memory and
     /// written through.
     enterprises: RwLock<HashMap<String, Enterprise>>,
@@ -196,6 +203,7 @@ impl Core {
                 .write(batch, config.durability)
                 .map_err(Error::internal)?;
         }
+        let reads = reads::ReadPool::start(config.read_threads)?;
         Ok(Core {
             store,
             config,
@@ -206,6 +214,7 @@ impl Core {
             failures: Default::default(),
             rates: Default::default(),
             latches: Latches::new(4096),
+            reads,
             enterprises: RwLock::new(enterprises),
             templates: RwLock::new(HashMap::new()),
         })
@@ -285,11 +294,11 @@ impl Core {
     ) -> Result<Resolved> {
         if self.serves_identifier(&id) {
             // Anonymous reads answered from memory run inline: a block-cache read costs a
-            // few microseconds, less than a hop to the blocking pool (measured with
+            // few microseconds, less than a hop to another thread (measured with
             // scripts/bench.sh dns: 32k qps with the hop on 2 cores). A read that needs
-            // the disk, reads that authenticate, and every write cross over in `blocking`,
-            // so the async workers never wait for I/O (measured at 100M records: 1,050 rps
-            // with every read inline on the two workers).
+            // the disk and reads that authenticate go to the store-read threads, so the
+            // async workers never wait for I/O (measured at 100M records: 1,050 rps with
+            // every read inline on the two workers).
             let cached = match presented.token {
                 None => self.resolve_cached(&id, &filter)?,
                 Some(_) => None,
@@ -297,11 +306,13 @@ impl Core {
             let resolved = match cached {
                 Some(r) => r,
                 None => {
-                    self.blocking(move |c| {
-                        let caller = c.caller(&presented)?;
-                        c.resolve(&caller, &id, &filter)
-                    })
-                    .await?
+                    let core = Arc::clone(self);
+                    self.reads
+                        .run(move || {
+                            let caller = core.caller(&presented)?;
+                            core.resolve(&caller, &id, &filter)
+                        })
+                        .await?
                 }
             };
             self.resolutions.bump(via, false);
