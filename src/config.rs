@@ -102,6 +102,9 @@ pub struct StoreSection {
     pub durability: Option<Durability>,
     /// Threads that read records from disk for resolutions (default: four per core).
     pub read_threads: Option<usize>,
+    /// Recently resolved records kept in memory in front of the store, MiB (default 64;
+    /// 0 turns the cache off).
+    pub record_cache_mb: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -195,6 +198,8 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     pub core: CoreConfig,
     pub block_cache_bytes: usize,
+    /// The record cache in front of the store (0: none).
+    pub record_cache_bytes: usize,
     pub memtable_bytes: usize,
     pub max_message_bytes: usize,
     pub seed: bool,
@@ -352,6 +357,10 @@ impl Config {
         let read_threads = file.store.read_threads;
         if read_threads.is_some_and(|n| !(1..=256).contains(&n)) {
             return Err(invalid("store.read_threads", "must be 1..=256"));
+        }
+        let record_cache_mb = file.store.record_cache_mb.unwrap_or(64);
+        if record_cache_mb > 1 << 20 {
+            return Err(invalid("store.record_cache_mb", "must be 0..=1048576"));
         }
         let memtable_mb = file.store.memtable_mb.unwrap_or(128);
         if !(8..=64 << 10).contains(&memtable_mb) {
@@ -541,6 +550,7 @@ impl Config {
             grpc_addr,
             core,
             block_cache_bytes: block_cache_mb << 20,
+            record_cache_bytes: record_cache_mb << 20,
             memtable_bytes: memtable_mb << 20,
             max_message_bytes,
             seed: !flags.no_seed && file.seed.unwrap_or(true),
@@ -650,6 +660,10 @@ mod tests {
             ("[limits]\nmax_values = 0", "limits.max_values"),
             ("[store]\nblock_cache_mb = 1", "store.block_cache_mb"),
             ("[store]\nread_threads = 0", "store.read_threads"),
+            (
+                "[store]\nrecord_cache_mb = 2000000",
+                "store.record_cache_mb",
+            ),
             ("[grpc]\nmax_message_bytes = 10", "grpc.max_message_bytes"),
             ("[upstream]\nurl = \"ftp://x\"", "upstream.url"),
             ("[upstream]\ntimeout_ms = 0", "upstream.timeout_ms"),

@@ -169,11 +169,11 @@ impl Telemetry {
             self.counter("idnode_forward_failures_total", &[], get(&s.failures));
         }
         for (name, value) in core.store().properties() {
-            self.gauge(
-                "idnode_rocksdb",
-                &[("property", name.to_owned())],
-                value as f64,
-            );
+            let (family, property) = match name.strip_prefix("record-cache-") {
+                Some(p) => ("idnode_record_cache", p),
+                None => ("idnode_rocksdb", name),
+            };
+            self.gauge(family, &[("property", property.to_owned())], value as f64);
         }
         self.handle.run_upkeep();
         self.handle.render()

@@ -40,6 +40,8 @@ pub enum Op {
 pub enum Distribution {
     Uniform,
     Zipf,
+    /// Every key once, in data-set order, then again (a warm-up pass over all keys).
+    Sequential,
 }
 
 #[derive(Args, Clone)]
@@ -178,6 +180,8 @@ struct Keys {
     keys: KeyList,
     remote: Vec<String>,
     zipf: Option<Vec<f64>>,
+    /// The next position for `Distribution::Sequential`.
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl Keys {
@@ -194,6 +198,9 @@ impl Keys {
             return self.remote[rng.random_range(0..self.remote.len())].clone();
         }
         let i = match &self.zipf {
+            None if args.distribution == Distribution::Sequential => {
+                self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.keys.len()
+            }
             None => rng.random_range(0..self.keys.len()),
             Some(cdf) => {
                 let u: f64 = rng.random();
@@ -241,7 +248,12 @@ fn load_keys(args: &BenchArgs) -> anyhow::Result<Keys> {
         }
         cdf
     });
-    Ok(Keys { keys, remote, zipf })
+    Ok(Keys {
+        keys,
+        remote,
+        zipf,
+        next: Default::default(),
+    })
 }
 
 /// Shared counters of a run.

@@ -24,6 +24,7 @@ use crate::auth::Caller;
 use crate::config::Config;
 use crate::resolver::{AdminBootstrap, Core, Interface};
 use crate::store::backup::BackupSet;
+use crate::store::cache::CachedStore;
 use crate::store::rocks::{RocksConfig, RocksStore};
 use crate::store::SharedStore;
 use crate::toplevel::{Endpoints, InterfaceCount, Report};
@@ -66,6 +67,7 @@ fn open_store(
     path: PathBuf,
     block_cache_bytes: usize,
     memtable_bytes: usize,
+    record_cache_bytes: usize,
 ) -> Result<SharedStore, NodeError> {
     let mut rocks = RocksConfig::new(path);
     rocks.block_cache_bytes = block_cache_bytes;
@@ -74,7 +76,13 @@ fn open_store(
         path: rocks.path.clone(),
         detail: e.to_string(),
     })?;
-    Ok(Arc::new(store))
+    if record_cache_bytes == 0 {
+        return Ok(Arc::new(store));
+    }
+    Ok(Arc::new(CachedStore::new(
+        Arc::new(store),
+        record_cache_bytes,
+    )))
 }
 
 /// Opens (creating on first start) the node's data directory: store, core, admin token,
@@ -141,6 +149,7 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         db_path(config),
         config.block_cache_bytes,
         config.memtable_bytes,
+        config.record_cache_bytes,
     )?;
     let core = Arc::new(Core::open(
         store,

@@ -43,7 +43,7 @@ pub fn open(
         path: dir.to_owned(),
         detail: e.to_string(),
     })?;
-    let store = open_store(dir.join("db"), block_cache_bytes.max(8 << 20), 64 << 20)?;
+    let store = open_store(dir.join("db"), block_cache_bytes.max(8 << 20), 64 << 20, 0)?;
     let backup = Arc::new(
         BackupSet::new(dir)
             .store("db", Arc::clone(&store))

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::cache::CachedStore;
 use super::memory::MemoryStore;
 use super::rocks::{RocksConfig, RocksStore};
 use super::{Batch, Durability, Store, Table};
@@ -155,6 +156,17 @@ fn rocks_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = RocksStore::open(&RocksConfig::new(dir.path())).unwrap();
     suite(&store);
+}
+
+#[test]
+fn cached_stores_conform() {
+    // A cache large enough to hold everything, and one that holds a few records at most.
+    for bytes in [1 << 20, 64 * 200] {
+        suite(&CachedStore::new(Arc::new(MemoryStore::new()), bytes));
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = RocksStore::open(&RocksConfig::new(dir.path())).unwrap();
+        suite(&CachedStore::new(Arc::new(rocks), bytes));
+    }
 }
 
 #[test]

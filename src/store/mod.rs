@@ -1,13 +1,15 @@
 //! Storage: one narrow, synchronous key-value trait and its two implementations.
 //!
-//! Owns the tables (column families), the batch/durability contract and the on-disk
-//! encodings (`codec`). Knows nothing of gRPC, identifiers' syntax rules or authorisation;
-//! `rocks` is the only file that imports `rocksdb`. The in-memory twin runs the same
-//! conformance suite (`conformance`, test-only) as RocksDB.
+//! Owns the tables (column families), the batch/durability contract, the on-disk encodings
+//! (`codec`) and the record cache that can front any store (`cache`). Knows nothing of
+//! gRPC, identifiers' syntax rules or authorisation; `rocks` is the only file that imports
+//! `rocksdb`. The in-memory twin and the cached store run the same conformance suite
+//! (`conformance`, test-only) as RocksDB.
 //!
-//! Calls block: async callers cross over through `resolver::Core::blocking`.
+//! Calls block: async callers cross over through `resolver::Core` (see there).
 
 pub mod backup;
+pub mod cache;
 pub mod codec;
 pub mod memory;
 #[cfg(feature = "rocks")]

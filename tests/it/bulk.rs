@@ -295,6 +295,28 @@ async fn bench_reports_what_it_measured() {
     for field in ["p50", "p90", "p99", "p999", "max", "mean"] {
         assert!(r["latency_us"][field].as_f64().unwrap() > 0.0, "{field}");
     }
+    // A sequential pass resolves every imported key once: all found.
+    let seq = work.path().join("seq.json");
+    idnode(&[
+        "bench",
+        "--node",
+        &url,
+        "--keys",
+        data.to_str().unwrap(),
+        "--count",
+        "500",
+        "--distribution",
+        "sequential",
+        "--report",
+        seq.to_str().unwrap(),
+    ]);
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&seq).unwrap()).unwrap();
+    assert_eq!(
+        (r["requests"].as_u64(), r["ok"].as_u64()),
+        (Some(500), Some(500)),
+        "{r}"
+    );
     // DNS, open loop, and creates.
     let dns = node.dns_addr.unwrap().to_string();
     let r2 = work.path().join("r2.json");

@@ -449,6 +449,7 @@ async fn health_and_metrics() {
         "idnode_rocksdb{property=\"block-cache-usage\"}",
         "idnode_rocksdb{property=\"live-sst-files-size\"}",
         "idnode_rocksdb{property=\"estimate-pending-compaction-bytes\"}",
+        "idnode_record_cache{property=\"capacity\"}",
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
     }

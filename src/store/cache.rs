@@ -1,0 +1,317 @@
+//! The record cache: encoded records of recently resolved identifiers, in memory, in front
+//! of any [`Store`].
+//!
+//! A resolution served from the block cache still walks RocksDB's read path (memtables,
+//! filter and index partitions, the data block's hash index): 27–40 % of the node's CPU
+//! in the DNS and gRPC profiles at 1M records (BENCHMARKS.md). This cache answers a
+//! repeated identifier with one hash lookup. It holds only `records` entries that exist.
+//!
+//! Coherence: every write goes through [`Store::write`] here. After the inner store has
+//! applied a batch, each `records` key in it is removed from its shard and the shard's
+//! generation bumped, under the shard's lock. A reader that missed notes the generation
+//! before reading the inner store and inserts what it read only if the generation is
+//! unchanged, under the same lock; so a value read before a write committed is never
+//! inserted after that write's removal, and once `write` returns no read sees the old
+//! value. Offline ingestion (`ingest_sorted`) empties the cache.
+//!
+//! Eviction is first-in first-out per shard, by bytes (keys, values and a fixed overhead
+//! per entry): cheap, and adequate for a cache in front of a block cache.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{BackupInfo, Batch, Durability, Op, SharedStore, Store, StoreResult, Table};
+
+const SHARDS: usize = 64;
+/// Bytes counted per entry beyond its key and value (map slot, queue slot, allocations).
+const ENTRY_OVERHEAD: usize = 96;
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Box<[u8]>, Arc<[u8]>>,
+    /// Keys in insertion order; may hold keys already removed (skipped when evicting).
+    order: VecDeque<Box<[u8]>>,
+    bytes: usize,
+    generation: u64,
+}
+
+impl Shard {
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(v) = self.map.remove(key) {
+            self.bytes -= key.len() + v.len() + ENTRY_OVERHEAD;
+        }
+    }
+
+    fn insert(&mut self, key: &[u8], value: Arc<[u8]>, budget: usize) {
+        let size = key.len() + value.len() + ENTRY_OVERHEAD;
+        if size > budget {
+            return;
+        }
+        self.remove(key);
+        while self.bytes + size > budget {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.remove(&old);
+        }
+        self.map.insert(key.into(), value);
+        self.order.push_back(key.into());
+        self.bytes += size;
+        // Removed keys linger in `order`; compact it when they dominate.
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order.retain(|k| map.contains_key(k));
+        }
+    }
+}
+
+/// A [`Store`] with a record cache in front of it (see the module doc).
+pub struct CachedStore {
+    inner: SharedStore,
+    shards: Box<[Mutex<Shard>]>,
+    /// Bytes per shard.
+    budget: usize,
+}
+
+impl CachedStore {
+    /// Caches up to `bytes` of records in front of `inner`.
+    pub fn new(inner: SharedStore, bytes: usize) -> CachedStore {
+        CachedStore {
+            inner,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            budget: bytes / SHARDS,
+        }
+    }
+
+    fn shard(&self, key: &[u8]) -> MutexGuard<'_, Shard> {
+        // FNV-1a: the shard only spreads the lock; the map hashes on its own.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.shards[(h % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, u64> {
+        let shard = self.shard(key);
+        match shard.map.get(key) {
+            Some(v) => Ok(v.to_vec()),
+            None => Err(shard.generation),
+        }
+    }
+
+    /// Inserts what a reader found if no write touched the shard since `generation`.
+    fn fill(&self, key: &[u8], value: &[u8], generation: u64) {
+        let mut shard = self.shard(key);
+        if shard.generation == generation {
+            shard.insert(key, value.into(), self.budget);
+        }
+    }
+
+    fn invalidate(&self, key: &[u8]) {
+        let mut shard = self.shard(key);
+        shard.generation += 1;
+        shard.remove(key);
+    }
+
+    fn clear(&self) {
+        for s in self.shards.iter() {
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            s.generation += 1;
+            s.map.clear();
+            s.order.clear();
+            s.bytes = 0;
+        }
+    }
+
+    /// Records held and their bytes (as counted for the budget).
+    pub fn usage(&self) -> (u64, u64) {
+        self.shards.iter().fold((0, 0), |(n, b), s| {
+            let s = s.lock().unwrap_or_else(|e| e.into_inner());
+            (n + s.map.len() as u64, b + s.bytes as u64)
+        })
+    }
+}
+
+impl Store for CachedStore {
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if table != Table::Records || self.budget == 0 {
+            return self.inner.get(table, key);
+        }
+        let generation = match self.lookup(key) {
+            Ok(v) => return Ok(Some(v)),
+            Err(g) => g,
+        };
+        let v = self.inner.get(table, key)?;
+        if let Some(v) = &v {
+            self.fill(key, v, generation);
+        }
+        Ok(v)
+    }
+
+    fn get_cached(&self, table: Table, key: &[u8]) -> StoreResult<Option<Option<Vec<u8>>>> {
+        if table != Table::Records || self.budget == 0 {
+            return self.inner.get_cached(table, key);
+        }
+        let generation = match self.lookup(key) {
+            Ok(v) => return Ok(Some(Some(v))),
+            Err(g) => g,
+        };
+        let v = self.inner.get_cached(table, key)?;
+        if let Some(Some(v)) = &v {
+            self.fill(key, v, generation);
+        }
+        Ok(v)
+    }
+
+    fn multi_get(&self, table: Table, keys: &[&[u8]]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        self.inner.multi_get(table, keys)
+    }
+
+    fn write(&self, batch: Batch, durability: Durability) -> StoreResult<()> {
+        let touched: Vec<Vec<u8>> = batch
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put(Table::Records, k, _) | Op::Delete(Table::Records, k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        let written = self.inner.write(batch, durability);
+        // Also after a failed write: it may have been applied in part of the engine.
+        for k in &touched {
+            self.invalidate(k);
+        }
+        written
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan(table, prefix, after, limit)
+    }
+
+    fn counter(&self, table: Table, key: &[u8]) -> StoreResult<i64> {
+        self.inner.counter(table, key)
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.inner.flush()
+    }
+
+    fn ingest_sorted(
+        &self,
+        table: Table,
+        entries: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> StoreResult<u64> {
+        let n = self.inner.ingest_sorted(table, entries);
+        if table == Table::Records {
+            self.clear();
+        }
+        n
+    }
+
+    fn properties(&self) -> Vec<(&'static str, u64)> {
+        let mut p = self.inner.properties();
+        let (records, bytes) = self.usage();
+        p.push(("record-cache-entries", records));
+        p.push(("record-cache-bytes", bytes));
+        p.push(("record-cache-capacity", (self.budget * SHARDS) as u64));
+        p
+    }
+
+    fn backup(&self, dest: &std::path::Path) -> StoreResult<BackupInfo> {
+        self.inner.backup(dest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn put(store: &dyn Store, key: &[u8], value: &[u8]) {
+        let mut b = Batch::new();
+        b.put(Table::Records, key.to_vec(), value.to_vec());
+        store.write(b, Durability::Wal).unwrap();
+    }
+
+    #[test]
+    fn a_write_is_seen_by_the_next_read() {
+        let store = CachedStore::new(Arc::new(MemoryStore::new()), 1 << 20);
+        put(&store, b"88.101/a", b"1");
+        assert_eq!(
+            store.get(Table::Records, b"88.101/a").unwrap().unwrap(),
+            b"1"
+        );
+        assert_eq!(store.usage().0, 1, "the read filled the cache");
+        put(&store, b"88.101/a", b"2");
+        assert_eq!(
+            store.get_cached(Table::Records, b"88.101/a").unwrap(),
+            Some(Some(b"2".to_vec()))
+        );
+        let mut b = Batch::new();
+        b.delete(Table::Records, b"88.101/a".to_vec());
+        store.write(b, Durability::Wal).unwrap();
+        assert_eq!(store.get(Table::Records, b"88.101/a").unwrap(), None);
+        assert_eq!(store.usage().0, 0, "absent records are not cached");
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_budget() {
+        let store = CachedStore::new(Arc::new(MemoryStore::new()), SHARDS * 1024);
+        for i in 0..2000u32 {
+            let key = format!("88.101/{i}");
+            put(&store, key.as_bytes(), &[7u8; 100]);
+            store.get(Table::Records, key.as_bytes()).unwrap();
+        }
+        let (n, bytes) = store.usage();
+        assert!(bytes <= (SHARDS * 1024) as u64, "{bytes} bytes held");
+        assert!(n > 0 && n < 2000, "{n} entries held");
+        // Every record still reads correctly, cached or not.
+        for i in 0..2000u32 {
+            let key = format!("88.101/{i}");
+            assert_eq!(
+                store.get(Table::Records, key.as_bytes()).unwrap().unwrap(),
+                vec![7u8; 100]
+            );
+        }
+    }
+
+    #[test]
+    fn readers_racing_a_writer_never_see_an_overwritten_value() {
+        // Readers fill the cache while a writer overwrites one record with increasing
+        // versions; after each write returns, every read must give at least that version.
+        let store = Arc::new(CachedStore::new(Arc::new(MemoryStore::new()), 1 << 20));
+        put(store.as_ref(), b"88.101/k", &0u32.to_be_bytes());
+        let written = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, written) = (Arc::clone(&store), Arc::clone(&written));
+                std::thread::spawn(move || {
+                    let mut last = 0;
+                    while last < 2000 {
+                        let floor = written.load(std::sync::atomic::Ordering::SeqCst);
+                        let v = store.get(Table::Records, b"88.101/k").unwrap().unwrap();
+                        let v = u32::from_be_bytes(v.try_into().unwrap());
+                        assert!(v >= floor, "read {v} after {floor} was written");
+                        last = v;
+                    }
+                })
+            })
+            .collect();
+        for i in 1..=2000u32 {
+            put(store.as_ref(), b"88.101/k", &i.to_be_bytes());
+            written.store(i, std::sync::atomic::Ordering::SeqCst);
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+    }
+}
