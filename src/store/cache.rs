@@ -296,7 +296,7 @@ mod tests {
                 let (store, written) = (Arc::clone(&store), Arc::clone(&written));
                 std::thread::spawn(move || {
                     let mut last = 0;
-                    while last < 2000 {
+                    while last < 20_000 {
                         let floor = written.load(std::sync::atomic::Ordering::SeqCst);
                         let v = store.get(Table::Records, b"88.101/k").unwrap().unwrap();
                         let v = u32::from_be_bytes(v.try_into().unwrap());
@@ -306,7 +306,7 @@ mod tests {
                 })
             })
             .collect();
-        for i in 1..=2000u32 {
+        for i in 1..=20_000u32 {
             put(store.as_ref(), b"88.101/k", &i.to_be_bytes());
             written.store(i, std::sync::atomic::Ordering::SeqCst);
         }

@@ -135,6 +135,22 @@ async fn full_lifecycle_with_owner_token() {
             (4, "qa@example.cn".to_owned())
         ]
     );
+    // Resolutions see the edit at once (the resolves above put the record in the node's
+    // record cache).
+    let seen = |r: pb::ResolveResponse| -> Vec<(u32, String)> {
+        r.values
+            .into_iter()
+            .map(|v| (v.index, String::from_utf8(v.data).unwrap()))
+            .collect()
+    };
+    let anon = node.resolver(None).resolve(resolve(id)).await.unwrap();
+    assert_eq!(
+        seen(anon.into_inner()),
+        [
+            (1, "https://example.cn/p/1?v=2".to_owned()),
+            (4, "qa@example.cn".to_owned())
+        ]
+    );
     // Edit errors are all-or-nothing.
     for (change, code) in [
         (
@@ -185,6 +201,11 @@ async fn full_lifecycle_with_owner_token() {
         .record
         .unwrap();
     assert_eq!(replaced.values.len(), 1);
+    let anon = node.resolver(None).resolve(resolve(id)).await.unwrap();
+    assert_eq!(
+        seen(anon.into_inner()),
+        [(1, "https://example.cn/new".to_owned())]
+    );
 
     // Delete, then it is gone everywhere.
     reg.delete(pb::DeleteRequest {
