@@ -197,12 +197,12 @@ impl Keys {
         if x < args.miss_ratio + args.remote_ratio && !self.remote.is_empty() {
             return self.remote[rng.random_range(0..self.remote.len())].clone();
         }
-        let i = match &self.zipf {
-            None if args.distribution == Distribution::Sequential => {
+        let i = match (args.distribution, &self.zipf) {
+            (Distribution::Sequential, _) => {
                 self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.keys.len()
             }
-            None => rng.random_range(0..self.keys.len()),
-            Some(cdf) => {
+            (_, None) => rng.random_range(0..self.keys.len()),
+            (_, Some(cdf)) => {
                 let u: f64 = rng.random();
                 cdf.partition_point(|c| *c < u).min(self.keys.len() - 1)
             }

@@ -18,7 +18,7 @@
 //! per entry): cheap, and adequate for a cache in front of a block cache.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use super::{BackupInfo, Batch, Durability, Op, SharedStore, Store, StoreResult, Table};
 
@@ -28,7 +28,7 @@ const ENTRY_OVERHEAD: usize = 96;
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Box<[u8]>, Arc<[u8]>>,
+    map: HashMap<Box<[u8]>, Box<[u8]>>,
     /// Keys in insertion order; may hold keys already removed (skipped when evicting).
     order: VecDeque<Box<[u8]>>,
     bytes: usize,
@@ -42,7 +42,7 @@ impl Shard {
         }
     }
 
-    fn insert(&mut self, key: &[u8], value: Arc<[u8]>, budget: usize) {
+    fn insert(&mut self, key: &[u8], value: &[u8], budget: usize) {
         let size = key.len() + value.len() + ENTRY_OVERHEAD;
         if size > budget {
             return;
@@ -54,7 +54,7 @@ impl Shard {
             };
             self.remove(&old);
         }
-        self.map.insert(key.into(), value);
+        self.map.insert(key.into(), value.into());
         self.order.push_back(key.into());
         self.bytes += size;
         // Removed keys linger in `order`; compact it when they dominate.
@@ -94,19 +94,32 @@ impl CachedStore {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, u64> {
-        let shard = self.shard(key);
-        match shard.map.get(key) {
-            Some(v) => Ok(v.to_vec()),
-            None => Err(shard.generation),
+    /// The cached record, or else `read` from the inner store (`None`: not in memory
+    /// there), filling the cache with a record it finds unless a write got in between.
+    fn read_through(
+        &self,
+        key: &[u8],
+        read: impl FnOnce() -> StoreResult<Option<Option<Vec<u8>>>>,
+    ) -> StoreResult<Option<Option<Vec<u8>>>> {
+        let generation = {
+            let shard = self.shard(key);
+            match shard.map.get(key) {
+                Some(v) => return Ok(Some(Some(v.to_vec()))),
+                None => shard.generation,
+            }
+        };
+        let v = read()?;
+        if let Some(Some(v)) = &v {
+            self.fill(key, v, generation);
         }
+        Ok(v)
     }
 
     /// Inserts what a reader found if no write touched the shard since `generation`.
     fn fill(&self, key: &[u8], value: &[u8], generation: u64) {
         let mut shard = self.shard(key);
         if shard.generation == generation {
-            shard.insert(key, value.into(), self.budget);
+            shard.insert(key, value, self.budget);
         }
     }
 
@@ -137,33 +150,18 @@ impl CachedStore {
 
 impl Store for CachedStore {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        if table != Table::Records || self.budget == 0 {
+        if table != Table::Records {
             return self.inner.get(table, key);
         }
-        let generation = match self.lookup(key) {
-            Ok(v) => return Ok(Some(v)),
-            Err(g) => g,
-        };
-        let v = self.inner.get(table, key)?;
-        if let Some(v) = &v {
-            self.fill(key, v, generation);
-        }
-        Ok(v)
+        self.read_through(key, || self.inner.get(table, key).map(Some))
+            .map(Option::flatten)
     }
 
     fn get_cached(&self, table: Table, key: &[u8]) -> StoreResult<Option<Option<Vec<u8>>>> {
-        if table != Table::Records || self.budget == 0 {
+        if table != Table::Records {
             return self.inner.get_cached(table, key);
         }
-        let generation = match self.lookup(key) {
-            Ok(v) => return Ok(Some(Some(v))),
-            Err(g) => g,
-        };
-        let v = self.inner.get_cached(table, key)?;
-        if let Some(Some(v)) = &v {
-            self.fill(key, v, generation);
-        }
-        Ok(v)
+        self.read_through(key, || self.inner.get_cached(table, key))
     }
 
     fn multi_get(&self, table: Table, keys: &[&[u8]]) -> StoreResult<Vec<Option<Vec<u8>>>> {
@@ -233,6 +231,8 @@ impl Store for CachedStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::store::memory::MemoryStore;
 

@@ -239,6 +239,11 @@ async fn online_and_offline_imports_give_identical_stores() {
     assert!(contents(&csv_dir).0 == offline);
 }
 
+/// An `idnode bench --report` file.
+fn read_report(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_reports_what_it_measured() {
     let work = tempfile::tempdir().unwrap();
@@ -282,8 +287,7 @@ async fn bench_reports_what_it_measured() {
         report.to_str().unwrap(),
     ]);
     assert!(out.contains("latency µs: p50"), "{out}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = read_report(&report);
     assert_eq!(r["requests"], 300);
     let misses = r["errors"]["not_found"].as_u64().unwrap_or(0);
     assert_eq!(
@@ -310,8 +314,7 @@ async fn bench_reports_what_it_measured() {
         "--report",
         seq.to_str().unwrap(),
     ]);
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&seq).unwrap()).unwrap();
+    let r = read_report(&seq);
     assert_eq!(
         (r["requests"].as_u64(), r["ok"].as_u64()),
         (Some(500), Some(500)),
@@ -335,8 +338,7 @@ async fn bench_reports_what_it_measured() {
         "--report",
         r2.to_str().unwrap(),
     ]);
-    let r2v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&r2).unwrap()).unwrap();
+    let r2v = read_report(&r2);
     assert_eq!(
         (r2v["requests"].as_u64(), r2v["ok"].as_u64()),
         (Some(200), Some(200))
