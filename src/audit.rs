@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::resolver::oplog::{
-    entries_of, entry_hash, is_bulk, matches_record, BulkDigest, LogEntry, GENESIS,
+    entries_of, entry_hash, indexed_hash, is_bulk, matches_record, BulkDigest, LogEntry, GENESIS,
 };
 use crate::store::{codec, Store, Table};
 
@@ -222,8 +222,9 @@ pub fn verify(
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
             if let Some((_, digest)) = bulk.get_mut(&seq).filter(|_| !v.is_empty()) {
-                // Scanned in identifier order, the order the digest was made in.
-                digest.add(&k[..cut], &v);
+                // Scanned in identifier order, the order the digest was made in. An
+                // unreadable hash cannot have been digested: all ones make it differ.
+                digest.add(&k[..cut], &indexed_hash(&v).unwrap_or([0xff; 32]));
             }
             let target = String::from_utf8_lossy(&k[..cut]).into_owned();
             if !target.contains('/') || seen.contains(&target) || !seen.insert(target.clone()) {

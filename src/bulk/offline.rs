@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::Item;
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::resolver::oplog::{content_hash, index_key, BulkDigest};
+use crate::resolver::oplog::{content_digest, index_key, BulkDigest};
 use crate::resolver::Core;
 use crate::store::{codec, Table};
 
@@ -288,15 +288,15 @@ pub fn import(
         }
     })
     .map(|e| {
-        let hash = content_hash(&e.value);
-        digest.add(&e.key, hash.as_bytes());
+        let hash = content_digest(&e.value);
+        digest.add(&e.key, &hash);
         *counts.entry(e.owner.clone()).or_default() += 1;
         imported += 1;
         let id = String::from_utf8_lossy(&e.key).into_owned();
         let _ = index_out
             .write_all(&(index_key(&id, seq).len() as u32).to_le_bytes())
             .and_then(|_| index_out.write_all(&index_key(&id, seq)))
-            .and_then(|_| index_out.write_all(hash.as_bytes()));
+            .and_then(|_| index_out.write_all(&hash));
         (e.key, e.value)
     });
     store
@@ -316,7 +316,7 @@ pub fn import(
         index_in.read_exact(&mut len).ok()?;
         let mut key = vec![0u8; u32::from_le_bytes(len) as usize];
         index_in.read_exact(&mut key).ok()?;
-        let mut hash = vec![0u8; 64];
+        let mut hash = vec![0u8; 32];
         index_in.read_exact(&mut hash).ok()?;
         Some((key, hash))
     });

@@ -49,12 +49,16 @@ pub struct Draft {
     pub content: Option<String>,
     /// For an entry covering many records ([`is_bulk`]): each record's identifier and
     /// content hash, kept in its log index entry.
-    pub covers: Vec<(String, String)>,
+    pub covers: Vec<(String, Digest32)>,
 }
 
+/// A SHA-256 digest.
+pub type Digest32 = [u8; 32];
+
 /// True for the operations whose one entry covers many records (an offline `import`, a
-/// `batch_create` message); each record's content hash is in its log index entry, and the
-/// entry's `content` is the SHA-256 over every (identifier, content hash) pair in order.
+/// `batch_create` message); each record's content hash is in its log index entry (32
+/// bytes; 64 hex digits in stores written before that), and the entry's `content` is the
+/// SHA-256 over every (identifier, hex content hash) pair in order.
 pub fn is_bulk(op: &str) -> bool {
     op == "import" || op == "batch_create"
 }
@@ -66,9 +70,11 @@ pub fn is_bulk(op: &str) -> bool {
 pub struct BulkDigest(Sha256);
 
 impl BulkDigest {
-    pub fn add(&mut self, id: &[u8], content_hash: &[u8]) {
+    pub fn add(&mut self, id: &[u8], content_hash: &Digest32) {
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(content_hash, &mut hex).expect("64 digits for 32 bytes");
         self.0.update(id);
-        self.0.update(content_hash);
+        self.0.update(hex);
     }
 
     pub fn finish(self) -> String {
@@ -100,7 +106,24 @@ pub fn entry_hash(e: &LogEntry) -> String {
 }
 
 pub fn content_hash(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    hex::encode(content_digest(bytes))
+}
+
+pub fn content_digest(bytes: &[u8]) -> Digest32 {
+    Sha256::digest(bytes).into()
+}
+
+/// The content hash a log index entry holds: 32 bytes, or (stores written before) 64 hex
+/// digits; `None` for an entry that carries none, or an unreadable one.
+pub fn indexed_hash(value: &[u8]) -> Option<Digest32> {
+    match value.len() {
+        32 => value.try_into().ok(),
+        64 => {
+            let mut d = [0u8; 32];
+            hex::decode_to_slice(value, &mut d).ok().map(|_| d)
+        }
+        _ => None,
+    }
 }
 
 pub fn seq_key(seq: u64) -> [u8; 8] {
@@ -179,11 +202,7 @@ impl Core {
             e.hash = entry_hash(&e);
             batch.put(Table::OplogIndex, index_key(&e.target, seq), Vec::new());
             for (target, hash) in d.covers {
-                batch.put(
-                    Table::OplogIndex,
-                    index_key(&target, seq),
-                    hash.into_bytes(),
-                );
+                batch.put(Table::OplogIndex, index_key(&target, seq), hash.to_vec());
             }
             prev = e.hash.clone();
             batch.put(Table::Oplog, seq_key(seq), codec::encode_json(&e));
@@ -229,7 +248,7 @@ pub fn entries_of(store: &dyn Store, target: &str) -> Result<Vec<LogEntry>> {
                 // A bulk entry covers many records; each one's content hash is in its
                 // index entry.
                 if is_bulk(&e.op) {
-                    e.content = Some(String::from_utf8_lossy(&v).into_owned());
+                    e.content = indexed_hash(&v).map(hex::encode);
                     e.target = target.to_owned();
                 }
                 out.push(e)
@@ -275,5 +294,27 @@ impl Core {
             consistent,
             head: self.log_head(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_values_hold_raw_or_hex_hashes() {
+        let d = content_digest(b"record");
+        assert_eq!(indexed_hash(&d), Some(d));
+        assert_eq!(indexed_hash(hex::encode(d).as_bytes()), Some(d));
+        assert_eq!(indexed_hash(b""), None);
+        assert_eq!(indexed_hash(&[0u8; 31]), None);
+        assert_eq!(indexed_hash(&[b'z'; 64]), None);
+        // The digest of a bulk entry is over the hex form, whatever the index holds.
+        let mut a = BulkDigest::default();
+        a.add(b"88.101.5/A", &d);
+        let mut h = Sha256::new();
+        h.update(b"88.101.5/A");
+        h.update(content_hash(b"record"));
+        assert_eq!(a.finish(), hex::encode(h.finalize()));
     }
 }

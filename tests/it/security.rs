@@ -787,7 +787,7 @@ async fn https_get(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_entry_commits_to_every_record_it_covers() {
     use idnode::audit::{self, Problem};
-    use idnode::resolver::oplog::{content_hash, index_key};
+    use idnode::resolver::oplog::{content_digest, index_key};
     use idnode::store::rocks::{RocksConfig, RocksStore};
     use idnode::store::{codec, Batch, Durability, Store, Table};
 
@@ -832,6 +832,18 @@ async fn a_batch_entry_commits_to_every_record_it_covers() {
     assert_eq!(clean.records, 80);
     let seq = proof.entries[0].seq;
 
+    // Stores written before index values were 32 bytes hold 64 hex digits: still read.
+    let b45 = store.get(Table::Records, b"88.101.5/B45").unwrap().unwrap();
+    let mut b = Batch::new();
+    b.put(
+        Table::OplogIndex,
+        index_key("88.101.5/B45", seq),
+        hex::encode(content_digest(&b45)).into_bytes(),
+    );
+    store.write(b, Durability::Sync).unwrap();
+    let legacy = audit::verify(&store, &[], None).unwrap();
+    assert!(legacy.problems.is_empty(), "{:?}", legacy.problems);
+
     // Forge B45 and the content hash in its index entry consistently: the record matches
     // its (forged) hash, but the batch entry's digest no longer does.
     let mut forged =
@@ -843,7 +855,7 @@ async fn a_batch_entry_commits_to_every_record_it_covers() {
     b.put(
         Table::OplogIndex,
         index_key("88.101.5/B45", seq),
-        content_hash(&bytes).into_bytes(),
+        content_digest(&bytes).to_vec(),
     );
     b.put(Table::Records, b"88.101.5/B45".to_vec(), bytes);
     store.write(b, Durability::Sync).unwrap();
