@@ -784,13 +784,16 @@ pub enum ReferenceCommand {
         #[arg(long, default_value = "88.101")]
         node_prefix: String,
     },
-    /// Raw RocksDB WriteBatch puts (1000 per batch) of a data set's keys and encoded
-    /// records, into a fresh directory.
+    /// Raw RocksDB WriteBatch puts of a data set's keys and encoded records, into a fresh
+    /// directory.
     RocksBatch {
         #[arg(long)]
         input: PathBuf,
         #[arg(long)]
         dir: PathBuf,
+        /// Puts per WriteBatch (as `idnode import --chunk`).
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
     },
     /// Raw SstFileWriter + ingest of a data set's keys and encoded records, sorted
     /// beforehand (the sort is not timed).
@@ -881,11 +884,11 @@ pub async fn reference(cmd: ReferenceCommand) -> anyhow::Result<()> {
                 .await?;
             Ok(())
         }
-        ReferenceCommand::RocksBatch { input, dir } => {
+        ReferenceCommand::RocksBatch { input, dir, batch } => {
             let entries = encoded(&input)?;
             let store = RocksStore::open(&RocksConfig::new(&dir)).map_err(|e| anyhow!("{e}"))?;
             let started = Instant::now();
-            for chunk in entries.chunks(1000) {
+            for chunk in entries.chunks(batch.max(1)) {
                 let mut b = Batch::new();
                 for (k, v) in chunk {
                     b.put(Table::Records, k.clone(), v.clone());

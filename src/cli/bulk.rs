@@ -165,8 +165,9 @@ pub struct ImportArgs {
     /// With --offline: memory for sorting before runs spill to disk, MiB.
     #[arg(long, default_value_t = 1024)]
     pub memory_mb: usize,
-    /// Records per BatchCreate message.
-    #[arg(long, default_value_t = 1000)]
+    /// Records per BatchCreate message (the node's default `max_batch_items`; at 10M
+    /// records 2000 imported ~15 % faster than 1000, 5000 no faster).
+    #[arg(long, default_value_t = 2000)]
     pub chunk: usize,
     /// BatchCreate messages in flight.
     #[arg(long, default_value_t = 4)]
