@@ -87,10 +87,13 @@ async fn online_and_offline_imports_give_identical_stores() {
     let token = online_dir.join("admin.token");
     let token = token.to_str().unwrap();
     std::fs::write(work.path().join("d.jsonl.progress"), "1200").unwrap();
+    // In several messages (the default is 2000 records per message).
     let r = json_line(&idnode(&[
         "import",
         data_s,
         "--resume",
+        "--chunk",
+        "500",
         "--node",
         &url,
         "--token-file",
