@@ -121,6 +121,8 @@ fn table_options(table: Table, cache: Option<&Cache>) -> Options {
         // enterprise's identifiers mostly arrive in order, so RocksDB keeps the insert
         // position of the last key per 13-byte prefix (`88.101.1234/A`: node, enterprise,
         // the suffix's start) and starts the next search there (under 1 % afterwards).
+        // A hint is ~220 bytes of the memtable's arena plus a map entry, both counted in
+        // the memtable's size, so hints make it flush sooner rather than grow beside it.
         extra.push("memtable_insert_with_hint_prefix_extractor=rocksdb.CappedPrefix.13");
     }
     if extra.is_empty() {
