@@ -362,7 +362,7 @@ impl Config {
         if record_cache_mb > 1 << 20 {
             return Err(invalid("store.record_cache_mb", "must be 0..=1048576"));
         }
-        let memtable_mb = file.store.memtable_mb.unwrap_or(128);
+        let memtable_mb = file.store.memtable_mb.unwrap_or(1024);
         if !(8..=64 << 10).contains(&memtable_mb) {
             return Err(invalid("store.memtable_mb", "must be 8..=65536"));
         }
