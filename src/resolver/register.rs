@@ -266,13 +266,12 @@ impl Core {
             .multi_get(Table::Records, &keys)
             .map_err(Error::internal)?;
         // First the decisions, reading `prepared`; then the write batch, taking from it.
-        let mut write = vec![false; prepared.len()];
         let mut drafts = Vec::new();
         let mut covers: Vec<(String, Digest32)> = Vec::new();
         let mut created: HashMap<&str, i64> = HashMap::new();
         let mut in_batch: HashMap<&str, &Record> = HashMap::new();
         let mut outcomes = Vec::with_capacity(prepared.len());
-        for ((p, old), write) in prepared.iter().zip(existing).zip(write.iter_mut()) {
+        for (p, old) in prepared.iter().zip(existing) {
             let old = match old {
                 Some(bytes) => Some(
                     codec::decode_record(&bytes)
@@ -297,7 +296,6 @@ impl Core {
                             *left -= 1;
                         }
                         // Counter increments are tallied and added once per batch.
-                        *write = true;
                         *created.entry(p.owner_prefix.as_str()).or_default() += 1;
                         if bulk {
                             covers.push((p.id.to_string(), content_digest(&p.bytes)));
@@ -340,7 +338,11 @@ impl Core {
                 drafts.push(draft);
             }
             drop((created, in_batch));
-            for (p, _) in prepared.into_iter().zip(write).filter(|(_, w)| *w) {
+            let new_records = prepared
+                .into_iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, Ok(CreateOutcome::Created)));
+            for (p, _) in new_records {
                 batch.put(Table::Records, p.id.as_bytes(), p.bytes);
             }
             self.commit_logged(batch, drafts)?;
