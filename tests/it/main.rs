@@ -13,4 +13,5 @@ mod http;
 mod limits;
 mod registry;
 mod security;
+mod setup;
 mod support;
