@@ -162,6 +162,56 @@ pub struct Forwarder {
     stats: ForwardStats,
 }
 
+/// What a client is told when forwarding fails: the kind and which prefix's node could not
+/// be reached. The detail (peer URLs, remote status text, attempts) goes to the log only.
+fn withhold(id: &Identifier, e: Error, public: String) -> Error {
+    if e.kind != ErrorKind::Unavailable {
+        return e;
+    }
+    tracing::warn!(identifier = %id, detail = %e.message, "forwarding failed");
+    Error::new(ErrorKind::Unavailable, public)
+}
+
+/// One waiter's share of a single-flight entry. The entry leaves the table when its round
+/// has finished or when its last waiter goes away, cancelled or not: a request whose
+/// client hung up must not leave an entry behind (the table would grow without bound).
+struct FlightGuard<'a> {
+    table: &'a Mutex<HashMap<String, Flight>>,
+    key: &'a str,
+    flight: Option<Flight>,
+}
+
+impl<'a> FlightGuard<'a> {
+    fn join(table: &'a Mutex<HashMap<String, Flight>>, key: &'a str) -> FlightGuard<'a> {
+        let mut flights = table.lock().unwrap_or_else(|e| e.into_inner());
+        let flight = Arc::clone(flights.entry(key.to_owned()).or_default());
+        FlightGuard {
+            table,
+            key,
+            flight: Some(flight),
+        }
+    }
+
+    fn cell(&self) -> &Flight {
+        self.flight.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        // Every clone is made and dropped under the lock, so the count is exact here:
+        // 2 = the table's and this waiter's.
+        let mine = self.flight.take().expect("dropped once");
+        if flights.get(self.key).is_some_and(|f| Arc::ptr_eq(f, &mine))
+            && (mine.initialized() || Arc::strong_count(&mine) == 2)
+        {
+            flights.remove(self.key);
+        }
+        drop(mine);
+    }
+}
+
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -193,10 +243,16 @@ impl Forwarder {
         &self.upstream
     }
 
+    /// Identifiers with an upstream round in progress (the single-flight table).
+    pub fn in_flight(&self) -> usize {
+        self.flights.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The public values of a remote identifier.
     ///
     /// Errors: `NotFound` (authoritative, from the upstream or the serving node);
-    /// `Unavailable` naming what failed when nothing usable is cached.
+    /// `Unavailable` saying which hop failed (the top-level node, or the node serving the
+    /// prefix) when nothing usable is cached; the detail is logged, never returned.
     pub async fn resolve(&self, id: &Identifier) -> Result<Arc<Vec<Value>>> {
         bump(&self.stats.forwarded);
         let cached = self.answers.get(id.as_str()).await;
@@ -206,23 +262,13 @@ impl Forwarder {
                 return a.result();
             }
         }
-        let flight = {
-            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::clone(flights.entry(id.to_string()).or_default())
-        };
+        let flight = FlightGuard::join(&self.flights, id.as_str());
         let outcome = flight
+            .cell()
             .get_or_init(|| self.refresh(id, cached))
             .await
             .clone();
-        {
-            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            if flights
-                .get(id.as_str())
-                .is_some_and(|f| Arc::ptr_eq(f, &flight))
-            {
-                flights.remove(id.as_str());
-            }
-        }
+        drop(flight);
         match outcome {
             Ok(answer) => answer.result(),
             Err(e) => {
@@ -285,22 +331,34 @@ impl Forwarder {
             Err(e) if e.kind == ErrorKind::NotFound => {
                 return Ok(self.answer(Err(e.message), self.config.negative_ttl));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let public = format!(
+                    "the top-level node cannot be asked now where {} is served",
+                    id.prefix()
+                );
+                return Err(withhold(id, e, public));
+            }
+        };
+        let unreachable = || {
+            format!(
+                "the node serving {} cannot be reached now",
+                referral.node_prefix
+            )
         };
         let url = referral.endpoints.grpc.clone();
         if url.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "node {} serving {} has not announced a gRPC endpoint",
-                    referral.node_id, referral.node_prefix
-                ),
-            ));
+            let detail = format!(
+                "node {} serving {} has not announced a gRPC endpoint",
+                referral.node_id, referral.node_prefix
+            );
+            let e = Error::new(ErrorKind::Unavailable, detail);
+            return Err(withhold(id, e, unreachable()));
         }
         let what = format!("node {} at {url}", referral.node_id);
         let asked = self
             .with_retries(&self.stats.remote_calls, || self.ask(&url, &what, id))
-            .await;
+            .await
+            .map_err(|e| withhold(id, e, unreachable()));
         match asked {
             Ok(values) => {
                 let ttl = values.iter().map(|v| v.ttl).min().unwrap_or(0);
@@ -421,5 +479,76 @@ impl Forwarder {
                     })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::GrpcUpstream;
+
+    /// Waits (bounded) until `counter` reaches `n`.
+    async fn until(counter: &AtomicU64, n: u64) {
+        for _ in 0..5000 {
+            if ForwardStats::get(counter) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("counter stayed at {}", ForwardStats::get(counter));
+    }
+
+    #[tokio::test]
+    async fn cancelled_waiters_leave_no_flight_behind() {
+        // An upstream that accepts connections and never answers: every call hangs.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let hold = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        let config = ForwardConfig {
+            timeout: Duration::from_secs(60),
+            ..ForwardConfig::default()
+        };
+        let upstream = GrpcUpstream::new(&url, None, config.timeout, None).unwrap();
+        let forwarder = Arc::new(Forwarder::new(Arc::new(upstream), config));
+        let id = Identifier::parse("88.102.3/AXLE-1").unwrap();
+
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let (f, id) = (Arc::clone(&forwarder), id.clone());
+                tokio::spawn(async move { f.resolve(&id).await })
+            })
+            .collect();
+        until(&forwarder.stats().upstream_calls, 1).await;
+        assert_eq!(
+            forwarder.in_flight(),
+            1,
+            "the three waiters share one flight"
+        );
+        for w in &waiters {
+            w.abort();
+        }
+        for w in waiters {
+            assert!(w.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(
+            forwarder.in_flight(),
+            0,
+            "cancelled waiters left their flight"
+        );
+
+        // The next resolution asks the upstream afresh.
+        let f = Arc::clone(&forwarder);
+        let next = tokio::spawn(async move { f.resolve(&id).await });
+        until(&forwarder.stats().upstream_calls, 2).await;
+        assert_eq!(forwarder.in_flight(), 1);
+        next.abort();
+        assert!(next.await.unwrap_err().is_cancelled());
+        assert_eq!(forwarder.in_flight(), 0);
+        hold.abort();
     }
 }

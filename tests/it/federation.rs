@@ -371,6 +371,11 @@ async fn top_level_outage_and_recovery() {
             .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     assert!(e.message().contains("top-level node"), "{}", e.message());
+    assert!(e.message().contains("88.102.3"), "{}", e.message());
+    // Anonymous callers get the kind and the prefix; addresses and remote status text stay
+    // in the node's log.
+    assert!(!e.message().contains(&addr.to_string()), "{}", e.message());
+    assert!(!e.message().contains("http"), "{}", e.message());
 
     // The top-level node comes back on the same address; A recovers without a restart.
     let top = TopNode::start(&dir, &addr.to_string()).await;
@@ -396,6 +401,7 @@ async fn remote_node_outage_serves_stale_within_the_bound_then_unavailable() {
         .await
         .unwrap();
     let cached_at = Instant::now();
+    let b_addr = p.b.addr;
     p.b.stop().await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let stale =
@@ -415,10 +421,16 @@ async fn remote_node_outage_serves_stale_within_the_bound_then_unavailable() {
             .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     assert!(
-        e.message().contains("hubei-xiangyang-automotive"),
+        e.message().contains("the node serving 88.102 "),
         "{}",
         e.message()
     );
+    assert!(
+        !e.message().contains(&b_addr.to_string()),
+        "{}",
+        e.message()
+    );
+    assert!(!e.message().contains("http"), "{}", e.message());
 }
 
 #[tokio::test]
@@ -451,7 +463,14 @@ async fn a_delegation_loop_ends_in_an_error_within_the_timeout() {
         started.elapsed()
     );
     assert_eq!(e.code(), Code::Unavailable);
-    assert!(e.message().contains("hop limit"), "{}", e.message());
+    // The second pass through A ends at the hop limit; the first tells its client which
+    // prefix's node failed, not the remote status text (that goes to A's log).
+    assert!(
+        e.message().contains("the node serving 88.150 "),
+        "{}",
+        e.message()
+    );
+    assert!(!e.message().contains("http"), "{}", e.message());
 }
 
 #[tokio::test]
