@@ -41,6 +41,8 @@ impl RocksConfig {
 
 pub struct RocksStore {
     db: DB,
+    /// The options the store was opened with: they hold RocksDB's statistics (tickers).
+    options: Options,
     path: PathBuf,
     /// Read options of `get_cached` (block cache and memtables only), built once.
     cache_only: rocksdb::ReadOptions,
@@ -154,6 +156,10 @@ impl RocksStore {
         db_opts.set_max_background_jobs(config.parallelism.max(2));
         db_opts.set_keep_log_file_num(4);
         db_opts.set_db_write_buffer_size(config.memtable_bytes);
+        // Tickers only (per-core counters, no timers or histograms): they show what RocksDB
+        // really did, e.g. how often it fsynced the WAL (`sync` durability), in /metrics.
+        db_opts.enable_statistics();
+        db_opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
 
         let cfs = Table::ALL
             .iter()
@@ -174,6 +180,7 @@ impl RocksStore {
         let db = DB::open_cf_descriptors(&db_opts, &config.path, cfs).map_err(err)?;
         Ok(RocksStore {
             db,
+            options: db_opts,
             path: config.path.clone(),
             cache_only: cache_only(),
         })
@@ -187,6 +194,7 @@ impl RocksStore {
             DB::open_cf_descriptors_read_only(&db_opts, &config.path, cfs, false).map_err(err)?;
         Ok(RocksStore {
             db,
+            options: db_opts,
             path: config.path.clone(),
             cache_only: cache_only(),
         })
@@ -345,6 +353,15 @@ impl Store for RocksStore {
                 .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
                 .sum();
             out.push((short, total));
+        }
+        use rocksdb::statistics::Ticker;
+        for (short, ticker) in [
+            // WAL fsyncs since the store opened: one per write group in `sync` mode.
+            ("wal-syncs", Ticker::WalFileSynced),
+            ("wal-bytes", Ticker::WalFileBytes),
+            ("bytes-written", Ticker::BytesWritten),
+        ] {
+            out.push((short, self.options.get_ticker_count(ticker)));
         }
         if let Ok(cf) = self.cf(Table::Records) {
             for (short, name) in [

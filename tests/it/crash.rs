@@ -15,7 +15,8 @@ use crate::support::{record, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idnode");
 
-fn start(dir: &Path, sync: bool) -> (Child, String) {
+/// Starts the node; returns it, its gRPC URL and its HTTP base URL (for /metrics).
+fn start(dir: &Path, sync: bool) -> (Child, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "serve",
@@ -24,7 +25,7 @@ fn start(dir: &Path, sync: bool) -> (Child, String) {
         "--dns-addr",
         "off",
         "--http-addr",
-        "off",
+        "127.0.0.1:0",
         "--no-seed",
         "--data-dir",
     ])
@@ -36,8 +37,31 @@ fn start(dir: &Path, sync: bool) -> (Child, String) {
         cmd.arg("--sync");
     }
     let mut child = cmd.spawn().unwrap();
-    let (url, _) = crate::support::read_banner(&mut child);
-    (child, url)
+    let (url, banner) = crate::support::read_banner(&mut child);
+    let http = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("HTTP on "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the banner names the HTTP address")
+        .to_owned();
+    (child, url, http)
+}
+
+/// How many times RocksDB fsynced the WAL since the node started (its statistics, as
+/// /metrics exports them).
+async fn wal_syncs(http: &str) -> u64 {
+    let text = reqwest::get(format!("{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("idnode_rocksdb{property=\"wal-syncs\"} "))
+        .unwrap_or_else(|| panic!("no wal-syncs in /metrics:\n{text}"))
+        .trim()
+        .parse::<f64>()
+        .unwrap() as u64
 }
 
 type Svc = tonic::service::interceptor::InterceptedService<Channel, BearerAuth>;
@@ -75,7 +99,7 @@ async fn rounds(sync: bool) {
     let acked: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let mut token = String::new();
     for round in 0..rounds {
-        let (mut child, url) = start(dir.path(), sync);
+        let (mut child, url, http) = start(dir.path(), sync);
         if round == 0 {
             let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
             let ch = Channel::from_shared(url.clone())
@@ -100,9 +124,13 @@ async fn rounds(sync: bool) {
         }
         let (registry, _) = clients(&url, &token).await;
         // Writers: two streaming BatchCreate clients and two single-Create clients.
+        const WRITERS: u64 = 4;
+        // Acknowledged calls (a Create or a BatchCreate message: one store write each).
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut writers = Vec::new();
-        for w in 0..4u64 {
+        for w in 0..WRITERS {
             let (mut registry, acked) = (registry.clone(), Arc::clone(&acked));
+            let calls = Arc::clone(&calls);
             writers.push(tokio::spawn(async move {
                 for chunk in 0u64.. {
                     if w < 2 {
@@ -127,6 +155,7 @@ async fn rounds(sync: bool) {
                         let Ok(Some(answer)) = stream.message().await else {
                             return;
                         };
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let mut a = acked.lock().unwrap();
                         for r in answer.results.iter().filter(|r| r.code == 0) {
                             let n: u64 = r.identifier.rsplit('-').next().unwrap().parse().unwrap();
@@ -141,6 +170,7 @@ async fn rounds(sync: bool) {
                         if registry.create(req).await.is_err() {
                             return;
                         }
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         acked.lock().unwrap().insert(id, value_of(round, n));
                     }
                 }
@@ -148,6 +178,27 @@ async fn rounds(sync: bool) {
         }
         // Kill at a varying moment, mid-write.
         tokio::time::sleep(Duration::from_millis(150 + 97 * (round as u64 % 7))).await;
+        // SIGKILL loses nothing that reached the page cache, so survival alone cannot show
+        // a missing fsync: RocksDB's own count of WAL syncs does. With `sync` every
+        // acknowledged write waited for an fsync, shared at most by the writers in flight
+        // together; with `wal` there are none.
+        let acknowledged = calls.load(std::sync::atomic::Ordering::SeqCst);
+        let syncs = wal_syncs(&http).await;
+        assert!(
+            acknowledged >= WRITERS,
+            "round {round}: {acknowledged} calls acknowledged"
+        );
+        if sync {
+            assert!(
+                syncs * WRITERS >= acknowledged,
+                "round {round}: {syncs} WAL syncs for {acknowledged} acknowledged writes"
+            );
+        } else {
+            assert!(
+                syncs * WRITERS < acknowledged,
+                "round {round}: {syncs} WAL syncs for {acknowledged} writes without --sync"
+            );
+        }
         Command::new("kill")
             .args(["-9", &child.id().to_string()])
             .status()
@@ -158,7 +209,7 @@ async fn rounds(sync: bool) {
         }
 
         // Restart and check every acknowledged write, and the counts.
-        let (mut child, url) = start(dir.path(), sync);
+        let (mut child, url, _) = start(dir.path(), sync);
         let (mut registry, mut resolver) = clients(&url, &token).await;
         let expected = acked.lock().unwrap().clone();
         let this_round = format!("88.101.5/R{round}-");
@@ -236,7 +287,7 @@ async fn acknowledged_writes_survive_kill_9_with_sync_durability() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_streams_and_refuses_new_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = start(dir.path(), false);
+    let (mut child, url, _) = start(dir.path(), false);
     let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     let (mut registry, _) = clients(&url, admin.trim()).await;
     // A BatchCreate stream in flight: one chunk answered before SIGTERM, one after.
@@ -277,7 +328,7 @@ async fn sigterm_drains_in_flight_streams_and_refuses_new_connections() {
     let status = child.wait().unwrap();
     assert!(status.success(), "exit 0 after draining: {status:?}");
     // Everything acknowledged is there after a restart.
-    let (mut child, url) = start(dir.path(), false);
+    let (mut child, url, _) = start(dir.path(), false);
     let (mut registry, _) = clients(&url, admin.trim()).await;
     let counts = registry
         .get_counts(pb::GetCountsRequest {})
