@@ -15,9 +15,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::resolver::oplog::{
-    entries_of, entry_hash, indexed_hash, is_bulk, matches_record, BulkDigest, LogEntry, GENESIS,
+    credential_target, credentials_digest, entries_of, entry_hash, indexed_hash, is_bulk,
+    is_credential_op, matches_record, BulkDigest, LogEntry, GENESIS,
 };
 use crate::store::{codec, Store, Table};
+
+/// Every entry of a small table (enterprises, credentials), in key order.
+fn scan_all(store: &dyn Store, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    loop {
+        let after = out.last().map(|(k, _): &(Vec<u8>, Vec<u8>)| k.clone());
+        let page = store
+            .scan(table, b"", after.as_deref(), 4096)
+            .map_err(Error::internal)?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+    }
+}
 
 /// A log head signed by a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +114,9 @@ pub enum Problem {
     Record { identifier: String, reason: String },
     /// A signed head that the log does not match.
     Head { seq: u64, reason: String },
+    /// A subject's valid credentials (`admin` or an enterprise prefix) that are not what
+    /// the log says.
+    Credentials { subject: String, reason: String },
 }
 
 impl std::fmt::Display for Problem {
@@ -106,6 +125,9 @@ impl std::fmt::Display for Problem {
             Problem::Chain { seq, reason } => write!(f, "log entry {seq}: {reason}"),
             Problem::Record { identifier, reason } => write!(f, "record {identifier}: {reason}"),
             Problem::Head { seq, reason } => write!(f, "signed head at {seq}: {reason}"),
+            Problem::Credentials { subject, reason } => {
+                write!(f, "credentials of {subject}: {reason}")
+            }
         }
     }
 }
@@ -259,7 +281,45 @@ pub fn verify(
             });
         }
     }
-    // 3. Signed heads.
+    // 3. Every subject's valid credentials against its last credential entry (stores
+    //    from before credentials were digested have none with content: not checked).
+    let mut subjects: std::collections::BTreeMap<String, Vec<(String, Vec<u8>)>> =
+        std::collections::BTreeMap::from([("admin".to_owned(), Vec::new())]);
+    for (prefix, _) in scan_all(store, Table::Enterprises)? {
+        subjects.insert(String::from_utf8_lossy(&prefix).into_owned(), Vec::new());
+    }
+    for (id, bytes) in scan_all(store, Table::Credentials)? {
+        let id = String::from_utf8_lossy(&id).into_owned();
+        let target = match codec::decode_json::<crate::auth::Credential>(&bytes) {
+            Ok(c) => credential_target(&c.subject),
+            Err(e) => {
+                report.problems.push(Problem::Credentials {
+                    subject: id,
+                    reason: format!("unreadable credential: {e}"),
+                });
+                continue;
+            }
+        };
+        if let Some(target) = target {
+            subjects.entry(target).or_default().push((id, bytes));
+        }
+    }
+    for (subject, stored) in subjects {
+        let entries = entries_of(store, &subject)?;
+        let last = entries
+            .iter()
+            .rev()
+            .find(|e| is_credential_op(&e.op) && e.content.is_some());
+        if let Some(e) = last {
+            if e.content.as_deref() != Some(credentials_digest(&stored).as_str()) {
+                report.problems.push(Problem::Credentials {
+                    subject,
+                    reason: format!("differ from log entry {}", e.seq),
+                });
+            }
+        }
+    }
+    // 4. Signed heads.
     for h in heads {
         report.heads += 1;
         let key_ok = match key {

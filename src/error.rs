@@ -40,8 +40,8 @@ impl ErrorKind {
     ];
 }
 
-/// Machine-readable reasons for refusals, with the codes of China's national identifier
-/// software (IDIS) so existing clients can act on them.
+/// Machine-readable detail beyond the kind, with the codes clients already act on: China's
+/// national identifier software (IDIS) for refusals, the Handle protocol for values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// 603: the enterprise's request-rate limit.
@@ -50,6 +50,10 @@ pub enum Reason {
     RegistrationLimit,
     /// 406: too many failed authentications from this client.
     AuthenticationLimit,
+    /// Handle 200: the record exists but not the value (index) named.
+    ValueNotFound,
+    /// Handle 201: the record already has a value at that index.
+    ValueExists,
 }
 
 impl Reason {
@@ -58,6 +62,8 @@ impl Reason {
             Reason::RequestLimit => 603,
             Reason::RegistrationLimit => 604,
             Reason::AuthenticationLimit => 406,
+            Reason::ValueNotFound => 200,
+            Reason::ValueExists => 201,
         }
     }
 }
@@ -90,6 +96,22 @@ impl Error {
             kind: ErrorKind::ResourceExhausted,
             message: format!("[{}] {message}", reason.code()),
             reason: Some(reason),
+        }
+    }
+
+    /// `NotFound` for a value of a record that exists.
+    pub fn value_not_found(message: impl Into<String>) -> Error {
+        Error {
+            reason: Some(Reason::ValueNotFound),
+            ..Error::new(ErrorKind::NotFound, message)
+        }
+    }
+
+    /// `AlreadyExists` for a value index a record already has.
+    pub fn value_exists(message: impl Into<String>) -> Error {
+        Error {
+            reason: Some(Reason::ValueExists),
+            ..Error::new(ErrorKind::AlreadyExists, message)
         }
     }
 

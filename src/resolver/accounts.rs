@@ -6,7 +6,7 @@ use super::{now, Core, Presented};
 use crate::auth::{self, Caller, Credential, Enterprise, Subject};
 use crate::error::{Error, ErrorKind, Reason, Result};
 use crate::identifier::Prefix;
-use crate::store::{codec, Batch, Durability, Store, Table};
+use crate::store::{codec, Batch, Store, Table};
 
 /// Meta key holding the admin credential's id.
 const ADMIN_CREDENTIAL: &[u8] = b"admin_credential";
@@ -53,14 +53,41 @@ impl Core {
         Ok(caller)
     }
 
-    /// Makes sure an admin credential exists; see [`ensure_admin_token`].
+    /// Makes sure an admin credential exists; see [`ensure_admin_token`]. A new or reset
+    /// admin token is a log entry like every other credential change.
     pub fn ensure_admin_token(&self, token_file: &Path, reset: bool) -> Result<AdminBootstrap> {
         ensure_admin_token(
             self.store.as_ref(),
-            self.config.durability,
             token_file,
             reset,
+            |batch, credential, replaced| {
+                let detail = match replaced {
+                    true => "admin token reset",
+                    false => "admin token created",
+                };
+                let entry = self.credentials_entry(
+                    &Caller::Admin,
+                    "admin".to_owned(),
+                    format!("{detail}; valid: {}", credential.id),
+                    &[(credential.id.clone(), codec::encode_json(credential))],
+                );
+                self.commit_logged(batch, vec![entry])
+            },
         )
+    }
+
+    /// The log entry of a change of `target`'s credentials: `stored` is every credential
+    /// valid afterwards, as stored.
+    fn credentials_entry(
+        &self,
+        caller: &Caller,
+        target: String,
+        detail: String,
+        stored: &[(String, Vec<u8>)],
+    ) -> super::oplog::Draft {
+        let mut draft = self.entry("tokens", caller, target, Some(detail), None);
+        draft.content = Some(super::oplog::credentials_digest(stored));
+        draft
     }
 
     pub fn require_admin(&self, caller: &Caller) -> Result<()> {
@@ -147,21 +174,24 @@ impl Core {
             prefix.as_str(),
             codec::encode_json(&enterprise),
         );
+        let credential = codec::encode_json(&minted.credential);
         batch.put(
             Table::Credentials,
             minted.credential.id.as_bytes(),
-            codec::encode_json(&minted.credential),
+            credential.clone(),
         );
-        self.commit_logged(
-            batch,
-            vec![self.entry(
-                "enterprise",
-                caller,
-                prefix.to_string(),
-                Some(enterprise.name.clone()),
-                None,
-            )],
-        )?;
+        let mut entry = self.entry(
+            "enterprise",
+            caller,
+            prefix.to_string(),
+            Some(enterprise.name.clone()),
+            None,
+        );
+        entry.content = Some(super::oplog::credentials_digest(&[(
+            minted.credential.id.clone(),
+            credential,
+        )]));
+        self.commit_logged(batch, vec![entry])?;
         self.enterprises
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -247,17 +277,36 @@ impl Core {
                 batch.delete(Table::Credentials, old.as_bytes());
             }
         }
+        // The credentials valid afterwards, as stored: the kept ones and the new one.
+        let mut stored = Vec::new();
+        for id in &keep {
+            if let Some(bytes) = self
+                .store
+                .get(Table::Credentials, id.as_bytes())
+                .map_err(Error::internal)?
+            {
+                stored.push((id.clone(), bytes));
+            }
+        }
+        let mut detail = String::new();
         if let Some(m) = &minted {
+            let bytes = codec::encode_json(&m.credential);
             batch.put(
                 Table::Credentials,
                 m.credential.id.as_bytes(),
-                codec::encode_json(&m.credential),
+                bytes.clone(),
             );
             keep.push(m.credential.id.clone());
+            stored.push((m.credential.id.clone(), bytes));
+            detail = match m.credential.expires_at {
+                Some(t) => format!("new: {} (expires at {t}); ", m.credential.id),
+                None => format!("new: {} (no expiry); ", m.credential.id),
+            };
         }
         while keep.len() > MAX_TOKENS_PER_ENTERPRISE {
             let dropped = keep.remove(0);
             batch.delete(Table::Credentials, dropped.as_bytes());
+            stored.retain(|(id, _)| *id != dropped);
         }
         enterprise.credential_ids = keep;
         batch.put(
@@ -265,12 +314,11 @@ impl Core {
             prefix.as_str(),
             codec::encode_json(&enterprise),
         );
-        // Logged without any secret: only which credential ids are valid now.
-        let detail = format!("valid: {}", enterprise.credential_ids.join(","));
-        self.commit_logged(
-            batch,
-            vec![self.entry("tokens", caller, prefix.to_string(), Some(detail), None)],
-        )?;
+        // Logged without any secret: which credential ids are valid now, and the digest
+        // of their stored form (hashes and expiry), which the audit recomputes.
+        detail.push_str(&format!("valid: {}", enterprise.credential_ids.join(",")));
+        let entry = self.credentials_entry(caller, prefix.to_string(), detail, &stored);
+        self.commit_logged(batch, vec![entry])?;
         self.enterprises
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -313,13 +361,14 @@ pub fn authenticate(store: &dyn Store, token: Option<&str>) -> Result<Caller> {
 }
 
 /// Makes sure `store` has an admin credential. When none does (first start) or `reset` is
-/// set, mints a token, stores its hash, and writes the token to `token_file` with mode
-/// 0600 (the only copy).
+/// set, mints a token, writes it to `token_file` with mode 0600 (the only copy), and hands
+/// the batch that stores its hash (and drops the old one) to `commit`, with the new
+/// credential and whether it replaces one.
 pub fn ensure_admin_token(
     store: &dyn Store,
-    durability: Durability,
     token_file: &Path,
     reset: bool,
+    commit: impl FnOnce(Batch, &Credential, bool) -> Result<()>,
 ) -> Result<AdminBootstrap> {
     let existing = store
         .get(Table::Meta, ADMIN_CREDENTIAL)
@@ -331,6 +380,7 @@ pub fn ensure_admin_token(
     write_secret_file(token_file, &minted.token)
         .map_err(|e| Error::internal(format!("writing {}: {e}", token_file.display())))?;
     let mut batch = Batch::new();
+    let replaced = existing.is_some();
     if let Some(old) = existing {
         batch.delete(Table::Credentials, old);
     }
@@ -344,7 +394,7 @@ pub fn ensure_admin_token(
         ADMIN_CREDENTIAL,
         minted.credential.id.clone().into_bytes(),
     );
-    store.write(batch, durability).map_err(Error::internal)?;
+    commit(batch, &minted.credential, replaced)?;
     Ok(AdminBootstrap::Created)
 }
 

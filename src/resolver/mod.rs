@@ -43,12 +43,15 @@ impl Presented {
 use crate::auth::{Caller, Enterprise};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Limits, Prefix};
-use crate::record::{Classification, Record, RecordLimits, Value};
+use crate::record::{Classification, Format, Record, RecordLimits, Value};
 use crate::store::{codec, Durability, SharedStore, Table};
 use crate::telemetry::Telemetry;
 use crate::template::Template;
 use crate::upstream::Forwarder;
 use latch::Latches;
+
+/// The suffix of an enterprise's admin handle (`88.101.5/ADMIN`), reserved.
+pub const ADMIN_SUFFIX: &str = "ADMIN";
 
 /// The rules a core enforces, from validated configuration.
 #[derive(Debug, Clone)]
@@ -358,8 +361,41 @@ impl Core {
         let prefix = self.served_prefix(id)?;
         let record = self
             .load(id)?
+            .or_else(|| self.admin_handle(id))
             .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
         self.visible(caller, id, &prefix, record, filter)
+    }
+
+    /// The admin handle `<enterprise prefix>/ADMIN` that Handle clients (pyhandle,
+    /// b2handle) read before they authenticate as `300:<prefix>/ADMIN`, made from the
+    /// enterprise's account whenever it is read: it exists for every enterprise, old or
+    /// new, follows token rotation and revocation at once, and is no registration (not
+    /// counted, no quota). A record an enterprise registered under that suffix before it
+    /// was reserved is served as stored instead (`load` finds it first).
+    fn admin_handle(&self, id: &Identifier) -> Option<Record> {
+        if id.suffix() != ADMIN_SUFFIX {
+            return None;
+        }
+        let enterprise = self.enterprise(&id.prefix())?;
+        let mut admin = Value::text(100, "HS_ADMIN", "");
+        admin.format = Format::Json;
+        admin.data = serde_json::to_vec(&serde_json::json!({
+            "handle": id.as_str(),
+            "index": 300,
+            "permissions": "011111110011",
+        }))
+        .expect("JSON");
+        // Index 300 is where a Handle server keeps the key of `300:<prefix>/ADMIN`; here,
+        // which tokens are valid (ids only: secrets are never stored), for the owner.
+        let mut tokens = Value::text(300, "IDNODE_TOKENS", "");
+        tokens.format = Format::Json;
+        tokens.data = serde_json::to_vec(&enterprise.credential_ids).expect("JSON");
+        tokens.permissions.classify(Classification::Private);
+        let mut record = Record::new(vec![admin, tokens]);
+        for v in &mut record.values {
+            v.timestamp = enterprise.created_at;
+        }
+        Some(record)
     }
 
     /// `resolve` for an anonymous caller if the record's read needs no disk access;
@@ -373,9 +409,13 @@ impl Core {
         else {
             return Ok(None);
         };
-        let bytes = bytes.ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
-        let record = codec::decode_record(&bytes)
-            .map_err(|e| Error::internal(format!("record {id}: {e}")))?;
+        let record = match bytes {
+            Some(bytes) => codec::decode_record(&bytes)
+                .map_err(|e| Error::internal(format!("record {id}: {e}")))?,
+            None => self
+                .admin_handle(id)
+                .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?,
+        };
         self.visible(&Caller::Anonymous, id, &prefix, record, filter)
             .map(Some)
     }
@@ -454,6 +494,7 @@ impl Core {
     pub fn get(&self, caller: &Caller, id: &Identifier) -> Result<Record> {
         self.require_owner(caller, &id.prefix())?;
         self.load(id)?
+            .or_else(|| self.admin_handle(id))
             .ok_or_else(|| Error::not_found(format!("{id} is not registered")))
     }
 

@@ -21,8 +21,9 @@ pub struct LogEntry {
     pub seq: u64,
     /// Seconds since the epoch.
     pub at: i64,
-    /// `create`, `update`, `delete`, `grant`, `revoke_grant`, `enterprise`, `tokens`,
-    /// `quota`, `template`.
+    /// `create`, `update`, `delete`, `grant`, `revoke_grant`, `enterprise`, `tokens`
+    /// (every change of a subject's valid credentials, the admin's included), `quota`,
+    /// `template`.
     pub op: String,
     /// Who: `admin`, `enterprise:<prefix>`, `node:<prefix>`.
     pub actor: String,
@@ -30,7 +31,8 @@ pub struct LogEntry {
     pub target: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// Hex SHA-256 of the record bytes written (creates and updates).
+    /// Hex SHA-256 of the record bytes written (creates and updates), or of the subject's
+    /// valid credentials ([`credentials_digest`], credential entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     /// Hex hash of the previous entry (64 zeros for the first).
@@ -80,6 +82,39 @@ impl BulkDigest {
     pub fn finish(self) -> String {
         hex::encode(self.0.finalize())
     }
+}
+
+/// True for the operations that set a subject's valid credentials (`content` is their
+/// [`credentials_digest`] in entries written since credentials are audited).
+pub fn is_credential_op(op: &str) -> bool {
+    op == "tokens" || op == "enterprise"
+}
+
+/// The log target of a subject's credentials: `admin`, or the enterprise prefix. Node
+/// tokens live in the top-level node's store, which keeps no log.
+pub fn credential_target(subject: &crate::auth::Subject) -> Option<String> {
+    match subject {
+        crate::auth::Subject::Admin => Some("admin".to_owned()),
+        crate::auth::Subject::Enterprise { prefix } => Some(prefix.clone()),
+        crate::auth::Subject::Node { .. } => None,
+    }
+}
+
+/// The `content` of a credential entry: SHA-256 over a subject's valid credentials as
+/// stored (id, then the stored bytes; in id order), so `audit::verify` can recompute it
+/// from the store. Holds only hashes of secrets, never a secret.
+pub fn credentials_digest(credentials: &[(String, Vec<u8>)]) -> String {
+    let mut sorted: Vec<_> = credentials.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h = Sha256::new();
+    h.update(b"idnode-credentials-v1");
+    for (id, bytes) in sorted {
+        h.update((id.len() as u64).to_be_bytes());
+        h.update(id.as_bytes());
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    }
+    hex::encode(h.finalize())
 }
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

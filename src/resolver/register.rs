@@ -98,6 +98,12 @@ impl Core {
     fn prepare(&self, caller: &Caller, id: Identifier, mut record: Record) -> Result<Prepared> {
         let prefix = id.prefix();
         self.require_owner(caller, &prefix)?;
+        if id.suffix() == super::ADMIN_SUFFIX && self.enterprise(&prefix).is_some() {
+            return Err(Error::invalid(format!(
+                "{id} is the enterprise's admin handle (reserved, made by the node): choose \
+                 another suffix"
+            )));
+        }
         record.validate(&self.config.record_limits)?;
         let ts = now();
         for v in &mut record.values {
@@ -524,6 +530,19 @@ impl Core {
             node_total,
             prefixes,
         })
+    }
+
+    /// The registered count that a listing of `prefix` reports (owner or admin): the
+    /// counter of the enterprise owning it (or the node's), kept by every write, never a
+    /// scan. For a prefix below an enterprise prefix it is the enterprise's whole count.
+    pub fn listing_total(&self, caller: &Caller, prefix: &Prefix) -> Result<i64> {
+        self.require_owner(caller, prefix)?;
+        self.store
+            .counter(
+                Table::Counters,
+                &prefix_count_key(&self.owner_prefix(prefix)),
+            )
+            .map_err(Error::internal)
     }
 
     /// The registered count of one prefix (its enterprise's or the node's own counter).

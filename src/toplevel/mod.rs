@@ -222,12 +222,12 @@ impl TopLevel {
 
     /// Makes sure the top-level admin token exists (written to `token_file`, mode 0600).
     pub fn ensure_admin_token(&self, token_file: &Path, reset: bool) -> Result<AdminBootstrap> {
-        ensure_admin_token(
-            self.store.as_ref(),
-            self.config.durability,
-            token_file,
-            reset,
-        )
+        // The top-level node keeps no operation log: the batch is written as it is.
+        ensure_admin_token(self.store.as_ref(), token_file, reset, |batch, _, _| {
+            self.store
+                .write(batch, self.config.durability)
+                .map_err(Error::internal)
+        })
     }
 
     pub fn require_admin(caller: &Caller) -> Result<()> {

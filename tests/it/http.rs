@@ -238,9 +238,10 @@ async fn create_modify_delete_like_a_handle_client() {
     let (status, r) = api
         .delete("/api/handles/88.101.5/H-1?index=9", &token)
         .await;
+    // Handle: the record exists, the value does not (404 with 200, not a bad request).
     assert_eq!(
         (status, r["responseCode"].as_i64()),
-        (StatusCode::BAD_REQUEST, Some(200))
+        (StatusCode::NOT_FOUND, Some(200))
     );
     let (status, _) = api.delete("/api/handles/88.101.5/H-1", &token).await;
     assert_eq!(status, StatusCode::OK);
@@ -248,6 +249,51 @@ async fn create_modify_delete_like_a_handle_client() {
     assert_eq!(
         (status, r["responseCode"].as_i64(), r["handle"].as_str()),
         (StatusCode::NOT_FOUND, Some(100), Some("88.101.5/H-1"))
+    );
+}
+
+/// Each handler's errors go through the one mapping: a rule broken by a DELETE is an invalid
+/// value (400, 202), not "values not found"; a value that exists is 409 with 201.
+#[tokio::test]
+async fn handlers_map_errors_by_their_kind() {
+    let node = TestNode::start().await;
+    let token = std::fs::read_to_string(node.data_dir.join("tokens/88.101.5.token")).unwrap();
+    let token = token.trim();
+    let api = Api::new(&node);
+    // The seeded record follows TPL-AUTO-PARTS, which requires partNumber (index 2).
+    let id = "/api/handles/88.101.5/BAT-2024-000001";
+    let (status, r) = api.delete(&format!("{id}?index=2"), token).await;
+    assert_eq!(
+        (status, r["responseCode"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(202)),
+        "{r}"
+    );
+    assert!(r["message"].as_str().unwrap().contains("partNumber"), "{r}");
+    let (status, r) = api.delete(&format!("{id}?index=77"), token).await;
+    assert_eq!(
+        (status, r["responseCode"].as_i64()),
+        (StatusCode::NOT_FOUND, Some(200)),
+        "{r}"
+    );
+    let (status, r) = api
+        .put(
+            &format!("{id}?index=1&overwrite=false"),
+            token,
+            json!([{"index": 1, "type": "URL", "data": "https://e.cn/x"}]),
+        )
+        .await;
+    assert_eq!(
+        (status, r["responseCode"].as_i64()),
+        (StatusCode::CONFLICT, Some(201)),
+        "{r}"
+    );
+    // Another enterprise's token: permission, whatever the handler.
+    let other = node.enterprise("88.101.66", "Other").await;
+    let (status, r) = api.delete(&format!("{id}?index=2"), &other).await;
+    assert_eq!(
+        (status, r["responseCode"].as_i64()),
+        (StatusCode::FORBIDDEN, Some(401)),
+        "{r}"
     );
 }
 
@@ -395,6 +441,40 @@ async fn listing_by_prefix_with_pages() {
     );
     let (_, all) = api.get("/api/handles?prefix=88.101.5", Some(&token)).await;
     assert_eq!(all["handles"].as_array().unwrap().len(), 7);
+    assert!(all.get("nextCursor").is_none(), "{all}");
+
+    // Cursor paging: each page costs what it returns, and the pages cover everything once.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let mut path = "/api/handles?prefix=88.101.5&pageSize=3".to_owned();
+        if !cursor.is_empty() {
+            path += &format!("&cursor={cursor}");
+        }
+        let (status, r) = api.get(&path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        assert_eq!(r["totalCount"], "7");
+        seen.extend(r["handles"].as_array().unwrap().iter().cloned());
+        match r["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7);
+    assert_eq!(seen[6], "88.101.5/L-6");
+    // The Handle form may not skip past the documented cap (10,000 identifiers).
+    let (status, r) = api
+        .get(
+            "/api/handles?prefix=88.101.5&page=3&pageSize=5000",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r["message"].as_str().unwrap().contains("cursor"), "{r}");
+    let (status, _) = api
+        .get("/api/handles?prefix=88.101.5&pageSize=20000", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = api.get("/api/handles?prefix=88.101.5", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = api.get("/api/handles", Some(&token)).await;
@@ -453,4 +533,78 @@ async fn health_and_metrics() {
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
     }
+}
+
+/// Stock Handle clients read `<prefix>/ADMIN` before they authenticate: every enterprise
+/// has one from its creation, following its tokens, outside its registrations.
+#[tokio::test]
+async fn every_enterprise_has_its_admin_handle() {
+    let (node, api, token) = setup().await;
+    let (status, r) = api.get("/api/handles/88.101.5/ADMIN", None).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["handle"], "88.101.5/ADMIN");
+    let values = r["values"].as_array().unwrap();
+    assert_eq!(values.len(), 1, "anonymous callers see HS_ADMIN only: {r}");
+    assert_eq!(values[0]["type"], "HS_ADMIN");
+    assert_eq!(values[0]["index"], 100);
+    assert_eq!(values[0]["data"]["format"], "admin");
+    assert_eq!(values[0]["data"]["value"]["handle"], "88.101.5/ADMIN");
+    assert_eq!(values[0]["data"]["value"]["index"], 300);
+
+    let token_ids = |r: &Value| -> usize {
+        r["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["type"] == "IDNODE_TOKENS")
+            .map(|v| v["data"]["value"].as_array().unwrap().len())
+            .unwrap_or_else(|| panic!("no IDNODE_TOKENS for the owner: {r}"))
+    };
+    let (_, r) = api.get("/api/handles/88.101.5/ADMIN", Some(&token)).await;
+    assert_eq!(token_ids(&r), 1);
+    let mut admin = node.admin(Some(&node.admin_token));
+    admin
+        .rotate_token(idnode::api::grpc::pb::RotateTokenRequest {
+            prefix: "88.101.5".into(),
+            keep_previous: true,
+            token_ttl_secs: 0,
+        })
+        .await
+        .unwrap();
+    let (_, r) = api
+        .get("/api/handles/88.101.5/ADMIN", Some(&node.admin_token))
+        .await;
+    assert_eq!(token_ids(&r), 2);
+    admin
+        .revoke_tokens(idnode::api::grpc::pb::RevokeTokensRequest {
+            prefix: "88.101.5".into(),
+        })
+        .await
+        .unwrap();
+    let (_, r) = api
+        .get("/api/handles/88.101.5/ADMIN", Some(&node.admin_token))
+        .await;
+    assert_eq!(token_ids(&r), 0);
+
+    // Not a registration, and not for the taking.
+    let counts = node
+        .registry(Some(&node.admin_token))
+        .get_counts(idnode::api::grpc::pb::GetCountsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(counts.node_total, 0);
+    let new_token = node.enterprise("88.101.8", "Second Co").await;
+    let (status, r) = api
+        .put(
+            "/api/handles/88.101.8/ADMIN?overwrite=false",
+            &new_token,
+            json!({"values": [{"index": 1, "type": "URL", "data": "https://e.cn"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r["message"].as_str().unwrap().contains("reserved"), "{r}");
+    // No enterprise, no admin handle.
+    let (status, _) = api.get("/api/handles/88.101.77/ADMIN", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -868,3 +868,95 @@ async fn a_batch_entry_commits_to_every_record_it_covers() {
         }]
     );
 }
+
+/// Every change of who may authenticate is a log entry (the admin token's creation and
+/// reset included), and the audit checks each subject's stored credentials against the
+/// last entry about them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_credential_change_is_logged_and_audited() {
+    use idnode::audit::{self, Problem};
+    use idnode::resolver::oplog::entries_of;
+    use idnode::store::rocks::{RocksConfig, RocksStore};
+    use idnode::store::{codec, Batch, Durability, Store, Table};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_in(dir.path(), false).await;
+    node.enterprise("88.101.5", "Credential Co").await;
+    let mut admin = node.admin(Some(&node.admin_token));
+    admin
+        .rotate_token(pb::RotateTokenRequest {
+            prefix: "88.101.5".into(),
+            keep_previous: true,
+            token_ttl_secs: 3600,
+        })
+        .await
+        .unwrap();
+    admin
+        .revoke_tokens(pb::RevokeTokensRequest {
+            prefix: "88.101.5".into(),
+        })
+        .await
+        .unwrap();
+    node.stop().await;
+    // `idnode serve --reset-admin-token`.
+    let config = crate::support::config(dir.path(), false);
+    drop(idnode::node::open(&config, true).unwrap());
+
+    let store = RocksStore::open(&RocksConfig::new(dir.path().join("db"))).unwrap();
+    let ops = |target: &str| -> Vec<(String, String)> {
+        entries_of(&store, target)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.op, e.detail.unwrap_or_default()))
+            .collect()
+    };
+    let admin_entries = ops("admin");
+    assert_eq!(admin_entries.len(), 2, "{admin_entries:?}");
+    assert!(admin_entries[0].1.starts_with("admin token created"));
+    assert!(admin_entries[1].1.starts_with("admin token reset"));
+    let enterprise: Vec<_> = ops("88.101.5").into_iter().map(|(op, _)| op).collect();
+    assert_eq!(enterprise, ["enterprise", "tokens", "tokens"]);
+    assert!(ops("88.101.5")[1].1.contains("expires at"));
+    let clean = audit::verify(&store, &[], None).unwrap();
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+
+    // A credential slipped into the store without a log entry is found.
+    let (admin_id, admin_cred) = store
+        .scan(Table::Credentials, b"", None, 100)
+        .unwrap()
+        .into_iter()
+        .find(|(_, v)| {
+            codec::decode_json::<idnode::auth::Credential>(v)
+                .unwrap()
+                .subject
+                == idnode::auth::Subject::Admin
+        })
+        .unwrap();
+    let mut forged: idnode::auth::Credential = codec::decode_json(&admin_cred).unwrap();
+    forged.id = "forged".into();
+    let mut b = Batch::new();
+    b.put(
+        Table::Credentials,
+        b"forged".to_vec(),
+        codec::encode_json(&forged),
+    );
+    store.write(b, Durability::Sync).unwrap();
+    let report = audit::verify(&store, &[], None).unwrap();
+    let seq = entries_of(&store, "admin").unwrap()[1].seq;
+    assert_eq!(
+        report.problems,
+        [Problem::Credentials {
+            subject: "admin".into(),
+            reason: format!("differ from log entry {seq}")
+        }]
+    );
+    // So is an expiry changed in place.
+    let mut b = Batch::new();
+    b.delete(Table::Credentials, b"forged".to_vec());
+    let mut longer: idnode::auth::Credential = codec::decode_json(&admin_cred).unwrap();
+    longer.expires_at = Some(i64::MAX);
+    b.put(Table::Credentials, admin_id, codec::encode_json(&longer));
+    store.write(b, Durability::Sync).unwrap();
+    let report = audit::verify(&store, &[], None).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+}

@@ -4,7 +4,8 @@ use axum::http::StatusCode;
 use base64::Engine;
 use serde_json::{json, Value as Json};
 
-use crate::error::{Error, ErrorKind};
+use crate::api::admission::Refusal;
+use crate::error::{Error, ErrorKind, Reason};
 use crate::identifier::Identifier;
 use crate::record::{Classification, Format, Permissions, Reference, Value, DEFAULT_TTL};
 
@@ -27,17 +28,36 @@ pub mod code {
     pub const AUTHENTICATION_NEEDED: i64 = 402;
 }
 
-/// The one mapping from core errors to (HTTP status, Handle response code).
-pub fn status(kind: ErrorKind) -> (StatusCode, i64) {
-    match kind {
-        ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, code::INVALID_VALUE),
-        ErrorKind::NotFound => (StatusCode::NOT_FOUND, code::HANDLE_NOT_FOUND),
-        ErrorKind::AlreadyExists => (StatusCode::CONFLICT, code::HANDLE_ALREADY_EXISTS),
-        ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, code::INSUFFICIENT_PERMISSIONS),
-        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, code::AUTHENTICATION_NEEDED),
-        ErrorKind::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, code::SERVER_BUSY),
-        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_BUSY),
-        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, code::ERROR),
+/// The one mapping from core errors to (HTTP status, Handle response code): every handler's
+/// error goes through here (`Failure::from`).
+pub fn failure(e: &Error) -> (StatusCode, i64) {
+    match e.reason {
+        Some(Reason::ValueNotFound) => (StatusCode::NOT_FOUND, code::VALUES_NOT_FOUND),
+        Some(Reason::ValueExists) => (StatusCode::CONFLICT, code::VALUE_ALREADY_EXISTS),
+        // A limit's IDIS code (603, 604, 406) replaces the generic response code.
+        Some(
+            r @ (Reason::RequestLimit | Reason::RegistrationLimit | Reason::AuthenticationLimit),
+        ) => (StatusCode::TOO_MANY_REQUESTS, i64::from(r.code())),
+        None => match e.kind {
+            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, code::INVALID_VALUE),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, code::HANDLE_NOT_FOUND),
+            ErrorKind::AlreadyExists => (StatusCode::CONFLICT, code::HANDLE_ALREADY_EXISTS),
+            ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, code::INSUFFICIENT_PERMISSIONS),
+            ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, code::AUTHENTICATION_NEEDED),
+            // Without a reason, a size limit (values, record bytes): retrying cannot help,
+            // unlike a quota or a rate.
+            ErrorKind::ResourceExhausted => (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_VALUE),
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_BUSY),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, code::ERROR),
+        },
+    }
+}
+
+/// The mapping of admission refusals, used by the HTTP middleware.
+pub fn refusal(r: Refusal) -> (StatusCode, i64) {
+    match r {
+        Refusal::Rate => (StatusCode::TOO_MANY_REQUESTS, code::RATE_LIMITED),
+        Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_BUSY),
     }
 }
 
@@ -288,23 +308,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_error_kind_has_its_status() {
-        let table = [
+    fn every_error_and_refusal_has_its_status() {
+        let kinds = [
             (ErrorKind::InvalidArgument, 400, 202),
             (ErrorKind::NotFound, 404, 100),
             (ErrorKind::AlreadyExists, 409, 101),
             (ErrorKind::PermissionDenied, 403, 401),
             (ErrorKind::Unauthenticated, 401, 402),
-            (ErrorKind::ResourceExhausted, 429, 3),
+            (ErrorKind::ResourceExhausted, 413, 202),
             (ErrorKind::Unavailable, 503, 3),
             (ErrorKind::Internal, 500, 2),
         ];
-        assert_eq!(table.len(), ErrorKind::ALL.len());
-        for (kind, http, handle) in table {
+        assert_eq!(kinds.len(), ErrorKind::ALL.len());
+        for (kind, http, handle) in kinds {
+            let e = Error::new(kind, "x");
             assert_eq!(
-                status(kind),
+                failure(&e),
                 (StatusCode::from_u16(http).unwrap(), handle),
                 "{kind:?}"
+            );
+        }
+        let reasons = [
+            (Error::value_not_found("x"), 404, 200),
+            (Error::value_exists("x"), 409, 201),
+            (Error::limit(Reason::RequestLimit, "x"), 429, 603),
+            (Error::limit(Reason::RegistrationLimit, "x"), 429, 604),
+            (Error::limit(Reason::AuthenticationLimit, "x"), 429, 406),
+        ];
+        for (e, http, handle) in reasons {
+            assert_eq!(
+                failure(&e),
+                (StatusCode::from_u16(http).unwrap(), handle),
+                "{e:?}"
+            );
+        }
+        for (r, http, handle) in [(Refusal::Rate, 429, 603), (Refusal::Busy, 503, 3)] {
+            assert_eq!(
+                refusal(r),
+                (StatusCode::from_u16(http).unwrap(), handle),
+                "{r:?}"
             );
         }
     }

@@ -30,7 +30,7 @@ use serde_json::{json, Value as Json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::admission::{Admission, Refusal};
+use crate::api::admission::Admission;
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
@@ -38,8 +38,12 @@ use crate::resolver::{Core, CreateOutcome, Filter, Interface, Presented, Update}
 use crate::telemetry::Telemetry;
 use convert::code;
 
-/// Most identifiers one unpaged listing returns.
-const MAX_UNPAGED: usize = 100_000;
+/// Most identifiers one listing page returns (also the page of a listing without
+/// `pageSize`; its `nextCursor` leads on).
+const MAX_PAGE: usize = 10_000;
+/// Most identifiers the Handle form `page=P&pageSize=N` may skip (`P × N`); past it, page
+/// with `cursor=` (each page then costs what it returns).
+const MAX_SKIP: usize = 10_000;
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -192,10 +196,7 @@ async fn admit(
     let _ticket = match admission.admit(Some(client.ip())) {
         Ok(t) => t,
         Err(r) => {
-            let (status, code) = match r {
-                Refusal::Rate => (StatusCode::TOO_MANY_REQUESTS, code::RATE_LIMITED),
-                Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_BUSY),
-            };
+            let (status, code) = convert::refusal(r);
             let mut response = reply(
                 status,
                 json!({ "responseCode": code, "message": r.message() }),
@@ -212,13 +213,11 @@ async fn admit(
         Ok(response) => as_json(response, handles).await,
         Err(_) => {
             admission.timed_out();
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({
-                    "responseCode": code::SERVER_BUSY,
-                    "message": format!("the request took longer than {} ms (limits.request_timeout_ms)", timeout.as_millis()),
-                }),
-            )
+            let message = format!(
+                "the request took longer than {} ms (limits.request_timeout_ms)",
+                timeout.as_millis()
+            );
+            Failure::from(Error::new(ErrorKind::Unavailable, message)).into_response()
         }
     }
 }
@@ -258,15 +257,7 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        let (status, code) = match (e.kind, e.reason) {
-            // A limit's IDIS code (603, 604, ...) replaces the generic response code.
-            (_, Some(r)) => (convert::status(e.kind).0, r.code() as i64),
-            // A size limit (values, record bytes): retrying cannot help, unlike a quota.
-            (ErrorKind::ResourceExhausted, None) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_VALUE)
-            }
-            (kind, None) => convert::status(kind),
-        };
+        let (status, code) = convert::failure(&e);
         Failure::new(status, code, e.message)
     }
 }
@@ -446,13 +437,7 @@ async fn read_inner(
     let resolved = s
         .core
         .resolve_routed(presented, id.clone(), filter, 0, Interface::Http)
-        .await
-        .map_err(|e| match e.kind {
-            ErrorKind::NotFound => {
-                Failure::new(StatusCode::NOT_FOUND, code::HANDLE_NOT_FOUND, e.message)
-            }
-            _ => e.into(),
-        })?;
+        .await?;
     let response_code = if filtered && resolved.values.is_empty() {
         code::VALUES_NOT_FOUND
     } else {
@@ -595,10 +580,10 @@ async fn write_inner(
                 .into_iter()
                 .partition(|v| current.value(v.index).is_some());
             if !overwrite && !modify.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!("{target} already has a value at index {}", modify[0].index),
-                ));
+                return Err(Error::value_exists(format!(
+                    "{target} already has a value at index {}",
+                    modify[0].index
+                )));
             }
             c.update(
                 &caller,
@@ -610,13 +595,7 @@ async fn write_inner(
                 },
             )
         })
-        .await
-        .map_err(|e| match e.kind {
-            ErrorKind::AlreadyExists => {
-                Failure::new(StatusCode::CONFLICT, code::VALUE_ALREADY_EXISTS, e.message)
-            }
-            _ => e.into(),
-        })?;
+        .await?;
     done(StatusCode::OK, code::SUCCESS)
 }
 
@@ -655,10 +634,9 @@ async fn remove_inner(
             }
             let current = c.get(&caller, &target)?;
             if let Some(missing) = idx.iter().find(|i| current.value(**i).is_none()) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("{target} has no value at index {missing}"),
-                ));
+                return Err(Error::value_not_found(format!(
+                    "{target} has no value at index {missing}"
+                )));
             }
             c.update(
                 &caller,
@@ -671,13 +649,7 @@ async fn remove_inner(
             )
             .map(|_| ())
         })
-        .await
-        .map_err(|e| match e.kind {
-            ErrorKind::InvalidArgument => {
-                Failure::new(StatusCode::BAD_REQUEST, code::VALUES_NOT_FOUND, e.message)
-            }
-            _ => e.into(),
-        })?;
+        .await?;
     Ok(reply(
         StatusCode::OK,
         json!({ "responseCode": code::SUCCESS, "handle": id.to_string() }),
@@ -722,32 +694,51 @@ async fn list_inner(
     };
     let page = number("page")?.unwrap_or(0);
     let page_size = number("pageSize")?;
+    let cursor = convert::all(&q, "cursor").next().map(str::to_owned);
+    let take = page_size.unwrap_or(MAX_PAGE);
+    if take == 0 || take > MAX_PAGE {
+        return Err(protocol(&format!("pageSize must be 1 to {MAX_PAGE}")));
+    }
+    let skip = page.saturating_mul(take);
+    if skip > MAX_SKIP {
+        return Err(protocol(&format!(
+            "page × pageSize may be at most {MAX_SKIP}: page further with cursor= (each \
+             answer's nextCursor)"
+        )));
+    }
+    if skip > 0 && cursor.is_some() {
+        return Err(protocol("page and cursor do not go together"));
+    }
     let caller = caller(&s.core, headers, client).await?;
-    let (handles, total) = s
+    // The scan runs in store pages of at most 1000 keys; a client that hangs up (or a
+    // request that times out) stops it at the next page.
+    let abandoned = Abandoned::default();
+    let stop = abandoned.flag();
+    let (handles, next, total) = s
         .core
         .blocking(move |c| {
-            // Walk the prefix with cursor pages: skip to the page asked for, count the rest.
-            let (skip, take) = match page_size {
-                Some(n) => (page.saturating_mul(n), n),
-                None => (0, MAX_UNPAGED),
-            };
-            let (mut seen, mut out, mut cursor) = (0usize, Vec::new(), None::<String>);
+            let total = c.listing_total(&caller, &prefix)?;
+            let (mut seen, mut out, mut cursor) = (0usize, Vec::new(), cursor);
             loop {
-                let listing = c.list(&caller, &prefix, cursor.as_deref(), 1000)?;
-                for id in &listing.identifiers {
-                    if seen >= skip && out.len() < take {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(Error::new(ErrorKind::Unavailable, "listing abandoned"));
+                }
+                let want = (skip + take - seen).min(1000);
+                let listing = c.list(&caller, &prefix, cursor.as_deref(), want)?;
+                for id in listing.identifiers {
+                    if seen >= skip {
                         out.push(id.to_string());
                     }
                     seen += 1;
                 }
-                match listing.next_cursor {
-                    Some(next) if seen < 10_000_000 => cursor = Some(next),
-                    _ => break,
+                cursor = listing.next_cursor;
+                if cursor.is_none() || out.len() >= take {
+                    return Ok((out, cursor, total));
                 }
             }
-            Ok((out, seen))
         })
         .await?;
+    drop(abandoned);
     let mut body = json!({
         "responseCode": code::SUCCESS,
         "prefix": prefix_text,
@@ -758,7 +749,26 @@ async fn list_inner(
         body["page"] = json!(page);
         body["pageSize"] = json!(n);
     }
+    if let Some(next) = next {
+        body["nextCursor"] = json!(next);
+    }
     Ok(reply(StatusCode::OK, body))
+}
+
+/// Set when the request that started blocking work is dropped before the work is done.
+#[derive(Default)]
+struct Abandoned(Arc<std::sync::atomic::AtomicBool>);
+
+impl Abandoned {
+    fn flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 async fn healthz(State(s): State<HttpState>) -> Response {
@@ -776,10 +786,12 @@ async fn healthz(State(s): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
-    let core = Arc::clone(&s.core);
-    let mut text = tokio::task::spawn_blocking(move || core.telemetry().render(&core))
-        .await
-        .unwrap_or_default();
+    // A scrape that cannot render is an error, never an empty 200 (an empty page reads as
+    // "no series" to Prometheus).
+    let mut text = match s.core.blocking(|c| Ok(c.telemetry().render(c))).await {
+        Ok(text) => text,
+        Err(e) => return Failure::from(e).into_response(),
+    };
     let r = s.admission.refused();
     text.push_str(
         "# HELP idnode_refused_total Requests and connections refused by admission limits.\n",
