@@ -12,6 +12,7 @@ mod grants;
 mod latch;
 mod limits;
 pub mod oplog;
+mod places;
 mod quota;
 mod reads;
 mod register;
@@ -23,6 +24,7 @@ use std::sync::{Arc, RwLock};
 
 pub use accounts::{authenticate, ensure_admin_token, write_secret_file, AdminBootstrap};
 pub use grants::{Grant, Scope};
+pub use places::Place;
 pub use quota::Usage;
 pub use register::{BatchItem, Counts, CreateOutcome, Listing, Update};
 

@@ -371,6 +371,14 @@ impl Forwarder {
         }
     }
 
+    /// Which node serves `prefix`, through the referral cache.
+    ///
+    /// Errors: `NotFound` (authoritative: no node serves it); `Unavailable` when the
+    /// upstream cannot be asked.
+    pub async fn locate(&self, prefix: &Prefix) -> Result<Referral> {
+        self.referral(prefix).await
+    }
+
     /// Longest-prefix match in the referral cache, else ask the upstream.
     async fn referral(&self, prefix: &Prefix) -> Result<Referral> {
         for p in prefix.ancestors_or_self() {

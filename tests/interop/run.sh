@@ -50,6 +50,7 @@ check "dig TXT (UDP)" bash -c "$DIG TXT $NAME +short | grep -qx '\"1 string URL 
 check "dig TXT (TCP)" bash -c "$DIG +tcp TXT $NAME +short | grep -q '2 string partNumber CC-ENG-0916'"
 check "dig URI" bash -c "$DIG TYPE256 $NAME +short | grep -qx '10 1 \"https://trace.example-auto.cn/p/BAT-2024-000001\"'"
 check "dig NXDOMAIN with SOA" bash -c "$DIG TXT nope._.5.101.88.id.example. | grep -q 'status: NXDOMAIN' && $DIG TXT nope._.5.101.88.id.example. | grep -q 'IN	SOA'"
+check "dig NODATA for an empty non-terminal" bash -c "$DIG A _.5.101.88.id.example. | grep -q 'status: NOERROR' && $DIG A _.5.101.88.id.example. | grep -q 'IN	SOA'"
 check "dig REFUSED outside the zone" bash -c "$DIG TXT example.com. | grep -q 'status: REFUSED'"
 check "dig upper-case name (0x20)" bash -c "$DIG TXT $(echo $NAME | tr a-z A-Z) +short | grep -q 'TEMPLATE_ID'"
 

@@ -238,6 +238,270 @@ async fn error_answers() {
     assert_eq!(m.answers[0].record_type(), RecordType::SOA);
 }
 
+/// A suffix of three chunks (21 + 21 + 3 bytes): its name has two tails above it.
+const LONG: &str = "88.101.5/BATCH-2025-04-XIANGYANG-AXLE-0000000000000001";
+/// The first chunk ends inside `虾`: the name above it holds the first byte of three.
+const SPLIT: &str = "88.101.5/abcdefghijklmnopqrst虾";
+
+/// Parses a name in the zone.
+fn dns_name(text: &str) -> Name {
+    Name::from_ascii(text).unwrap()
+}
+
+/// The name `levels` labels above `name`.
+fn up(name: &Name, levels: u8) -> Name {
+    name.trim_to((name.num_labels() - levels) as usize)
+}
+
+/// Asserts the answer for a name that names no registered identifier, for TXT and A:
+/// NODATA (NOERROR without answer) when something lies below it, else NXDOMAIN; both
+/// authoritative with the zone's SOA.
+async fn assert_nothing_at(addr: SocketAddr, name: &Name, something_below: bool) {
+    let expected = if something_below {
+        ResponseCode::NoError
+    } else {
+        ResponseCode::NXDomain
+    };
+    for qtype in [RecordType::TXT, RecordType::A] {
+        let (m, _) = udp(addr, &request(name.clone(), qtype, Some(1232))).await;
+        let what = format!("{name} {qtype}");
+        assert_eq!(m.metadata.response_code, expected, "{what}");
+        assert!(m.answers.is_empty(), "{what}: {:?}", m.answers);
+        assert!(m.metadata.authoritative, "{what}");
+        let soa: Vec<_> = m.authorities.iter().map(|r| r.record_type()).collect();
+        assert_eq!(soa, [RecordType::SOA], "{what}");
+    }
+}
+
+/// A node with enterprise 88.101.5 holding a short, a long and a split-character suffix
+/// and one identifier under 88.101.5.7, and enterprise 88.101.6 without identifiers.
+/// Returns the node, its DNS address and 88.101.5's token.
+async fn node_with_a_tree() -> (TestNode, SocketAddr, String) {
+    let node = TestNode::start_empty().await;
+    let t = node.enterprise("88.101.5", "DNS Co").await;
+    node.enterprise("88.101.6", "Empty Co").await;
+    for id in ["88.101.5/BAT-2025-000001", LONG, SPLIT, "88.101.5.7/x"] {
+        node.registry(Some(&t))
+            .create(create(record(
+                id,
+                vec![text(1, "URL", &format!("https://e.cn/{id}"))],
+            )))
+            .await
+            .unwrap();
+    }
+    let addr = node.dns_addr.unwrap();
+    (node, addr, t)
+}
+
+#[tokio::test]
+async fn empty_non_terminals_are_nodata_and_names_with_nothing_below_nxdomain() {
+    let (node, addr, token) = node_with_a_tree().await;
+    let long = name_of(LONG);
+    assert_eq!(long.num_labels(), 3 + 1 + 3 + 2, "three chunks: {long}");
+    // A whole chunk, like LONG's first, but another one.
+    const UNRELATED: &str = "88.101.5/BATCH-2025-04-XIANGYB";
+    assert_eq!(UNRELATED.len() - "88.101.5/".len(), naming::CHUNK);
+    let something_below = [
+        dns_name("88.id.example."),           // the node prefix's ancestor
+        dns_name("101.88.id.example."),       // the node prefix
+        dns_name("_.101.88.id.example."),     // the node prefix's suffixes
+        dns_name("5.101.88.Id.Example."),     // an enterprise prefix
+        dns_name("_.5.101.88.id.example."),   // its suffixes
+        dns_name("6.101.88.id.example."),     // an enterprise without identifiers
+        dns_name("_.6.101.88.id.example."),   // (its identifiers will be there)
+        dns_name("7.5.101.88.id.example."),   // a prefix under an enterprise
+        dns_name("_.7.5.101.88.id.example."), //
+        up(&long, 1),                         // the long suffix's first two chunks
+        up(&long, 2),                         // and its first chunk
+        up(&name_of(SPLIT), 1),               // a chunk that ends inside a character
+        dns_name("102.88.id.example."),       // a prefix delegated to another node
+        dns_name("3.102.88.id.example."),     // under it: cannot be seen from here
+        dns_name("_.3.102.88.id.example."),   //
+    ];
+    for name in &something_below {
+        assert_nothing_at(addr, name, true).await;
+    }
+    let nothing_below = [
+        name_of("88.101.5/NOPE"),         // an unregistered identifier
+        name_of(UNRELATED),               // a whole chunk that starts nothing
+        dns_name("9.101.88.id.example."), // no enterprise, no identifier
+        dns_name("_.9.101.88.id.example."),
+        dns_name("8.5.101.88.id.example."),
+        dns_name("_.88.id.example."),   // nobody serves 88 itself
+        dns_name("200.88.id.example."), // not delegated
+        dns_name("www.id.example."),
+        dns_name("x._.x._.5.101.88.id.example."), // not a name of this naming
+    ];
+    for name in &nothing_below {
+        assert_nothing_at(addr, name, false).await;
+    }
+    // The identifiers themselves answer, the split character included.
+    for id in ["88.101.5/BAT-2025-000001", LONG, SPLIT, "88.101.5.7/x"] {
+        let (m, _) = udp(addr, &request(name_of(id), RecordType::TXT, None)).await;
+        assert_eq!(txts(&m), [format!("1 string URL https://e.cn/{id}")]);
+    }
+    // Deleting the only identifier below the tails leaves nothing there.
+    node.registry(Some(&token))
+        .delete(idnode::api::grpc::pb::DeleteRequest {
+            identifier: LONG.into(),
+        })
+        .await
+        .unwrap();
+    assert_nothing_at(addr, &up(&long, 1), false).await;
+    assert_nothing_at(addr, &up(&long, 2), false).await;
+    assert_nothing_at(addr, &long, false).await;
+}
+
+/// Debian's `unbound` recursive resolver, which `scripts/setup` installs.
+const UNBOUND: &str = "/usr/sbin/unbound";
+
+/// An `unbound` process in front of a node's zone, killed (by its PID) when dropped.
+struct Unbound {
+    child: std::process::Child,
+    addr: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    /// Starts unbound on a free loopback port with strict QNAME minimisation (RFC 9156)
+    /// and a stub zone sending every query under the zone to `node`; returns once it
+    /// logs that it serves.
+    fn start(node: SocketAddr) -> Unbound {
+        use std::io::BufRead;
+        assert!(
+            std::path::Path::new(UNBOUND).exists(),
+            "{UNBOUND} is missing: this test needs Debian's `unbound` package, which \
+             scripts/setup installs (apt-get install unbound)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        // A port free for both UDP and TCP right now; unbound binds it a moment later.
+        let port = {
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = udp.local_addr().unwrap().port();
+            let _tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+            port
+        };
+        let d = dir.path().display();
+        let config = format!(
+            "server:\n\
+             \x20 interface: 127.0.0.1\n\
+             \x20 port: {port}\n\
+             \x20 do-ip6: no\n\
+             \x20 do-daemonize: no\n\
+             \x20 use-syslog: no\n\
+             \x20 logfile: \"\"\n\
+             \x20 verbosity: 1\n\
+             \x20 chroot: \"\"\n\
+             \x20 username: \"\"\n\
+             \x20 directory: \"{d}\"\n\
+             \x20 pidfile: \"{d}/unbound.pid\"\n\
+             \x20 num-threads: 1\n\
+             \x20 module-config: \"iterator\"\n\
+             \x20 qname-minimisation: yes\n\
+             \x20 qname-minimisation-strict: yes\n\
+             \x20 do-not-query-localhost: no\n\
+             \x20 access-control: 127.0.0.0/8 allow\n\
+             remote-control:\n\
+             \x20 control-enable: no\n\
+             stub-zone:\n\
+             \x20 name: \"id.example.\"\n\
+             \x20 stub-addr: {}@{}\n",
+            node.ip(),
+            node.port()
+        );
+        let file = dir.path().join("unbound.conf");
+        std::fs::write(&file, config).unwrap();
+        let mut child = std::process::Command::new(UNBOUND)
+            .arg("-d")
+            .arg("-c")
+            .arg(&file)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {UNBOUND}: {e}"));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready, serving) = std::sync::mpsc::channel();
+        let (stderr, lines) = (child.stderr.take().unwrap(), std::sync::Arc::clone(&log));
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("start of service") {
+                    let _ = ready.send(());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let unbound = Unbound {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+            _dir: dir,
+        };
+        if serving
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .is_err()
+        {
+            panic!("unbound did not start:\n{}", unbound.log());
+        }
+        unbound
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Asks unbound (recursion desired) and waits for its answer.
+    async fn ask(&self, name: Name, qtype: RecordType) -> Message {
+        let mut m = request(name, qtype, Some(1232));
+        m.metadata.recursion_desired = true;
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket
+            .send_to(&m.to_vec().unwrap(), self.addr)
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65_535];
+        let wait = std::time::Duration::from_secs(10);
+        match tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => Message::from_vec(&buf[..n]).unwrap(),
+            _ => panic!("no answer from unbound within {wait:?}:\n{}", self.log()),
+        }
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_resolver_with_strict_qname_minimisation_resolves_identifiers() {
+    // unbound walks down one label at a time (88, 101.88, 5.101.88, _.5.101.88, the tails
+    // of a long suffix) and gives up at the first NXDOMAIN.
+    let (_node, addr, _) = node_with_a_tree().await;
+    let unbound = Unbound::start(addr);
+    for id in [LONG, "88.101.5/BAT-2025-000001", SPLIT, "88.101.5.7/x"] {
+        let m = unbound.ask(name_of(id), RecordType::TXT).await;
+        assert_eq!(
+            (m.metadata.response_code, txts(&m)),
+            (
+                ResponseCode::NoError,
+                vec![format!("1 string URL https://e.cn/{id}")]
+            ),
+            "{id} through unbound:\n{}",
+            unbound.log()
+        );
+    }
+    // Nothing is made up: an unregistered identifier is still NXDOMAIN.
+    let m = unbound.ask(name_of("88.101.5/NOPE"), RecordType::TXT).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
+
 #[tokio::test]
 async fn large_answers_truncate_over_udp_and_are_complete_over_tcp() {
     let node = TestNode::start_empty().await;

@@ -10,9 +10,12 @@
 //! rest of the text (binary data in base64). Texts longer than 255 bytes are split into
 //! several character-strings of one TXT record; clients concatenate them.
 //!
-//! Errors: NXDOMAIN + SOA for names that are not registered identifiers, REFUSED outside the
-//! zone or for a class other than IN, FORMERR for malformed queries, NOTIMP for opcodes
-//! other than QUERY, SERVFAIL when a remote identifier cannot be resolved now.
+//! Names that are no registered identifier's: NOERROR with no answer and the SOA (NODATA)
+//! when something lies below them (an empty non-terminal: a prefix's name, `_` under it,
+//! the first whole chunks of a long suffix; see `naming`), else NXDOMAIN + SOA.
+//! Errors: REFUSED outside the zone or for a class other than IN, FORMERR for malformed
+//! queries, NOTIMP for opcodes other than QUERY, SERVFAIL when a remote identifier cannot
+//! be resolved now.
 
 mod answer;
 pub mod naming;
@@ -36,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::admission::Admission;
 use crate::error::ErrorKind;
 use crate::identifier::Identifier;
-use crate::resolver::{Core, Filter, Interface, Presented, Resolved};
+use crate::resolver::{Core, Filter, Interface, Place, Presented, Resolved};
 
 /// The URI record type (RFC 7553), not built into hickory-proto.
 pub const URI: RecordType = RecordType::Unknown(256);
@@ -155,13 +158,22 @@ impl DnsHandler {
         match self.begin(packet, transport, client) {
             Begun::Done(answer) => Now::Answer(answer),
             Begun::Resolve(q) => {
+                let Asked::Identifier(id) = &q.asked else {
+                    return Now::Later(q); // a look at the store, maybe the disk
+                };
                 match self
                     .core
-                    .resolve_now(&q.id, &Filter::default(), Interface::Dns)
+                    .resolve_now(id, &Filter::default(), Interface::Dns)
                 {
                     Ok(None) => Now::Later(q),
                     Ok(Some(resolved)) => Now::Answer(self.finish(q, Ok(resolved))),
-                    Err(e) => Now::Answer(self.finish(q, Err(e))),
+                    Err(e) => match self.above(&q, &e) {
+                        Some(place) => Now::Later(Pending {
+                            asked: Asked::Place(place),
+                            ..q
+                        }),
+                        None => Now::Answer(self.finish(q, Err(e))),
+                    },
                 }
             }
         }
@@ -169,17 +181,59 @@ impl DnsHandler {
 
     /// Resolves a question [`DnsHandler::handle_now`] could not answer at once.
     pub async fn answer_later(&self, q: Pending) -> Option<Vec<u8>> {
+        let id = match &q.asked {
+            Asked::Identifier(id) => id.clone(),
+            Asked::Place(place) => {
+                let occupied = self.core.occupied(place.clone()).await;
+                return self.finish_place(q, occupied);
+            }
+        };
         let resolved = self
             .core
             .resolve_routed(
                 Presented::anonymous(),
-                q.id.clone(),
+                id,
                 Filter::default(),
                 0,
                 Interface::Dns,
             )
             .await;
+        if let Err(e) = &resolved {
+            if let Some(place) = self.above(&q, e) {
+                let occupied = self.core.occupied(place).await;
+                return self.finish_place(q, occupied);
+            }
+        }
         self.finish(q, resolved)
+    }
+
+    /// The place the question's name stands for, when the identifier it names is not
+    /// found and names may lie below it (a suffix of whole chunks).
+    fn above(&self, q: &Pending, e: &crate::error::Error) -> Option<Place> {
+        if rcode(e.kind) != ResponseCode::NXDomain {
+            return None;
+        }
+        naming::place(q.request.queries[0].name(), &self.config.zone)
+    }
+
+    /// The answer for a name that names no registered identifier: NODATA when something
+    /// lies below it, else NXDOMAIN; both authoritative, with the SOA for negative caching.
+    fn finish_place(&self, q: Pending, occupied: crate::error::Result<bool>) -> Option<Vec<u8>> {
+        match occupied {
+            Ok(true) => {
+                let mut response = self.response_to(&q.request);
+                response.metadata.authoritative = true;
+                response.add_authority(self.soa.clone());
+                self.reply(response, q.limit, "ok", q.started)
+            }
+            Ok(false) => self.finish(
+                q,
+                Err(crate::error::Error::not_found(
+                    "nothing lies below this name",
+                )),
+            ),
+            Err(e) => self.finish(q, Err(e)),
+        }
     }
 
     /// Parses and checks a query: answers everything that needs no resolution.
@@ -247,13 +301,19 @@ impl DnsHandler {
             }
             return Begun::Done(self.reply(response, limit, "ok", started));
         }
-        let Some(id) = naming::decode(query.name(), &self.config.zone) else {
-            response.add_authority(self.soa.clone());
-            return fail(response, ResponseCode::NXDomain, "nxdomain");
+        let asked = match naming::decode(query.name(), &self.config.zone) {
+            Some(id) => Asked::Identifier(id),
+            None => match naming::place(query.name(), &self.config.zone) {
+                Some(place) => Asked::Place(place),
+                None => {
+                    response.add_authority(self.soa.clone());
+                    return fail(response, ResponseCode::NXDomain, "nxdomain");
+                }
+            },
         };
         Begun::Resolve(Pending {
             request,
-            id,
+            asked,
             limit,
             started,
         })
@@ -264,7 +324,7 @@ impl DnsHandler {
         match resolved {
             Ok(resolved) => {
                 // Forwarded answers relay another node's authoritative data.
-                let authoritative = self.core.serves_identifier(&q.id);
+                let authoritative = self.core.serves_identifier(&resolved.identifier);
                 let mut out = Vec::with_capacity(512);
                 let values = &resolved.values;
                 if answer::write(&mut out, &q.request, authoritative, values, q.limit) {
@@ -338,13 +398,21 @@ pub enum Now {
     Later(Pending),
 }
 
-/// A checked query naming an identifier, to be resolved.
+/// A checked query naming an identifier or a place, to be resolved.
 pub struct Pending {
     request: Message,
-    id: Identifier,
+    asked: Asked,
     /// Largest answer the transport takes.
     limit: usize,
     started: Instant,
+}
+
+/// What a checked query asks about.
+enum Asked {
+    /// An identifier's values.
+    Identifier(Identifier),
+    /// Whether anything lies below a name that names no identifier.
+    Place(Place),
 }
 
 enum Begun {
