@@ -22,6 +22,7 @@ fn base_root() -> tempfile::TempDir {
     for tool in ["protoc", "c++", "dig", "curl"] {
         touch(dir.path(), &format!("usr/bin/{tool}"), true);
     }
+    touch(dir.path(), "usr/sbin/unbound", true);
     touch(dir.path(), "usr/lib/llvm-14/lib/libclang-cpp.so.14", false);
     dir
 }
