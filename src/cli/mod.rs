@@ -5,46 +5,19 @@ pub mod audit;
 pub mod backup;
 pub mod bench;
 pub mod bulk;
+pub mod connect;
 pub mod toplevel;
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
-use clap::{Args, Subcommand};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use tonic::{Code, Status};
+use clap::Subcommand;
+
+pub(crate) use connect::{Client, Connection};
 
 use idnode::api::grpc::pb;
 use idnode::dataset::RecordJson;
 use idnode::record::Value;
-
-/// How to reach a node and who to be.
-#[derive(Args, Clone)]
-pub struct Connection {
-    /// The node's gRPC URL.
-    #[arg(
-        long,
-        global = true,
-        env = "IDNODE_NODE",
-        default_value = "http://127.0.0.1:7000"
-    )]
-    pub(crate) node: String,
-    /// File holding a bearer token (admin or enterprise).
-    #[arg(long, global = true)]
-    token_file: Option<PathBuf>,
-    /// Bearer token (prefer --token-file: environment variables leak into process listings less, files into shells' history not at all).
-    #[arg(
-        long = "token",
-        global = true,
-        env = "IDNODE_TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    pub(crate) json: bool,
-}
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
@@ -258,96 +231,6 @@ pub enum TemplateCommand {
     },
 }
 
-type Svc = InterceptedService<Channel, idnode::api::grpc::BearerAuth>;
-
-pub(crate) struct Client {
-    channel: Svc,
-    json: bool,
-    url: String,
-}
-
-impl Connection {
-    fn token(&self) -> anyhow::Result<Option<String>> {
-        if let Some(path) = &self.token_file {
-            let t = std::fs::read_to_string(path)
-                .with_context(|| format!("reading token file {}", path.display()))?;
-            return Ok(Some(t.trim().to_owned()));
-        }
-        Ok(self.token.clone().map(|t| t.trim().to_owned()))
-    }
-
-    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
-        let endpoint = Channel::from_shared(self.node.clone())
-            .map_err(|e| anyhow!("invalid node URL {:?}: {e}", self.node))?
-            .connect_timeout(std::time::Duration::from_secs(5));
-        let channel = endpoint.connect().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the node at {}: {} (is `idnode serve` running? set --node or IDNODE_NODE)",
-                self.node,
-                source_chain(&e)
-            )
-        })?;
-        let auth = idnode::api::grpc::BearerAuth::new(self.token()?.as_deref())
-            .map_err(|e| anyhow!("{e}"))?;
-        Ok(Client {
-            channel: InterceptedService::new(channel, auth),
-            json: self.json,
-            url: self.node.clone(),
-        })
-    }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-impl Client {
-    fn resolver(&self) -> pb::resolver_client::ResolverClient<Svc> {
-        pb::resolver_client::ResolverClient::new(self.channel.clone())
-    }
-    pub(crate) fn registry(&self) -> pb::registry_client::RegistryClient<Svc> {
-        pb::registry_client::RegistryClient::new(self.channel.clone())
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20)
-    }
-    fn admin(&self) -> pb::admin_client::AdminClient<Svc> {
-        pb::admin_client::AdminClient::new(self.channel.clone())
-    }
-    pub(crate) fn toplevel(&self) -> pb::top_level_client::TopLevelClient<Svc> {
-        pb::top_level_client::TopLevelClient::new(self.channel.clone())
-    }
-    pub(crate) fn json(&self) -> bool {
-        self.json
-    }
-
-    /// Turns a gRPC status into a message for people.
-    pub(crate) fn fail(&self, s: Status) -> anyhow::Error {
-        let what = match s.code() {
-            Code::Unavailable => format!("the node at {} is unavailable", self.url),
-            Code::Unauthenticated => "not authenticated (give --token-file or IDNODE_TOKEN)".into(),
-            Code::PermissionDenied => "permission denied".into(),
-            Code::NotFound => "not found".into(),
-            Code::AlreadyExists => "already exists".into(),
-            Code::InvalidArgument => "invalid request".into(),
-            Code::ResourceExhausted => "limit exceeded".into(),
-            other => format!("{other:?}"),
-        };
-        anyhow!("{what}: {}", s.message())
-    }
-
-    pub(crate) fn print_json<T: serde::Serialize>(&self, v: &T) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(v)?);
-        Ok(())
-    }
-}
-
 /// Parses `INDEX:TYPE:DATA`.
 fn parse_value_flag(s: &str) -> anyhow::Result<pb::Value> {
     let mut parts = s.splitn(3, ':');
@@ -432,7 +315,7 @@ pub(crate) fn show_record(
         .into_iter()
         .map(value_from_pb)
         .collect::<Result<_, _>>()?;
-    if c.json {
+    if c.json() {
         c.print_json(&RecordJson::from_record(identifier, &values))
     } else {
         print_values(identifier, &values);
@@ -560,7 +443,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            if c.json {
+            if c.json() {
                 c.print_json(&serde_json::json!({ "deleted": identifier }))
             } else {
                 println!("deleted {identifier}");
@@ -587,7 +470,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     .await
                     .map_err(|s| c.fail(s))?
                     .into_inner();
-                if !c.json {
+                if !c.json() {
                     for id in &page.identifiers {
                         println!("{id}");
                     }
@@ -598,7 +481,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     break;
                 }
             }
-            if c.json {
+            if c.json() {
                 c.print_json(
                     &serde_json::json!({ "identifiers": everything, "next_cursor": cursor }),
                 )
@@ -617,7 +500,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
+            if c.json() {
                 let prefixes: serde_json::Map<String, serde_json::Value> = r
                     .prefixes
                     .iter()
@@ -642,7 +525,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
+            if c.json() {
                 c.print_json(&serde_json::json!({
                     "node_prefix": r.node_prefix, "node_name": r.node_name,
                     "registered": r.registered, "enterprises": r.enterprises, "version": r.version,
@@ -715,7 +598,7 @@ async fn register(c: &Client, records: Vec<pb::Record>) -> anyhow::Result<()> {
         } else {
             "already registered (identical)"
         };
-        return if c.json {
+        return if c.json() {
             c.print_json(&serde_json::json!({ "identifier": id, "created": r.created }))
         } else {
             println!("{state} {id}");
@@ -745,7 +628,7 @@ async fn register(c: &Client, records: Vec<pb::Record>) -> anyhow::Result<()> {
             }
         }
     }
-    if c.json {
+    if c.json() {
         let failures: Vec<_> = failed
             .iter()
             .map(|f| serde_json::json!({ "position": f.position, "identifier": f.identifier, "code": f.code, "message": f.message }))
@@ -789,7 +672,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 .map_err(|s| c.fail(s))?
                 .into_inner();
             let e = r.enterprise.unwrap_or_default();
-            if c.json {
+            if c.json() {
                 c.print_json(
                     &serde_json::json!({ "prefix": e.prefix, "name": e.name, "token": r.token }),
                 )
@@ -809,7 +692,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
+            if c.json() {
                 let all: Vec<_> = r.enterprises.iter().map(|e| serde_json::json!({
                     "prefix": e.prefix, "name": e.name, "industry_code": e.industry_code,
                     "registered": e.registered, "active_tokens": e.active_tokens, "created_at": e.created_at,
@@ -842,7 +725,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
+            if c.json() {
                 c.print_json(&serde_json::json!({ "token": r.token }))
             } else {
                 println!("new token (shown once): {}", r.token);
@@ -887,7 +770,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                     v.to_string()
                 }
             };
-            if c.json {
+            if c.json() {
                 return c.print_json(&serde_json::json!({
                     "prefix": u.prefix, "registered": u.registered, "registered_today": u.registered_today,
                     "max_registrations": q.max_registrations, "max_registrations_per_day": q.max_registrations_per_day,
@@ -964,7 +847,7 @@ async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 .template
                 .unwrap_or_default();
             let t = template_from(t).map_err(|e| anyhow!("{e}"))?;
-            if c.json {
+            if c.json() {
                 c.print_json(&t)
             } else {
                 println!(
@@ -993,7 +876,7 @@ async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
+            if c.json() {
                 let all: Vec<Template> = r
                     .templates
                     .into_iter()

@@ -37,12 +37,65 @@ impl Drop for Served {
 }
 
 fn idnode(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("IDNODE_NODE")
-        .env_remove("IDNODE_TOKEN")
-        .output()
-        .unwrap()
+    idnode_env(args, &[])
+}
+
+/// Runs the CLI with `env` set and none of the caller's idnode or TLS variables.
+fn idnode_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for var in [
+        "IDNODE_NODE",
+        "IDNODE_TOKEN",
+        "IDNODE_CA",
+        "IDNODE_CERT",
+        "IDNODE_KEY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `idnode serve` on a fresh directory with `extra` flags (gRPC on a free port, DNS and HTTP
+/// off); its URL has the scheme `scheme`.
+fn serve_with(dir: &Path, scheme: &str, extra: &[&str]) -> Served {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
+            "off",
+            "--http-addr",
+            "off",
+            "--block-cache-mb",
+            "16",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("idnode serve starts");
+    let (url, banner) = crate::support::read_banner(&mut child);
+    let url = url.replacen("http://", &format!("{scheme}://"), 1);
+    Served { child, url, banner }
 }
 
 fn stdout(o: &Output) -> String {
@@ -243,4 +296,200 @@ fn bad_configuration_fails_before_binding() {
         !dir.path().join("data").exists(),
         "nothing is created for an invalid config"
     );
+}
+
+/// Resolve, online import and bench against a TLS node and a mutual-TLS node: the CA from
+/// --ca, IDNODE_CA or the system roots (SSL_CERT_FILE), the client certificate from
+/// --cert/--key or IDNODE_CERT/IDNODE_KEY; without them, a clear refusal.
+#[test]
+fn client_commands_reach_tls_and_mutual_tls_nodes() {
+    let work = tempfile::tempdir().unwrap();
+    let certs = work.path().join("certs");
+    stdout(&idnode(&[
+        "cert",
+        "--out",
+        certs.to_str().unwrap(),
+        "--hosts",
+        "localhost,127.0.0.1",
+    ]));
+    let file = |name: &str| certs.join(name).to_str().unwrap().to_owned();
+    let (ca, server_cert, server_key) = (file("ca.pem"), file("server.pem"), file("server.key"));
+    let (client_cert, client_key) = (file("client.pem"), file("client.key"));
+    let data = work.path().join("d.jsonl");
+    let data = data.to_str().unwrap();
+    stdout(&idnode(&[
+        "gen",
+        "--count",
+        "200",
+        "--enterprises",
+        "3",
+        "--seed",
+        "4",
+        "--out",
+        data,
+    ]));
+    const ID: &str = "88.101.5/BAT-2024-000001";
+
+    // Plain TLS.
+    let dir = work.path().join("tls");
+    let node = serve_with(
+        &dir,
+        "https",
+        &["--tls-cert", &server_cert, "--tls-key", &server_key],
+    );
+    assert!(node.url.starts_with("https://127.0.0.1:"), "{}", node.url);
+    let out = stdout(&idnode(&["resolve", ID, "--node", &node.url, "--ca", &ca]));
+    assert!(out.starts_with(&format!("{ID}\n")), "{out}");
+    // The system roots do not hold the development CA...
+    let err = stderr(&idnode(&["resolve", ID, "--node", &node.url]));
+    assert!(
+        err.contains("cannot reach the node") && err.contains("--ca"),
+        "{err}"
+    );
+    // ...unless SSL_CERT_FILE says so; IDNODE_CA stands for --ca.
+    let ca_path = Path::new(&ca);
+    let out = stdout(&idnode_env(
+        &["resolve", ID, "--node", &node.url],
+        &[("SSL_CERT_FILE", ca_path)],
+    ));
+    assert!(out.starts_with(&format!("{ID}\n")), "{out}");
+    let out = stdout(&idnode_env(
+        &["resolve", ID, "--node", &node.url],
+        &[("IDNODE_CA", ca_path)],
+    ));
+    assert!(out.starts_with(&format!("{ID}\n")), "{out}");
+    // TLS flags with a plain-text URL would send the token in the clear: refused.
+    let plain = node.url.replacen("https://", "http://", 1);
+    let err = stderr(&idnode(&["resolve", ID, "--node", &plain, "--ca", &ca]));
+    assert!(err.contains(&format!("write {}", node.url)), "{err}");
+    let admin = dir.join("admin.token");
+    let admin = admin.to_str().unwrap();
+    let r: serde_json::Value = serde_json::from_str(&stdout(&idnode(&[
+        "import",
+        data,
+        "--node",
+        &node.url,
+        "--ca",
+        &ca,
+        "--token-file",
+        admin,
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(
+        (r["created"].as_u64(), r["failed"].as_u64()),
+        (Some(200), Some(0)),
+        "{r}"
+    );
+    let report = work.path().join("tls.json");
+    stdout(&idnode(&[
+        "bench",
+        "--node",
+        &node.url,
+        "--ca",
+        &ca,
+        "--keys",
+        data,
+        "--count",
+        "50",
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        (r["requests"].as_u64(), r["ok"].as_u64()),
+        (Some(50), Some(50)),
+        "{r}"
+    );
+    node.stop();
+
+    // Mutual TLS: the node requires a client certificate from the CA.
+    let dir = work.path().join("mtls");
+    let node = serve_with(
+        &dir,
+        "https",
+        &[
+            "--tls-cert",
+            &server_cert,
+            "--tls-key",
+            &server_key,
+            "--tls-client-ca",
+            &ca,
+        ],
+    );
+    let err = stderr(&idnode(&["resolve", ID, "--node", &node.url, "--ca", &ca]));
+    assert!(
+        err.contains("--cert"),
+        "without a client certificate: {err}"
+    );
+    let err = stderr(&idnode(&[
+        "resolve",
+        ID,
+        "--node",
+        &node.url,
+        "--ca",
+        &ca,
+        "--cert",
+        &client_cert,
+    ]));
+    assert!(err.contains("--cert and --key"), "{err}");
+    let with_cert = ["--ca", &ca, "--cert", &client_cert, "--key", &client_key];
+    let resolve = [&["resolve", ID, "--node", &node.url][..], &with_cert[..]].concat();
+    let out = stdout(&idnode(&resolve));
+    assert!(out.starts_with(&format!("{ID}\n")), "{out}");
+    let out = stdout(&idnode_env(
+        &["resolve", ID, "--node", &node.url],
+        &[
+            ("IDNODE_CA", ca_path),
+            ("IDNODE_CERT", Path::new(&client_cert)),
+            ("IDNODE_KEY", Path::new(&client_key)),
+        ],
+    ));
+    assert!(out.starts_with(&format!("{ID}\n")), "{out}");
+    let admin = dir.join("admin.token");
+    let import = [
+        &[
+            "import",
+            data,
+            "--node",
+            &node.url,
+            "--token-file",
+            admin.to_str().unwrap(),
+            "--json",
+        ][..],
+        &with_cert[..],
+    ]
+    .concat();
+    let r: serde_json::Value = serde_json::from_str(&stdout(&idnode(&import))).unwrap();
+    assert_eq!(
+        (r["created"].as_u64(), r["failed"].as_u64()),
+        (Some(200), Some(0)),
+        "{r}"
+    );
+    let report = work.path().join("mtls.json");
+    let bench = [
+        &[
+            "bench",
+            "--node",
+            &node.url,
+            "--keys",
+            data,
+            "--count",
+            "50",
+            "--report",
+            report.to_str().unwrap(),
+        ][..],
+        &with_cert[..],
+    ]
+    .concat();
+    stdout(&idnode(&bench));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        (r["requests"].as_u64(), r["ok"].as_u64()),
+        (Some(50), Some(50)),
+        "{r}"
+    );
+    node.stop();
 }
