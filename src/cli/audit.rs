@@ -74,7 +74,11 @@ pub async fn grant(cmd: GrantCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            println!("{grantee} may read the partner values under {scope}");
+            println!(
+                "{} may read the partner values under {}",
+                super::canonical_prefix(&grantee),
+                super::canonical_scope(&scope)
+            );
             Ok(())
         }
         GrantCommand::Revoke {
@@ -90,7 +94,11 @@ pub async fn grant(cmd: GrantCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            println!("revoked the grant of {grantee} on {scope}");
+            println!(
+                "revoked the grant of {} on {}",
+                super::canonical_prefix(&grantee),
+                super::canonical_scope(&scope)
+            );
             Ok(())
         }
         GrantCommand::List { prefix, conn } => {
@@ -198,6 +206,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
+            let identifier = super::canonical_identifier(&identifier);
             if c.json() {
                 let entries: Vec<_> = p
                     .entries

@@ -306,6 +306,36 @@ fn print_values(identifier: &str, values: &[Value]) {
     }
 }
 
+/// The canonical text of an identifier, as the node stores it (prefix lower-cased): what a
+/// command prints for the identifier it acted on. Parsed without length limits (the node's
+/// are configurable); input that does not parse is returned as given.
+pub(crate) fn canonical_identifier(s: &str) -> String {
+    idnode::identifier::Identifier::parse_with(s, &NO_LIMITS)
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| s.to_owned())
+}
+
+/// The canonical text of a prefix (lower-cased), as [`canonical_identifier`].
+pub(crate) fn canonical_prefix(s: &str) -> String {
+    idnode::identifier::Prefix::parse_with(s, &NO_LIMITS)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|_| s.to_owned())
+}
+
+/// A prefix or an identifier (a grant's scope), canonical.
+pub(crate) fn canonical_scope(s: &str) -> String {
+    if s.contains('/') {
+        canonical_identifier(s)
+    } else {
+        canonical_prefix(s)
+    }
+}
+
+const NO_LIMITS: idnode::identifier::Limits = idnode::identifier::Limits {
+    max_identifier_bytes: usize::MAX,
+    max_prefix_bytes: usize::MAX,
+};
+
 pub(crate) fn show_record(
     c: &Client,
     identifier: &str,
@@ -443,6 +473,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
+            let identifier = canonical_identifier(&identifier);
             if c.json() {
                 c.print_json(&serde_json::json!({ "deleted": identifier }))
             } else {
@@ -584,7 +615,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
 async fn register(c: &Client, records: Vec<pb::Record>) -> anyhow::Result<()> {
     if records.len() == 1 {
         let record = records.into_iter().next().expect("one record");
-        let id = record.identifier.clone();
+        let id = canonical_identifier(&record.identifier);
         let r = c
             .registry()
             .create(pb::CreateRequest {
@@ -718,17 +749,18 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
             let r = c
                 .admin()
                 .rotate_token(pb::RotateTokenRequest {
-                    prefix,
+                    prefix: prefix.clone(),
                     keep_previous,
                     token_ttl_secs: token_ttl.unwrap_or(0),
                 })
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
+            let prefix = canonical_prefix(&prefix);
             if c.json() {
-                c.print_json(&serde_json::json!({ "token": r.token }))
+                c.print_json(&serde_json::json!({ "prefix": prefix, "token": r.token }))
             } else {
-                println!("new token (shown once): {}", r.token);
+                println!("new token of {prefix} (shown once): {}", r.token);
                 Ok(())
             }
         }
@@ -751,7 +783,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            println!("quota of {prefix} set");
+            println!("quota of {} set", canonical_prefix(&prefix));
             Ok(())
         }
         EnterpriseCommand::Usage { prefix, conn } => {
@@ -796,7 +828,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            println!("revoked every token of {prefix}");
+            println!("revoked every token of {}", canonical_prefix(&prefix));
             Ok(())
         }
     }
@@ -816,7 +848,7 @@ async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             };
             let c = conn.connect().await?;
             for t in templates {
-                let id = t.identifier.clone();
+                let id = canonical_identifier(&t.identifier);
                 let r = c
                     .registry()
                     .register_template(pb::RegisterTemplateRequest {

@@ -493,3 +493,83 @@ fn client_commands_reach_tls_and_mutual_tls_nodes() {
     );
     node.stop();
 }
+
+/// Commands print the canonical identifier or prefix they acted on (prefix lower-cased,
+/// suffix as given), not the text typed.
+#[test]
+fn commands_print_the_canonical_identifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve_with(dir.path(), "http", &["--no-seed"]);
+    let admin = dir.path().join("admin.token");
+    let admin = admin.to_str().unwrap();
+    let with = |args: &[&str], token: &[&str]| {
+        stdout(&idnode(&[args, &["--node", &node.url], token].concat()))
+    };
+    let out = with(
+        &["enterprise", "create", "88.101.ABC", "Mixed Case Co"],
+        &["--token-file", admin],
+    );
+    assert!(out.starts_with("enterprise 88.101.abc "), "{out}");
+    let token = out
+        .rsplit("(shown once): ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let owner = ["--token", token.as_str()];
+
+    let out = with(&["register", "88.101.ABC/P1", "--value", "1:URL:u"], &owner);
+    assert_eq!(out, "registered 88.101.abc/P1\n");
+    let out = with(&["register", "88.101.ABC/P1", "--value", "1:URL:u"], &owner);
+    assert_eq!(out, "already registered (identical) 88.101.abc/P1\n");
+    let out = with(
+        &["register", "88.101.Abc/P2", "--value", "1:URL:u", "--json"],
+        &owner,
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["identifier"], "88.101.abc/P2");
+    let out = with(&["resolve", "88.101.ABC/P1"], &[]);
+    assert!(out.starts_with("88.101.abc/P1\n"), "{out}");
+    with(
+        &["enterprise", "create", "88.101.xyz", "Partner Co"],
+        &["--token-file", admin],
+    );
+    let out = with(&["grant", "add", "88.101.ABC/P1", "88.101.XYZ"], &owner);
+    assert_eq!(
+        out,
+        "88.101.xyz may read the partner values under 88.101.abc/P1\n"
+    );
+    let out = with(&["grant", "add", "88.101.ABC", "88.101.XYZ"], &owner);
+    assert_eq!(
+        out,
+        "88.101.xyz may read the partner values under 88.101.abc\n"
+    );
+    let out = with(&["grant", "revoke", "88.101.ABC/P1", "88.101.Xyz"], &owner);
+    assert_eq!(out, "revoked the grant of 88.101.xyz on 88.101.abc/P1\n");
+    let out = with(&["audit", "proof", "88.101.ABC/P1"], &owner);
+    assert!(out.starts_with("88.101.abc/P1: "), "{out}");
+    let out = with(&["delete", "88.101.ABC/P2"], &owner);
+    assert_eq!(out, "deleted 88.101.abc/P2\n");
+    let out = with(
+        &[
+            "enterprise",
+            "quota",
+            "88.101.ABC",
+            "--max-registrations",
+            "9",
+        ],
+        &["--token-file", admin],
+    );
+    assert_eq!(out, "quota of 88.101.abc set\n");
+    let out = with(
+        &["enterprise", "rotate", "88.101.ABC"],
+        &["--token-file", admin],
+    );
+    assert!(out.starts_with("new token of 88.101.abc "), "{out}");
+    let out = with(
+        &["enterprise", "revoke", "88.101.ABC"],
+        &["--token-file", admin],
+    );
+    assert_eq!(out, "revoked every token of 88.101.abc\n");
+    node.stop();
+}
