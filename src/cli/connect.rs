@@ -72,24 +72,33 @@ pub(crate) struct Client {
     channel: Svc,
     json: bool,
     url: String,
-    tls: bool,
 }
 
-/// The URL to dial for `node`. TLS flags with an `http://` URL are refused: the token
-/// would travel in the clear.
+/// The URL to dial for `node`: `http://` and `https://` URLs as given; a bare HOST:PORT gets
+/// `https://` when TLS flags are given, else `http://`. Any other scheme, or TLS flags with
+/// an `http://` URL (the token would travel in the clear), is refused with what to write.
 pub(crate) fn node_url(node: &str, tls: &TlsArgs) -> anyhow::Result<String> {
     let node = node.trim();
-    if let Some((scheme, rest)) = node.split_once("://") {
-        if scheme.eq_ignore_ascii_case("http") && tls.any() {
-            bail!(
-                "--node {node}: --ca, --cert and --key (IDNODE_CA, IDNODE_CERT, IDNODE_KEY) are for TLS; write https://{rest}, or drop them for a plain-text node"
-            );
+    match node.split_once("://") {
+        None => Ok(format!(
+            "{}://{node}",
+            if tls.any() { "https" } else { "http" }
+        )),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => {
+            Ok(format!("https://{rest}"))
         }
-        if scheme.eq_ignore_ascii_case("https") {
-            return Ok(format!("https://{rest}"));
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
+            if tls.any() {
+                bail!(
+                    "--node {node}: --ca, --cert and --key (IDNODE_CA, IDNODE_CERT, IDNODE_KEY) are for TLS; write https://{rest}, or drop them for a plain-text node"
+                );
+            }
+            Ok(format!("http://{rest}"))
         }
+        Some((scheme, rest)) => bail!(
+            "--node {node}: unknown scheme {scheme:?}; write http://{rest}, https://{rest} or {rest}"
+        ),
     }
-    Ok(node.to_owned())
 }
 
 /// A gRPC endpoint for `node` (see [`node_url`]) with TLS configured for `https://`: the
@@ -103,7 +112,12 @@ pub(crate) fn endpoint(node: &str, tls: &TlsArgs) -> anyhow::Result<(String, End
     };
     let url = node_url(node, tls)?;
     let mut endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| anyhow!("invalid node URL {node:?}: {e}"))?
+        .map_err(|e| {
+            anyhow!(
+                "--node {node}: {}; write http://HOST:PORT, https://HOST:PORT or HOST:PORT",
+                error_chain(&e)
+            )
+        })?
         .connect_timeout(Duration::from_secs(5));
     if url.starts_with("https://") {
         // The error's text already holds its cause: `context` would say it twice.
@@ -143,15 +157,19 @@ fn unreachable(url: &str, cause: &str) -> anyhow::Error {
     anyhow!("cannot reach the node at {url}: {cause} ({hint})")
 }
 
-/// An error and its causes.
+/// An error and its causes, each said once: transport errors often repeat their cause's text
+/// in their own.
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     chain_from(e.to_string(), e.source())
 }
 
 fn chain_from(mut text: String, mut cause: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
         cause = c.source();
     }
     text
@@ -174,7 +192,6 @@ impl Connection {
         Ok(Client {
             channel: InterceptedService::new(channel, auth),
             json: self.json,
-            tls: url.starts_with("https://"),
             url,
         })
     }
@@ -199,15 +216,16 @@ impl Client {
         self.json
     }
 
-    /// Turns a gRPC status into a message for people.
+    /// Turns a gRPC status into a message for people. A status with a source never came
+    /// from the node: the request did not get through (connection, TLS; over TLS 1.3 a
+    /// refused client certificate shows only when the first request is sent). One without is
+    /// the node's answer, UNAVAILABLE included (e.g. its upstream failed): the node is up.
     pub(crate) fn fail(&self, s: Status) -> anyhow::Error {
-        if self.tls && s.source().is_some() {
-            // Over TLS 1.3 a refused client certificate shows only when the first request is
-            // sent: the connection did not get through.
+        if s.source().is_some() {
             return unreachable(&self.url, &chain_from(s.message().to_owned(), s.source()));
         }
         let what = match s.code() {
-            Code::Unavailable => format!("the node at {} is unavailable", self.url),
+            Code::Unavailable => format!("unavailable (answered by the node at {})", self.url),
             Code::Unauthenticated => "not authenticated (give --token-file or IDNODE_TOKEN)".into(),
             Code::PermissionDenied => "permission denied".into(),
             Code::NotFound => "not found".into(),
@@ -237,23 +255,67 @@ mod tests {
     }
 
     #[test]
-    fn tls_flags_need_https() {
-        assert_eq!(
-            node_url("https://127.0.0.1:7000", &tls(true)).unwrap(),
-            "https://127.0.0.1:7000"
+    fn node_urls() {
+        let check = |node: &str, with_ca: bool, expected: Result<&str, &str>| match (
+            node_url(node, &tls(with_ca)),
+            expected,
+        ) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{node}"),
+            (Err(e), Err(part)) => assert!(e.to_string().contains(part), "{node}: {e}"),
+            (got, want) => panic!("{node}: got {got:?}, expected {want:?}"),
+        };
+        check("http://127.0.0.1:7000", false, Ok("http://127.0.0.1:7000"));
+        check(
+            "https://node.example:443",
+            false,
+            Ok("https://node.example:443"),
+        );
+        check("https://127.0.0.1:7000", true, Ok("https://127.0.0.1:7000"));
+        check(
+            "HTTPS://127.0.0.1:7000",
+            false,
+            Ok("https://127.0.0.1:7000"),
+        );
+        check("127.0.0.1:17000", false, Ok("http://127.0.0.1:17000"));
+        check("127.0.0.1:17000", true, Ok("https://127.0.0.1:17000"));
+        check(" localhost:7000 ", false, Ok("http://localhost:7000"));
+        check(
+            "http://127.0.0.1:7000",
+            true,
+            Err("write https://127.0.0.1:7000"),
+        );
+        check(
+            "grpc://127.0.0.1:7000",
+            false,
+            Err("write http://127.0.0.1:7000"),
+        );
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let refused = E("Connection refused (os error 111)", None);
+        let e = E(
+            "transport error",
+            Some(Box::new(E(
+                "tcp connect error",
+                Some(Box::new(E("tcp connect error", Some(Box::new(refused))))),
+            ))),
         );
         assert_eq!(
-            node_url("HTTPS://127.0.0.1:7000", &tls(false)).unwrap(),
-            "https://127.0.0.1:7000"
-        );
-        assert_eq!(
-            node_url("http://127.0.0.1:7000", &tls(false)).unwrap(),
-            "http://127.0.0.1:7000"
-        );
-        let e = node_url("http://127.0.0.1:7000", &tls(true)).unwrap_err();
-        assert!(
-            e.to_string().contains("write https://127.0.0.1:7000"),
-            "{e}"
+            error_chain(&e),
+            "transport error: tcp connect error: Connection refused (os error 111)"
         );
     }
 }

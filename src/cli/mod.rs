@@ -40,7 +40,8 @@ pub enum ClientCommand {
         /// A value as INDEX:TYPE:DATA, e.g. 1:URL:https://example.cn (repeatable).
         #[arg(long = "value")]
         values: Vec<String>,
-        /// A JSON record, a JSON array of records, or JSON Lines (see `dataset` docs).
+        /// A JSON record, a JSON array of records, or JSON Lines (the record format: `idnode
+        /// import --help`).
         #[arg(long)]
         file: Option<PathBuf>,
         #[command(flatten)]

@@ -73,6 +73,11 @@ fn stderr(o: &Output) -> String {
 /// `idnode serve` on a fresh directory with `extra` flags (gRPC on a free port, DNS and HTTP
 /// off); its URL has the scheme `scheme`.
 fn serve_with(dir: &Path, scheme: &str, extra: &[&str]) -> Served {
+    serve_logged(dir, scheme, extra, std::process::Stdio::null())
+}
+
+/// [`serve_with`], its logs (warnings and up) going to `logs`.
+fn serve_logged(dir: &Path, scheme: &str, extra: &[&str], logs: std::process::Stdio) -> Served {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -90,7 +95,7 @@ fn serve_with(dir: &Path, scheme: &str, extra: &[&str]) -> Served {
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(logs)
         .spawn()
         .expect("idnode serve starts");
     let (url, banner) = crate::support::read_banner(&mut child);
@@ -572,4 +577,173 @@ fn commands_print_the_canonical_identifier() {
     );
     assert_eq!(out, "revoked every token of 88.101.abc\n");
     node.stop();
+}
+
+/// A listener that cannot bind is named with its address and setting, and nothing is
+/// created: the data directory is made only after every listener is bound.
+#[test]
+fn serve_names_a_taken_address_before_creating_anything() {
+    let work = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for (name, grpc, http) in [
+        ("HTTP (--http-addr", "127.0.0.1:0", addr.as_str()),
+        ("gRPC (--grpc-addr", addr.as_str(), "off"),
+    ] {
+        let data = work.path().join("data");
+        let out = Command::new(BIN)
+            .args(["serve", "--grpc-addr", grpc, "--http-addr", http])
+            .args(["--dns-addr", "off", "--block-cache-mb", "16", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("cannot listen for {name}")) && err.contains(&addr),
+            "{err}"
+        );
+        assert!(!data.exists(), "{name}: the data directory was created");
+    }
+}
+
+/// `import --offline` into a directory holding no node store is refused (a typo must not
+/// become a new node); `--create` makes one.
+#[test]
+fn offline_import_needs_a_node_directory_or_create() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("d.jsonl");
+    let data = data.to_str().unwrap();
+    stdout(&idnode(&[
+        "gen",
+        "--count",
+        "20",
+        "--enterprises",
+        "2",
+        "--out",
+        data,
+    ]));
+    let typo = work.path().join("idnode-dta");
+    let typo_s = typo.to_str().unwrap();
+    let err = stderr(&idnode(&[
+        "import",
+        "--offline",
+        "--data-dir",
+        typo_s,
+        data,
+    ]));
+    assert!(
+        err.contains(typo_s) && err.contains("holds no node store") && err.contains("--create"),
+        "{err}"
+    );
+    assert!(!typo.exists(), "nothing is created");
+    let out = stdout(&idnode(&[
+        "import",
+        "--offline",
+        "--create",
+        "--data-dir",
+        typo_s,
+        data,
+        "--json",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(r["created"], 20, "{r}");
+    // Now it is a node directory: no --create needed.
+    let out = stdout(&idnode(&[
+        "import",
+        "--offline",
+        "--data-dir",
+        typo_s,
+        data,
+        "--json",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(r["already_present"], 20, "{r}");
+}
+
+/// No cause said twice in a row in an error line ("tcp connect error: tcp connect error").
+fn assert_no_repeats(err: &str) {
+    let parts: Vec<&str> = err.trim().split(": ").collect();
+    for w in parts.windows(2) {
+        assert_ne!(w[0], w[1], "repeated in {err:?}");
+    }
+}
+
+/// `--node` takes HOST:PORT; another scheme gets what to write; an unreachable node's error
+/// says each cause once; a node whose upstream fails is not called unavailable itself.
+#[test]
+fn client_errors_say_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Its upstream (top-level node) is a closed port: forwarded resolutions fail.
+    let node = serve_with(dir.path(), "http", &["--upstream", "http://127.0.0.1:1"]);
+    let host_port = node.url.trim_start_matches("http://");
+    const ID: &str = "88.101.5/BAT-2024-000001";
+    let out = stdout(&idnode(&["resolve", ID, "--node", host_port]));
+    assert!(out.starts_with(&format!("{ID}\n")), "{out}");
+    let err = stderr(&idnode(&[
+        "resolve",
+        ID,
+        "--node",
+        &format!("grpc://{host_port}"),
+    ]));
+    assert!(err.contains(&format!("write http://{host_port}")), "{err}");
+    assert_no_repeats(&err);
+
+    let err = stderr(&idnode(&["resolve", "88.101.5/X", "--node", "127.0.0.1:1"]));
+    assert!(
+        err.contains("cannot reach the node at http://127.0.0.1:1: ")
+            && err.contains("is `idnode serve` running"),
+        "{err}"
+    );
+    assert_no_repeats(&err);
+
+    // Forwarded: the node answers UNAVAILABLE because its upstream is down.
+    let err = stderr(&idnode(&["resolve", "88.102.3/X", "--node", &node.url]));
+    assert!(
+        err.contains(&format!(
+            "unavailable (answered by the node at {})",
+            node.url
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("cannot reach") && !err.contains("is unavailable"),
+        "the node itself is up: {err}"
+    );
+    node.stop();
+}
+
+/// Logs written to a file or a pipe carry no colour escape codes.
+#[test]
+fn logs_to_a_file_are_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("node.log");
+    // An upstream that is down makes the node log a warning (the heartbeat fails).
+    let node = serve_logged(
+        &dir.path().join("data"),
+        "http",
+        &["--no-seed", "--upstream", "http://127.0.0.1:1"],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    node.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("WARN") && text.contains("heartbeat failed"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "escape codes in {text:?}");
+}
+
+/// `import --help` describes the input formats instead of naming a code module.
+#[test]
+fn import_help_describes_the_formats() {
+    let out = stdout(&idnode(&["import", "--help"]));
+    for part in [
+        "JSON Lines",
+        "\"identifier\": \"88.101.5/BAT-1\"",
+        "identifier,index,type,data[,ttl[,classification]]",
+        "--create",
+    ] {
+        assert!(out.contains(part), "{part:?} missing from:\n{out}");
+    }
+    assert!(!out.contains("idnode::") && !out.contains("src/"), "{out}");
 }
