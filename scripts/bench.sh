@@ -45,7 +45,7 @@ dns() {
   if [ ! -s "$d.jsonl" ]; then
     "$B" gen --count "$N_DNS" --out "$d.jsonl" --zone-file "$d.zone" --dnsperf-queries "$d.queries"
   fi
-  rm -rf "$d.node" && "$B" import --offline --data-dir "$d.node" "$d.jsonl" >/dev/null
+  rm -rf "$d.node" && "$B" import --offline --create --data-dir "$d.node" "$d.jsonl" >/dev/null
   # Knot DNS serving the same names and TXT texts.
   mkdir -p "$W/knot"
   cat >"$W/knot/knot.conf" <<EOF
@@ -84,7 +84,7 @@ EOF
 grpc() {
   local d="$W/grpc-$N_GRPC"
   [ -s "$d.jsonl" ] || "$B" gen --count "$N_GRPC" --out "$d.jsonl"
-  rm -rf "$d.node" && "$B" import --offline --data-dir "$d.node" "$d.jsonl" >/dev/null
+  rm -rf "$d.node" && "$B" import --offline --create --data-dir "$d.node" "$d.jsonl" >/dev/null
   "$B" bench-reference grpc --addr 127.0.0.1:7401 --gen-count "$N_GRPC" >"$W/trivial.log" 2>&1 & local tp=$!; PIDS+=("$tp")
   wait_for "$W/trivial.log" "trivial Resolver"
   CONFIG="$W/node-cache.toml" serve "$d.node" "$W/grpc-node.log"
@@ -126,7 +126,7 @@ offline() {
   raw=$("$B" bench-reference rocks-sst --input "$d.jsonl" --dir "$d.sst" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
   rm -rf "$d.sst" "$d.offline"
   local off
-  off=$("$B" import --offline --data-dir "$d.offline" "$d.jsonl" --json | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
+  off=$("$B" import --offline --create --data-dir "$d.offline" "$d.jsonl" --json | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
   row "offline import, $N_IMPORT records, input unsorted (sort included)" "raw SstFileWriter + ingest, presorted: $raw/s" "idnode: $off/s" "$(echo "$off $raw" | awk '{printf "%.2f", $1/$2}')"
 }
 
@@ -159,7 +159,7 @@ scale() {
     if [ ! -f "$d/imported" ]; then
       rm -rf "$d"
       local t0=$SECONDS
-      "$B" gen --count "$n" --out - 2>/dev/null | "$B" import --offline --data-dir "$d" --failures "$W/scale-$n.failures.jsonl" - --json >"$W/scale-$n.import.json"
+      "$B" gen --count "$n" --out - 2>/dev/null | "$B" import --offline --create --data-dir "$d" --failures "$W/scale-$n.failures.jsonl" - --json >"$W/scale-$n.import.json"
       echo "imported $n records in $((SECONDS - t0)) s: $(cat "$W/scale-$n.import.json")" >&2
       touch "$d/imported"
     fi

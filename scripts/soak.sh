@@ -53,8 +53,8 @@ rss_mib() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status" 2>/dev/null |
 log "data sets"
 "$B" gen --count 200000 --node-prefix 88.101 --seed 1 --out "$W/a.jsonl" >/dev/null
 "$B" gen --count 20000 --node-prefix 88.102 --seed 2 --out "$W/b.jsonl" >/dev/null
-"$B" import --offline --node-prefix 88.101 --data-dir "$W/a" "$W/a.jsonl" >/dev/null
-"$B" import --offline --node-prefix 88.102 --data-dir "$W/b" "$W/b.jsonl" >/dev/null
+"$B" import --offline --create --node-prefix 88.101 --data-dir "$W/a" "$W/a.jsonl" >/dev/null
+"$B" import --offline --create --node-prefix 88.102 --data-dir "$W/b" "$W/b.jsonl" >/dev/null
 for f in a b; do
   failed=$(wc -l <"$W/$f.jsonl.failures.jsonl")
   [ "$failed" -eq 0 ] || { echo "import of $f.jsonl: $failed failures" >&2; exit 1; }

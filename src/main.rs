@@ -159,7 +159,8 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-/// Logs go to stderr: `--log-level` (else `RUST_LOG`, else info), as text or JSON lines.
+/// Logs go to stderr: `--log-level` (else `RUST_LOG`, else info), as text or JSON lines;
+/// coloured only when stderr is a terminal (a file or a pipe gets plain text).
 fn init_logs(level: Option<&str>, format: &str) -> anyhow::Result<()> {
     let filter = match level {
         Some(l) => tracing_subscriber::EnvFilter::try_new(l)
@@ -169,6 +170,7 @@ fn init_logs(level: Option<&str>, format: &str) -> anyhow::Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         "text" => builder.init(),
@@ -205,10 +207,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .context("invalid configuration")?;
+    // Everything that can fail without touching the data directory fails first: TLS files,
+    // then the listeners; only then is the directory created and seeded.
+    idnode::node::check_tls(&config)?;
+    let listeners = idnode::node::bind(&config).await?;
     let opened = idnode::node::open(&config, args.reset_admin_token)?;
-    let listeners = idnode::node::bind(&config)
-        .await
-        .context("binding the listeners (gRPC, DNS, HTTP)")?;
     let addr = listeners.grpc_addr()?;
     match opened.admin_bootstrap {
         idnode::resolver::AdminBootstrap::Created => println!(

@@ -95,12 +95,43 @@ fn rustls_pemfile_certs(
 impl ClientTls {
     /// The tonic client configuration.
     pub fn grpc(&self) -> Result<ClientTlsConfig, TlsError> {
-        let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&self.ca)?));
-        if let Some((cert, key)) = &self.identity {
-            c = c.identity(Identity::from_pem(read(cert)?, read(key)?));
-        }
-        Ok(c)
+        let identity = self
+            .identity
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
+        client_config(Some(&self.ca), identity)
     }
+}
+
+/// A tonic client configuration trusting `ca` (PEM) or, without it, the system's roots
+/// (`rustls-native-certs`: the platform's store, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when
+/// set), and presenting `identity` (certificate and key, PEM) to servers that ask for one.
+/// Errors name the file that cannot be read or parsed; missing system roots show when
+/// connecting.
+pub fn client_config(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientTlsConfig, TlsError> {
+    let mut c = match ca {
+        Some(ca) => {
+            let pem = read(ca)?;
+            if rustls_pemfile_certs(&pem)
+                .map_err(|e| TlsError::Invalid(format!("{}: {e}", ca.display())))?
+                .is_empty()
+            {
+                return Err(TlsError::Invalid(format!(
+                    "{}: no PEM certificate in it",
+                    ca.display()
+                )));
+            }
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+        }
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
+    if let Some((cert, key)) = identity {
+        c = c.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(c)
 }
 
 /// A lazily connecting channel to another node: `https://` URLs use `tls` (the configured
@@ -115,9 +146,10 @@ pub fn lazy_channel(
         .connect_timeout(timeout);
     if url.starts_with("https://") {
         let config = match tls {
-            Some(t) => t.grpc().map_err(|e| format!("TLS for {url}: {e}"))?,
-            None => ClientTlsConfig::new().with_enabled_roots(),
-        };
+            Some(t) => t.grpc(),
+            None => client_config(None, None),
+        }
+        .map_err(|e| format!("TLS for {url}: {e}"))?;
         endpoint = endpoint
             .tls_config(config)
             .map_err(|e| format!("TLS for {url}: {e}"))?;

@@ -47,6 +47,9 @@ pub enum AuditCommand {
         /// gRPC URL of the top-level node holding this node's signed heads.
         #[arg(long)]
         toplevel: Option<String>,
+        /// TLS toward an https:// --toplevel.
+        #[command(flatten)]
+        tls: super::connect::TlsArgs,
     },
     /// The log entries of one identifier, from a running node (owner or admin token).
     Proof {
@@ -71,7 +74,11 @@ pub async fn grant(cmd: GrantCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            println!("{grantee} may read the partner values under {scope}");
+            println!(
+                "{} may read the partner values under {}",
+                super::canonical_prefix(&grantee),
+                super::canonical_scope(&scope)
+            );
             Ok(())
         }
         GrantCommand::Revoke {
@@ -87,7 +94,11 @@ pub async fn grant(cmd: GrantCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            println!("revoked the grant of {grantee} on {scope}");
+            println!(
+                "revoked the grant of {} on {}",
+                super::canonical_prefix(&grantee),
+                super::canonical_scope(&scope)
+            );
             Ok(())
         }
         GrantCommand::List { prefix, conn } => {
@@ -115,7 +126,11 @@ fn read_only(path: PathBuf) -> anyhow::Result<RocksStore> {
 
 pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
-        AuditCommand::Verify { data_dir, toplevel } => {
+        AuditCommand::Verify {
+            data_dir,
+            toplevel,
+            tls,
+        } => {
             let store = read_only(data_dir.join("db"))?;
             let node_prefix = store
                 .get(Table::Meta, b"node_prefix")
@@ -124,10 +139,8 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 .context("the store has no node prefix: not an idnode data directory?")?;
             let heads: Vec<SignedHead> = match toplevel {
                 Some(url) => {
-                    let channel = tonic::transport::Channel::from_shared(url.clone())?
-                        .connect()
-                        .await
-                        .with_context(|| format!("cannot reach the top-level node at {url}"))?;
+                    let (url, endpoint) = super::connect::endpoint(&url, &tls)?;
+                    let channel = super::connect::connect(&url, endpoint).await?;
                     pb::top_level_client::TopLevelClient::new(channel)
                         .get_heads(pb::GetHeadsRequest {
                             node_prefix: node_prefix.clone(),
@@ -193,6 +206,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
+            let identifier = super::canonical_identifier(&identifier);
             if c.json() {
                 let entries: Vec<_> = p
                     .entries

@@ -51,6 +51,8 @@ pub struct BenchArgs {
     /// The node's gRPC URL.
     #[arg(long, env = "IDNODE_NODE", default_value = "http://127.0.0.1:7000")]
     pub node: String,
+    #[command(flatten)]
+    pub tls: super::connect::TlsArgs,
     /// DNS server for resolve-dns.
     #[arg(long, default_value = "127.0.0.1:5353")]
     pub dns: SocketAddr,
@@ -466,12 +468,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let mut channels = Vec::new();
     if args.op != Op::ResolveDns {
+        let (url, endpoint) = super::connect::endpoint(&args.node, &args.tls)?;
         for _ in 0..args.connections.max(1) {
-            let ch = Channel::from_shared(args.node.clone())?
-                .connect()
-                .await
-                .with_context(|| format!("cannot reach the node at {}", args.node))?;
-            channels.push(ch);
+            channels.push(super::connect::connect(&url, endpoint.clone()).await?);
         }
     } else {
         channels.push(Channel::from_static("http://127.0.0.1:1").connect_lazy());
@@ -654,10 +653,8 @@ async fn verify(args: &BenchArgs, file: &std::path::Path, auth: BearerAuth) -> a
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
         .collect();
-    let channel = Channel::from_shared(args.node.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the node at {}", args.node))?;
+    let (url, endpoint) = super::connect::endpoint(&args.node, &args.tls)?;
+    let channel = super::connect::connect(&url, endpoint).await?;
     let ids = Arc::new(ids);
     let next = Arc::new(AtomicU64::new(0));
     let problems = Arc::new(Mutex::new(Vec::new()));

@@ -149,17 +149,40 @@ fn progress(total: u64, unit: &str) -> ProgressBar {
     bar
 }
 
+/// `idnode import --help`: the input formats, for people without the sources at hand.
+const IMPORT_FORMATS: &str = "\
+Input formats (chosen by the file name: .csv is CSV, anything else JSON Lines; - is standard input):
+
+JSON Lines: one record (the JSON of `idnode get --json`) per line:
+  {\"identifier\": \"88.101.5/BAT-1\", \"values\": [{\"index\": 1, \"type\": \"URL\", \"data\": \"https://example.cn/p/1\"}]}
+  Value fields: index and type (required), data, format (string, json or binary: data in base64),
+  ttl (seconds, default 86400), permissions (four bits: admin_read admin_write public_read
+  public_write, default 1110), classification (public, partner or private), references
+  ([{\"identifier\": ..., \"index\": ...}]).
+
+CSV: one row per value, identifier,index,type,data[,ttl[,classification]]; the rows of one
+  identifier consecutive; a header row starting with `identifier` is skipped; fields holding
+  a comma, a quote or a newline are quoted with \" (\"\" inside quotes).
+
+Records that fail go to FILE.failures.jsonl with their position; an online import saves its
+progress in FILE.progress for --resume. README.md, \"Bulk data and load\", has examples.";
+
 #[derive(Args)]
+#[command(after_long_help = IMPORT_FORMATS)]
 pub struct ImportArgs {
-    /// JSON Lines or CSV (see `idnode::bulk`).
+    /// JSON Lines or CSV (formats: `idnode import --help`).
     pub file: PathBuf,
     /// Import into a stopped node's data directory with SST ingestion.
     #[arg(long)]
     pub offline: bool,
-    /// With --offline: the node's data directory.
+    /// With --offline: the node's data directory; it must hold a node's store, unless
+    /// --create.
     #[arg(long, default_value = "./idnode-data")]
     pub data_dir: PathBuf,
-    /// With --offline: the node prefix of a data directory never started.
+    /// With --offline: create the data directory's store if there is none (a new node).
+    #[arg(long, requires = "offline")]
+    pub create: bool,
+    /// With --offline --create: the node prefix of the new data directory.
     #[arg(long, default_value = "88.101")]
     pub node_prefix: String,
     /// With --offline: memory for sorting before runs spill to disk, MiB.
@@ -403,6 +426,14 @@ fn offline(a: ImportArgs) -> anyhow::Result<()> {
     use idnode::store::rocks::{RocksConfig, RocksStore};
     use idnode::store::{SharedStore, Store, Table};
     let db = a.data_dir.join("db");
+    // A mistyped --data-dir must not become a new, empty node holding the import.
+    if !a.create && !db.join("CURRENT").is_file() {
+        bail!(
+            "{} holds no node store ({} is missing): give the data directory of a node started at least once, or --create to make a new one",
+            a.data_dir.display(),
+            db.join("CURRENT").display()
+        );
+    }
     let mut rc = RocksConfig::new(&db);
     rc.block_cache_bytes = 256 << 20;
     let store = RocksStore::open(&rc)

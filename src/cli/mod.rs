@@ -5,46 +5,19 @@ pub mod audit;
 pub mod backup;
 pub mod bench;
 pub mod bulk;
+pub mod connect;
 pub mod toplevel;
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
-use clap::{Args, Subcommand};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use tonic::{Code, Status};
+use clap::Subcommand;
+
+pub(crate) use connect::{Client, Connection};
 
 use idnode::api::grpc::pb;
 use idnode::dataset::RecordJson;
 use idnode::record::Value;
-
-/// How to reach a node and who to be.
-#[derive(Args, Clone)]
-pub struct Connection {
-    /// The node's gRPC URL.
-    #[arg(
-        long,
-        global = true,
-        env = "IDNODE_NODE",
-        default_value = "http://127.0.0.1:7000"
-    )]
-    pub(crate) node: String,
-    /// File holding a bearer token (admin or enterprise).
-    #[arg(long, global = true)]
-    token_file: Option<PathBuf>,
-    /// Bearer token (prefer --token-file: environment variables leak into process listings less, files into shells' history not at all).
-    #[arg(
-        long = "token",
-        global = true,
-        env = "IDNODE_TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    pub(crate) json: bool,
-}
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
@@ -67,7 +40,8 @@ pub enum ClientCommand {
         /// A value as INDEX:TYPE:DATA, e.g. 1:URL:https://example.cn (repeatable).
         #[arg(long = "value")]
         values: Vec<String>,
-        /// A JSON record, a JSON array of records, or JSON Lines (see `dataset` docs).
+        /// A JSON record, a JSON array of records, or JSON Lines (the record format: `idnode
+        /// import --help`).
         #[arg(long)]
         file: Option<PathBuf>,
         #[command(flatten)]
@@ -258,96 +232,6 @@ pub enum TemplateCommand {
     },
 }
 
-type Svc = InterceptedService<Channel, idnode::api::grpc::BearerAuth>;
-
-pub(crate) struct Client {
-    channel: Svc,
-    json: bool,
-    url: String,
-}
-
-impl Connection {
-    fn token(&self) -> anyhow::Result<Option<String>> {
-        if let Some(path) = &self.token_file {
-            let t = std::fs::read_to_string(path)
-                .with_context(|| format!("reading token file {}", path.display()))?;
-            return Ok(Some(t.trim().to_owned()));
-        }
-        Ok(self.token.clone().map(|t| t.trim().to_owned()))
-    }
-
-    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
-        let endpoint = Channel::from_shared(self.node.clone())
-            .map_err(|e| anyhow!("invalid node URL {:?}: {e}", self.node))?
-            .connect_timeout(std::time::Duration::from_secs(5));
-        let channel = endpoint.connect().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the node at {}: {} (is `idnode serve` running? set --node or IDNODE_NODE)",
-                self.node,
-                source_chain(&e)
-            )
-        })?;
-        let auth = idnode::api::grpc::BearerAuth::new(self.token()?.as_deref())
-            .map_err(|e| anyhow!("{e}"))?;
-        Ok(Client {
-            channel: InterceptedService::new(channel, auth),
-            json: self.json,
-            url: self.node.clone(),
-        })
-    }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-impl Client {
-    fn resolver(&self) -> pb::resolver_client::ResolverClient<Svc> {
-        pb::resolver_client::ResolverClient::new(self.channel.clone())
-    }
-    pub(crate) fn registry(&self) -> pb::registry_client::RegistryClient<Svc> {
-        pb::registry_client::RegistryClient::new(self.channel.clone())
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20)
-    }
-    fn admin(&self) -> pb::admin_client::AdminClient<Svc> {
-        pb::admin_client::AdminClient::new(self.channel.clone())
-    }
-    pub(crate) fn toplevel(&self) -> pb::top_level_client::TopLevelClient<Svc> {
-        pb::top_level_client::TopLevelClient::new(self.channel.clone())
-    }
-    pub(crate) fn json(&self) -> bool {
-        self.json
-    }
-
-    /// Turns a gRPC status into a message for people.
-    pub(crate) fn fail(&self, s: Status) -> anyhow::Error {
-        let what = match s.code() {
-            Code::Unavailable => format!("the node at {} is unavailable", self.url),
-            Code::Unauthenticated => "not authenticated (give --token-file or IDNODE_TOKEN)".into(),
-            Code::PermissionDenied => "permission denied".into(),
-            Code::NotFound => "not found".into(),
-            Code::AlreadyExists => "already exists".into(),
-            Code::InvalidArgument => "invalid request".into(),
-            Code::ResourceExhausted => "limit exceeded".into(),
-            other => format!("{other:?}"),
-        };
-        anyhow!("{what}: {}", s.message())
-    }
-
-    pub(crate) fn print_json<T: serde::Serialize>(&self, v: &T) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(v)?);
-        Ok(())
-    }
-}
-
 /// Parses `INDEX:TYPE:DATA`.
 fn parse_value_flag(s: &str) -> anyhow::Result<pb::Value> {
     let mut parts = s.splitn(3, ':');
@@ -423,6 +307,36 @@ fn print_values(identifier: &str, values: &[Value]) {
     }
 }
 
+/// The canonical text of an identifier, as the node stores it (prefix lower-cased): what a
+/// command prints for the identifier it acted on. Parsed without length limits (the node's
+/// are configurable); input that does not parse is returned as given.
+pub(crate) fn canonical_identifier(s: &str) -> String {
+    idnode::identifier::Identifier::parse_with(s, &NO_LIMITS)
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| s.to_owned())
+}
+
+/// The canonical text of a prefix (lower-cased), as [`canonical_identifier`].
+pub(crate) fn canonical_prefix(s: &str) -> String {
+    idnode::identifier::Prefix::parse_with(s, &NO_LIMITS)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|_| s.to_owned())
+}
+
+/// A prefix or an identifier (a grant's scope), canonical.
+pub(crate) fn canonical_scope(s: &str) -> String {
+    if s.contains('/') {
+        canonical_identifier(s)
+    } else {
+        canonical_prefix(s)
+    }
+}
+
+const NO_LIMITS: idnode::identifier::Limits = idnode::identifier::Limits {
+    max_identifier_bytes: usize::MAX,
+    max_prefix_bytes: usize::MAX,
+};
+
 pub(crate) fn show_record(
     c: &Client,
     identifier: &str,
@@ -432,7 +346,7 @@ pub(crate) fn show_record(
         .into_iter()
         .map(value_from_pb)
         .collect::<Result<_, _>>()?;
-    if c.json {
+    if c.json() {
         c.print_json(&RecordJson::from_record(identifier, &values))
     } else {
         print_values(identifier, &values);
@@ -560,7 +474,8 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            if c.json {
+            let identifier = canonical_identifier(&identifier);
+            if c.json() {
                 c.print_json(&serde_json::json!({ "deleted": identifier }))
             } else {
                 println!("deleted {identifier}");
@@ -587,7 +502,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     .await
                     .map_err(|s| c.fail(s))?
                     .into_inner();
-                if !c.json {
+                if !c.json() {
                     for id in &page.identifiers {
                         println!("{id}");
                     }
@@ -598,7 +513,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     break;
                 }
             }
-            if c.json {
+            if c.json() {
                 c.print_json(
                     &serde_json::json!({ "identifiers": everything, "next_cursor": cursor }),
                 )
@@ -617,7 +532,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
+            if c.json() {
                 let prefixes: serde_json::Map<String, serde_json::Value> = r
                     .prefixes
                     .iter()
@@ -642,7 +557,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
+            if c.json() {
                 c.print_json(&serde_json::json!({
                     "node_prefix": r.node_prefix, "node_name": r.node_name,
                     "registered": r.registered, "enterprises": r.enterprises, "version": r.version,
@@ -701,7 +616,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
 async fn register(c: &Client, records: Vec<pb::Record>) -> anyhow::Result<()> {
     if records.len() == 1 {
         let record = records.into_iter().next().expect("one record");
-        let id = record.identifier.clone();
+        let id = canonical_identifier(&record.identifier);
         let r = c
             .registry()
             .create(pb::CreateRequest {
@@ -715,7 +630,7 @@ async fn register(c: &Client, records: Vec<pb::Record>) -> anyhow::Result<()> {
         } else {
             "already registered (identical)"
         };
-        return if c.json {
+        return if c.json() {
             c.print_json(&serde_json::json!({ "identifier": id, "created": r.created }))
         } else {
             println!("{state} {id}");
@@ -745,7 +660,7 @@ async fn register(c: &Client, records: Vec<pb::Record>) -> anyhow::Result<()> {
             }
         }
     }
-    if c.json {
+    if c.json() {
         let failures: Vec<_> = failed
             .iter()
             .map(|f| serde_json::json!({ "position": f.position, "identifier": f.identifier, "code": f.code, "message": f.message }))
@@ -789,7 +704,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 .map_err(|s| c.fail(s))?
                 .into_inner();
             let e = r.enterprise.unwrap_or_default();
-            if c.json {
+            if c.json() {
                 c.print_json(
                     &serde_json::json!({ "prefix": e.prefix, "name": e.name, "token": r.token }),
                 )
@@ -809,7 +724,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
+            if c.json() {
                 let all: Vec<_> = r.enterprises.iter().map(|e| serde_json::json!({
                     "prefix": e.prefix, "name": e.name, "industry_code": e.industry_code,
                     "registered": e.registered, "active_tokens": e.active_tokens, "created_at": e.created_at,
@@ -835,17 +750,18 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
             let r = c
                 .admin()
                 .rotate_token(pb::RotateTokenRequest {
-                    prefix,
+                    prefix: prefix.clone(),
                     keep_previous,
                     token_ttl_secs: token_ttl.unwrap_or(0),
                 })
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
-                c.print_json(&serde_json::json!({ "token": r.token }))
+            let prefix = canonical_prefix(&prefix);
+            if c.json() {
+                c.print_json(&serde_json::json!({ "prefix": prefix, "token": r.token }))
             } else {
-                println!("new token (shown once): {}", r.token);
+                println!("new token of {prefix} (shown once): {}", r.token);
                 Ok(())
             }
         }
@@ -868,7 +784,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            println!("quota of {prefix} set");
+            println!("quota of {} set", canonical_prefix(&prefix));
             Ok(())
         }
         EnterpriseCommand::Usage { prefix, conn } => {
@@ -887,7 +803,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                     v.to_string()
                 }
             };
-            if c.json {
+            if c.json() {
                 return c.print_json(&serde_json::json!({
                     "prefix": u.prefix, "registered": u.registered, "registered_today": u.registered_today,
                     "max_registrations": q.max_registrations, "max_registrations_per_day": q.max_registrations_per_day,
@@ -913,7 +829,7 @@ async fn enterprise(cmd: EnterpriseCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            println!("revoked every token of {prefix}");
+            println!("revoked every token of {}", canonical_prefix(&prefix));
             Ok(())
         }
     }
@@ -933,7 +849,7 @@ async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             };
             let c = conn.connect().await?;
             for t in templates {
-                let id = t.identifier.clone();
+                let id = canonical_identifier(&t.identifier);
                 let r = c
                     .registry()
                     .register_template(pb::RegisterTemplateRequest {
@@ -964,7 +880,7 @@ async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 .template
                 .unwrap_or_default();
             let t = template_from(t).map_err(|e| anyhow!("{e}"))?;
-            if c.json {
+            if c.json() {
                 c.print_json(&t)
             } else {
                 println!(
@@ -993,7 +909,7 @@ async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            if c.json {
+            if c.json() {
                 let all: Vec<Template> = r
                     .templates
                     .into_iter()

@@ -339,7 +339,10 @@ async fn node(cmd: NodeCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(|s| c.fail(s))?;
-            println!("removed the delegation of {node_prefix}");
+            println!(
+                "removed the delegation of {}",
+                super::canonical_prefix(&node_prefix)
+            );
             Ok(())
         }
     }

@@ -85,15 +85,27 @@ fn open_store(
     )))
 }
 
+/// Reads and parses the TLS files the node serves with and connects upstream with, so that a
+/// bad file is reported before anything is bound or created.
+pub fn check_tls(config: &Config) -> Result<(), NodeError> {
+    if let Some(t) = &config.tls {
+        t.rustls()
+            .and_then(|_| t.grpc())
+            .map_err(|e| NodeError::Setup(format!("TLS: {e}")))?;
+    }
+    if let Some(t) = &config.forward.tls {
+        t.grpc()
+            .map_err(|e| NodeError::Setup(format!("upstream TLS: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Opens (creating on first start) the node's data directory: store, core, admin token,
 /// seed data when enabled and not yet loaded, and the upstream: an external top-level node,
-/// or an embedded one in `<data_dir>/toplevel`.
+/// or an embedded one in `<data_dir>/toplevel`. An external upstream (its token file, its
+/// URL) is set up before the directory is created, so its errors leave nothing behind.
 pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Store {
-        path: config.data_dir.clone(),
-        detail: e.to_string(),
-    })?;
-    let (upstream, embedded): (Arc<dyn Upstream>, _) = match &config.upstream {
+    let external: Option<Arc<dyn Upstream>> = match &config.upstream {
         Some(u) => {
             let token = match &u.token_file {
                 Some(path) => Some(
@@ -115,8 +127,16 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
                 config.forward.timeout,
                 config.forward.tls.as_ref(),
             )?;
-            (Arc::new(upstream), None)
+            Some(Arc::new(upstream))
         }
+        None => None,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Store {
+        path: config.data_dir.clone(),
+        detail: e.to_string(),
+    })?;
+    let (upstream, embedded): (Arc<dyn Upstream>, _) = match external {
+        Some(upstream) => (upstream, None),
         None => {
             let top = toplevel::open(
                 &config.data_dir.join("toplevel"),
@@ -481,15 +501,30 @@ impl Listeners {
     }
 }
 
-/// Binds every configured listener.
+/// Binds every configured listener. An error names the listener, its address and the
+/// setting that chose it.
 pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
-    let grpc = TcpListener::bind(config.grpc_addr).await?;
+    let named = |what: &'static str, addr: SocketAddr| {
+        move |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}"))
+        }
+    };
+    let grpc = TcpListener::bind(config.grpc_addr)
+        .await
+        .map_err(named("gRPC (--grpc-addr, [grpc] addr)", config.grpc_addr))?;
     let dns = match &config.dns {
-        Some((addr, _)) => Some(bind_dns(*addr).await?),
+        Some((addr, _)) => Some(bind_dns(*addr).await.map_err(named(
+            "DNS over UDP and TCP (--dns-addr, [dns] addr)",
+            *addr,
+        ))?),
         None => None,
     };
     let http = match config.http_addr {
-        Some(addr) => Some(TcpListener::bind(addr).await?),
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(named("HTTP (--http-addr, [http] addr)", addr))?,
+        ),
         None => None,
     };
     Ok(Listeners { grpc, dns, http })

@@ -154,6 +154,7 @@ async fn online_and_offline_imports_give_identical_stores() {
     let r = json_line(&idnode(&[
         "import",
         "--offline",
+        "--create",
         "--data-dir",
         off,
         "--memory-mb",
@@ -235,6 +236,7 @@ async fn online_and_offline_imports_give_identical_stores() {
     idnode(&[
         "import",
         "--offline",
+        "--create",
         "--data-dir",
         csv_dir.to_str().unwrap(),
         csv.to_str().unwrap(),
