@@ -545,6 +545,7 @@ impl Config {
         if let Some(n) = read_threads {
             core.read_threads = n;
         }
+        core.read_queue = admission.max_in_flight;
         Ok(Config {
             data_dir,
             grpc_addr,

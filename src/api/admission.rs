@@ -3,13 +3,15 @@
 //!
 //! - connections per TCP listener (gRPC, HTTP, DNS over TCP): over the limit a connection
 //!   is closed at once (HTTP first gets a `503`); never queued;
-//! - a connection that sends nothing within the idle timeout is closed before it reaches a
-//!   protocol server, so silent sockets cannot hold connection slots;
-//! - requests in flight, node-wide (gRPC calls and streams, HTTP requests): over the limit
-//!   `RESOURCE_EXHAUSTED` / `503`;
+//! - a connection that sends nothing within the idle timeout, or whose peer stops reading
+//!   what it is sent for as long, is closed before it reaches a protocol server, so silent
+//!   sockets and clients that never read cannot hold connection slots;
+//! - requests in flight, node-wide (gRPC calls and streams, HTTP requests, DNS queries that
+//!   wait for the disk or another node): over the limit `RESOURCE_EXHAUSTED` / `503` / DNS
+//!   `REFUSED`;
 //! - requests per second per client address (token bucket, burst one second's worth):
 //!   `RESOURCE_EXHAUSTED` (reason 603) / `429` / DNS `REFUSED`;
-//! - a request timeout: gRPC `DEADLINE_EXCEEDED`, HTTP `503`.
+//! - a request timeout: gRPC `DEADLINE_EXCEEDED`, HTTP `503`, DNS `SERVFAIL`.
 //!
 //! Enterprise quotas (603/604 in the core) still apply on top: this layer protects the
 //! node, quotas share it fairly between enterprises.
@@ -36,14 +38,14 @@ pub struct AdmissionConfig {
     pub max_connections: usize,
     /// Concurrent HTTP/2 streams per gRPC connection (advertised in SETTINGS).
     pub max_concurrent_streams: u32,
-    /// Requests being served at once, node-wide (gRPC and HTTP).
+    /// Requests being served at once, node-wide (gRPC, HTTP, and DNS queries that wait).
     pub max_in_flight: usize,
     /// Requests per second from one client address, all interfaces together; 0 = no limit.
     pub client_requests_per_second: u32,
     /// Longest a unary request may take (gRPC streams: until their first response).
     pub request_timeout: Duration,
     /// A connection silent this long (before its first request, or while sending
-    /// headers) is closed.
+    /// headers), or whose writes make no progress for this long, is closed.
     pub idle_timeout: Duration,
     /// Largest HTTP request body.
     pub max_http_body_bytes: usize,
@@ -135,23 +137,26 @@ impl Admission {
     /// Admits one request from `client` (None: address unknown, rate not applied).
     pub fn admit(&self, client: Option<IpAddr>) -> Result<Ticket, Refusal> {
         if let Some(ip) = client {
-            if !self.rates.admit(ip) {
-                return Err(self.refuse(Refusal::Rate));
-            }
+            self.admit_rate(ip)?;
         }
+        self.admit_in_flight()
+    }
+
+    /// The rate check alone (DNS: a query answered from memory holds nothing).
+    pub fn admit_rate(&self, client: IpAddr) -> Result<(), Refusal> {
+        match self.rates.admit(client) {
+            true => Ok(()),
+            false => Err(self.refuse(Refusal::Rate)),
+        }
+    }
+
+    /// An in-flight slot alone, for a request whose rate was already admitted (a DNS query
+    /// that has to wait for the disk or another node).
+    pub fn admit_in_flight(&self) -> Result<Ticket, Refusal> {
         match Arc::clone(&self.in_flight).try_acquire_owned() {
             Ok(permit) => Ok(Ticket { _permit: permit }),
             Err(_) => Err(self.refuse(Refusal::Busy)),
         }
-    }
-
-    /// The rate check alone (DNS: answers are computed inline, nothing is held).
-    pub fn admit_rate(&self, client: IpAddr) -> bool {
-        let ok = self.rates.admit(client);
-        if !ok {
-            self.refuse(Refusal::Rate);
-        }
-        ok
     }
 
     fn refuse(&self, r: Refusal) -> Refusal {
@@ -181,10 +186,11 @@ impl Admission {
     /// Accepts connections on `listener` until `shutdown`, at most `max_connections` open
     /// at once. Over the limit the stream gets `over_limit` (a refusal to write), if any,
     /// and is closed. A connection with neither reads nor writes for the idle timeout
-    /// fails its next read, which closes it: silent, stalled and half-open peers cannot
-    /// keep a slot (servers keep a healthy HTTP/2 connection busy with pings every half
-    /// timeout). The listener is closed when `shutdown` fires, so new connections are
-    /// refused from then on.
+    /// fails its next read, and a write that the peer leaves unread for as long fails,
+    /// which closes it: silent, stalled, half-open and never-reading peers cannot keep a
+    /// slot (servers keep a healthy HTTP/2 connection busy with pings every half timeout).
+    /// Both closes count as `idle` refusals. The listener is closed when `shutdown` fires,
+    /// so new connections are refused from then on.
     pub fn incoming(
         self: &Arc<Self>,
         listener: TcpListener,
@@ -251,12 +257,17 @@ pub struct Admitted {
     _permit: OwnedSemaphorePermit,
 }
 
-/// The inactivity clock of a connection: the last read or write, and a timer that is
-/// only re-armed when it fires early (no timer work per read or write).
+/// The inactivity clocks of a connection: the last read or write, and since when a write
+/// has been waiting for the peer to read. Each has a timer that is only re-armed when it
+/// fires early (no timer work per read or write); the write timer exists once a write had
+/// to wait.
 struct Idle {
     limit: Duration,
     last: Instant,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// When the pending write started waiting (`None`: the last write went through).
+    stalled_since: Option<Instant>,
+    write_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Idle {
@@ -265,6 +276,8 @@ impl Idle {
             limit,
             last: Instant::now(),
             timer: Box::pin(tokio::time::sleep(limit)),
+            stalled_since: None,
+            write_timer: None,
         }
     }
 
@@ -272,24 +285,72 @@ impl Idle {
         self.last = Instant::now();
     }
 
+    /// A write (or flush) went through: nothing is waiting for the peer.
+    fn unstalled(&mut self) {
+        self.stalled_since = None;
+    }
+
     /// Ready when the connection has been inactive for the whole limit.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            let due = self.last + self.limit;
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            if Instant::now() >= due {
-                return Poll::Ready(());
-            }
-            self.timer.as_mut().reset(due.into());
+        poll_due(&mut self.timer, self.last + self.limit, cx)
+    }
+
+    /// Ready when a write has been waiting for the peer for the whole limit.
+    fn poll_write_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let since = *self.stalled_since.get_or_insert_with(Instant::now);
+        let due = since + self.limit;
+        let timer = self
+            .write_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
+        poll_due(timer, due, cx)
+    }
+}
+
+/// Polls `timer` toward `due`, re-arming it when it fired before `due` (`due` moved).
+fn poll_due(
+    timer: &mut Pin<Box<tokio::time::Sleep>>,
+    due: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
         }
+        if Instant::now() >= due {
+            return Poll::Ready(());
+        }
+        timer.as_mut().reset(due.into());
     }
 }
 
 impl Admitted {
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// A write that did not go through: fails once the peer has left it unread for the
+    /// idle timeout.
+    fn write_result<T>(
+        &mut self,
+        r: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        match r {
+            Poll::Ready(r) => {
+                self.idle.unstalled();
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.idle.poll_write_stalled(cx) {
+                Poll::Ready(()) => {
+                    bump(&self.admission.counts.idle);
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the peer stopped reading (limits.idle_timeout_secs)",
+                    )))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 
@@ -333,10 +394,12 @@ impl AsyncWrite for Admitted {
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             this.idle.touch();
         }
-        r
+        this.write_result(r, cx)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_flush(cx);
+        this.write_result(r, cx)
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
@@ -351,7 +414,7 @@ impl AsyncWrite for Admitted {
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             this.idle.touch();
         }
-        r
+        this.write_result(r, cx)
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()

@@ -65,6 +65,9 @@ pub struct CoreConfig {
     pub max_page_size: usize,
     /// Threads that read records from disk for resolutions (default: four per core).
     pub read_threads: usize,
+    /// Reads that may wait for those threads; more are refused (`ResourceExhausted`).
+    /// The node sets it to `limits.max_in_flight`, which bounds the requests waiting.
+    pub read_queue: usize,
 }
 
 impl CoreConfig {
@@ -78,6 +81,8 @@ impl CoreConfig {
             max_batch_items: 2000,
             max_page_size: 1000,
             read_threads: 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // The default of `limits.max_in_flight`.
+            read_queue: 4096,
         }
     }
 }
@@ -203,7 +208,7 @@ impl Core {
                 .write(batch, config.durability)
                 .map_err(Error::internal)?;
         }
-        let reads = reads::ReadPool::start(config.read_threads)?;
+        let reads = reads::ReadPool::start(config.read_threads, config.read_queue)?;
         Ok(Core {
             store,
             config,
@@ -270,6 +275,11 @@ impl Core {
 
     pub fn resolutions(&self) -> &ResolutionCounts {
         &self.resolutions
+    }
+
+    /// Resolutions refused because too many reads were waiting for the store.
+    pub fn reads_refused(&self) -> u64 {
+        self.reads.refused()
     }
 
     /// This node's metrics registry.

@@ -2,14 +2,16 @@
 //! RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED, HTTP 429/503, DNS REFUSED, a closed
 //! connection), and the node keeps serving once the load is gone.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use idnode::api::admission::AdmissionConfig;
 use idnode::api::grpc::pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tonic::Code;
 
 use crate::dns::{name_of, request};
@@ -26,6 +28,84 @@ async fn node_with(limits: AdmissionConfig) -> (TestNode, tempfile::TempDir) {
 
 fn http_url(node: &TestNode, path: &str) -> String {
     format!("http://{}{path}", node.http_addr.unwrap())
+}
+
+/// `idnode_refused_total{limit="<limit>"}` from the node's `/metrics`.
+async fn refused_total(node: &TestNode, limit: &str) -> u64 {
+    let text = reqwest::get(http_url(node, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("idnode_refused_total{{limit=\"{limit}\"}} ");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in /metrics"));
+    line[prefix.len()..].parse().unwrap()
+}
+
+/// An upstream that accepts connections and never answers (the task holds them open).
+async fn blackhole() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            open.push(s);
+        }
+    });
+    (url, held)
+}
+
+/// A node in `dir` whose upstream is `upstream`, with the `[limits]` lines given.
+async fn node_forwarding_to(dir: &Path, upstream: String, limits: &str) -> TestNode {
+    let file: idnode::config::FileConfig = toml::from_str(&format!(
+        "[limits]\n{limits}\n[upstream]\ntimeout_ms = 10000"
+    ))
+    .unwrap();
+    let c = idnode::config::Config::resolve(
+        file,
+        idnode::config::Overrides {
+            data_dir: Some(dir.to_owned()),
+            grpc_addr: Some("127.0.0.1:0".into()),
+            dns_addr: Some("127.0.0.1:0".into()),
+            http_addr: Some("127.0.0.1:0".into()),
+            upstream: Some(upstream),
+            block_cache_mb: Some(16),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    TestNode::start_with(c).await
+}
+
+/// A DNS message with its two-byte length, for DNS over TCP.
+fn framed(m: &Message) -> Vec<u8> {
+    let bytes = m.to_vec().unwrap();
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(&bytes);
+    out
+}
+
+/// One query over a new TCP connection: the answer, or None if the connection was closed
+/// or silent for a second.
+async fn tcp_query(addr: std::net::SocketAddr, m: &Message) -> Option<Message> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    s.write_all(&framed(m)).await.ok()?;
+    let mut len = [0u8; 2];
+    let read = async {
+        s.read_exact(&mut len).await?;
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(1), read)
+        .await
+        .ok()?
+        .ok()?;
+    Message::from_vec(&buf).ok()
 }
 
 /// Reads until the peer closes; the bytes, or None if it stayed open past `within`.
@@ -275,6 +355,8 @@ async fn silent_and_stalled_connections_are_closed_after_the_idle_timeout() {
         );
     }
     assert!(started.elapsed() >= Duration::from_millis(900));
+    // Each close is counted, DNS's included.
+    assert!(refused_total(&node, "idle").await >= 4);
     node.resolver(None).resolve(resolve(SEEDED)).await.unwrap();
     node.stop().await;
 }
@@ -341,4 +423,154 @@ async fn slow_requests_end_at_the_request_timeout() {
     node.resolver(None).resolve(resolve(SEEDED)).await.unwrap();
     node.stop().await;
     held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_flood_that_misses_the_cache_holds_at_most_the_in_flight_slots() {
+    // Every query names an identifier of another node behind an upstream that never
+    // answers: each would wait until the request timeout while holding a slot.
+    const SLOTS: usize = 8;
+    const FLOOD: usize = 1000;
+    const BATCH: usize = 50;
+    let (upstream, held) = blackhole().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_forwarding_to(
+        dir.path(),
+        upstream,
+        &format!(
+            "max_in_flight = {SLOTS}\nclient_requests_per_second = 0\nrequest_timeout_ms = 1500"
+        ),
+    )
+    .await;
+    let dns = node.dns_addr.unwrap();
+    let flood = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    flood.connect(dns).await.unwrap();
+    let mut codes: HashMap<u16, ResponseCode> = HashMap::new();
+    let mut buf = vec![0u8; 4096];
+    let started = Instant::now();
+    for first in (0..FLOOD).step_by(BATCH) {
+        for i in first..first + BATCH {
+            let mut q = request(
+                name_of(&format!("88.199.1/FLOOD-{i}")),
+                RecordType::TXT,
+                None,
+            );
+            q.metadata.id = i as u16;
+            flood.send(&q.to_vec().unwrap()).await.unwrap();
+        }
+        // Everything sent is answered at once, except the queries holding a slot.
+        let sent = first + BATCH;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while codes.len() + SLOTS < sent {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                panic!(
+                    "{} of {sent} queries answered after 2 s: the flood waits instead of being refused",
+                    codes.len()
+                );
+            };
+            if let Ok(Ok(n)) = tokio::time::timeout(left, flood.recv(&mut buf)).await {
+                let m = Message::from_vec(&buf[..n]).unwrap();
+                codes.insert(m.metadata.id, m.metadata.response_code);
+            }
+        }
+        if first == 0 {
+            // Every slot is held now: other clients are still answered from memory,
+            // over UDP and TCP.
+            let q = request(name_of(SEEDED), RecordType::TXT, None);
+            let (m, _) = crate::dns::udp(dns, &q).await;
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            assert!(!m.answers.is_empty(), "{m:?}");
+            let m = tcp_query(dns, &q).await.expect("a TCP answer");
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            assert!(!m.answers.is_empty(), "{m:?}");
+        }
+    }
+    // The queries that held slots end at the request timeout.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while codes.len() < FLOOD {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("{} of {FLOOD} queries answered", codes.len()));
+        if let Ok(Ok(n)) = tokio::time::timeout(left, flood.recv(&mut buf)).await {
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            codes.insert(m.metadata.id, m.metadata.response_code);
+        }
+    }
+    let count = |code| codes.values().filter(|c| **c == code).count() as u64;
+    let (refused, timed_out) = (count(ResponseCode::Refused), count(ResponseCode::ServFail));
+    assert_eq!(refused + timed_out, FLOOD as u64, "{codes:?}");
+    // At most SLOTS wait at once; slots come back every 1.5 s.
+    let rounds = started.elapsed().as_millis() as u64 / 1500 + 1;
+    assert!(
+        timed_out <= SLOTS as u64 * rounds,
+        "{timed_out} waited in {rounds} rounds"
+    );
+    assert!(
+        refused >= FLOOD as u64 - SLOTS as u64 * rounds,
+        "{refused} refused"
+    );
+    assert!(refused_total(&node, "in_flight").await >= refused);
+    assert!(refused_total(&node, "timeout").await >= timed_out);
+    node.resolver(None).resolve(resolve(SEEDED)).await.unwrap();
+    node.stop().await;
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_over_tcp_is_under_the_connection_limit_and_a_client_that_never_reads_is_closed() {
+    let (node, _dir) = node_with(AdmissionConfig {
+        max_connections: 1,
+        idle_timeout: Duration::from_secs(1),
+        client_requests_per_second: 0,
+        ..AdmissionConfig::default()
+    })
+    .await;
+    let dns = node.dns_addr.unwrap();
+    let query = request(name_of(SEEDED), RecordType::TXT, None);
+    // A client with a small receive window takes the only slot.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut deaf = socket.connect(dns).await.unwrap();
+    deaf.write_all(&framed(&query)).await.unwrap();
+    let mut len = [0u8; 2];
+    deaf.read_exact(&mut len).await.unwrap();
+    let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+    deaf.read_exact(&mut answer).await.unwrap();
+
+    // Over the limit: closed at once, and counted.
+    let mut extra = TcpStream::connect(dns).await.unwrap();
+    assert!(
+        read_until_closed(&mut extra, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "a connection over the limit stayed open"
+    );
+    assert!(refused_total(&node, "connections").await >= 1);
+
+    // Now it sends queries and never reads an answer, until the node stops reading
+    // them (its answers have nowhere to go) or closes the connection; 64 MiB at most.
+    let chunk = framed(&query).repeat(512);
+    let mut sent = 0;
+    while sent < 64 << 20 {
+        match tokio::time::timeout(Duration::from_millis(500), deaf.write_all(&chunk)).await {
+            Ok(Ok(())) => sent += chunk.len(),
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    // The node gives up on it after the idle timeout and its slot serves another client.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(m) = tcp_query(dns, &query).await {
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a client that never reads still holds the only slot after 10 s ({sent} bytes sent)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused_total(&node, "idle").await >= 1);
+    drop(deaf);
+    node.stop().await;
 }

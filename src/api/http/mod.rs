@@ -791,6 +791,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         ("timeout", r.timeouts),
         ("connections", r.connections),
         ("idle", r.idle),
+        ("read_queue", s.core.reads_refused()),
     ] {
         text.push_str(&format!("idnode_refused_total{{limit=\"{limit}\"}} {n}\n"));
     }
