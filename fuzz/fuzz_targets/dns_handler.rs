@@ -6,6 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use hickory_proto::op::{Message, MessageType};
+use idnode::api::admission::{Admission, AdmissionConfig};
 use idnode::api::dns::{DnsConfig, DnsHandler, Now, Transport};
 use idnode::auth::Caller;
 use idnode::identifier::{Identifier, Prefix};
@@ -45,10 +46,16 @@ fn world() -> &'static World {
         core.batch_create(&Caller::Admin, items);
         let zone = hickory_proto::rr::Name::from_ascii("id.example.").unwrap();
         World {
+            // Time: deferred answers run under the request timeout.
             rt: tokio::runtime::Builder::new_current_thread()
+                .enable_time()
                 .build()
                 .unwrap(),
-            handler: DnsHandler::new(Arc::new(core), DnsConfig::new(zone)),
+            handler: DnsHandler::new(
+                Arc::new(core),
+                DnsConfig::new(zone),
+                Arc::new(Admission::new(AdmissionConfig::default())),
+            ),
         }
     })
 }

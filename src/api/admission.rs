@@ -3,24 +3,26 @@
 //!
 //! - connections per TCP listener (gRPC, HTTP, DNS over TCP): over the limit a connection
 //!   is closed at once (HTTP first gets a `503`); never queued;
-//! - a connection that sends nothing within the idle timeout is closed before it reaches a
-//!   protocol server, so silent sockets cannot hold connection slots;
-//! - requests in flight, node-wide (gRPC calls and streams, HTTP requests): over the limit
-//!   `RESOURCE_EXHAUSTED` / `503`;
-//! - requests per second per client address (token bucket, burst one second's worth):
-//!   `RESOURCE_EXHAUSTED` (reason 603) / `429` / DNS `REFUSED`;
-//! - a request timeout: gRPC `DEADLINE_EXCEEDED`, HTTP `503`.
+//! - a connection that sends nothing within the idle timeout, or whose peer stops reading
+//!   what it is sent for as long, is closed before it reaches a protocol server, so silent
+//!   sockets and clients that never read cannot hold connection slots;
+//! - requests in flight, node-wide (gRPC calls and streams, HTTP requests, DNS queries that
+//!   wait for the disk or another node): over the limit `RESOURCE_EXHAUSTED` / `503` / DNS
+//!   `REFUSED`;
+//! - requests per second per client address, IPv6 clients per /64 (`resolver::limits`:
+//!   governor's GCRA, burst one second's worth): `RESOURCE_EXHAUSTED` (reason 603) / `429`
+//!   / DNS `REFUSED`;
+//! - a request timeout: gRPC `DEADLINE_EXCEEDED`, HTTP `503`, DNS `SERVFAIL`.
 //!
 //! Enterprise quotas (603/604 in the core) still apply on top: this layer protects the
 //! node, quotas share it fairly between enterprises.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::resolver::limits::{ClientKey, Rates};
+
 /// The limits, from `[limits]` in the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdmissionConfig {
@@ -36,14 +40,14 @@ pub struct AdmissionConfig {
     pub max_connections: usize,
     /// Concurrent HTTP/2 streams per gRPC connection (advertised in SETTINGS).
     pub max_concurrent_streams: u32,
-    /// Requests being served at once, node-wide (gRPC and HTTP).
+    /// Requests being served at once, node-wide (gRPC, HTTP, and DNS queries that wait).
     pub max_in_flight: usize,
     /// Requests per second from one client address, all interfaces together; 0 = no limit.
     pub client_requests_per_second: u32,
     /// Longest a unary request may take (gRPC streams: until their first response).
     pub request_timeout: Duration,
     /// A connection silent this long (before its first request, or while sending
-    /// headers) is closed.
+    /// headers), or whose writes make no progress for this long, is closed.
     pub idle_timeout: Duration,
     /// Largest HTTP request body.
     pub max_http_body_bytes: usize,
@@ -135,23 +139,26 @@ impl Admission {
     /// Admits one request from `client` (None: address unknown, rate not applied).
     pub fn admit(&self, client: Option<IpAddr>) -> Result<Ticket, Refusal> {
         if let Some(ip) = client {
-            if !self.rates.admit(ip) {
-                return Err(self.refuse(Refusal::Rate));
-            }
+            self.admit_rate(ip)?;
         }
+        self.admit_in_flight()
+    }
+
+    /// The rate check alone (DNS: a query answered from memory holds nothing).
+    pub fn admit_rate(&self, client: IpAddr) -> Result<(), Refusal> {
+        match self.rates.admit(client) {
+            true => Ok(()),
+            false => Err(self.refuse(Refusal::Rate)),
+        }
+    }
+
+    /// An in-flight slot alone, for a request whose rate was already admitted (a DNS query
+    /// that has to wait for the disk or another node).
+    pub fn admit_in_flight(&self) -> Result<Ticket, Refusal> {
         match Arc::clone(&self.in_flight).try_acquire_owned() {
             Ok(permit) => Ok(Ticket { _permit: permit }),
             Err(_) => Err(self.refuse(Refusal::Busy)),
         }
-    }
-
-    /// The rate check alone (DNS: answers are computed inline, nothing is held).
-    pub fn admit_rate(&self, client: IpAddr) -> bool {
-        let ok = self.rates.admit(client);
-        if !ok {
-            self.refuse(Refusal::Rate);
-        }
-        ok
     }
 
     fn refuse(&self, r: Refusal) -> Refusal {
@@ -181,10 +188,11 @@ impl Admission {
     /// Accepts connections on `listener` until `shutdown`, at most `max_connections` open
     /// at once. Over the limit the stream gets `over_limit` (a refusal to write), if any,
     /// and is closed. A connection with neither reads nor writes for the idle timeout
-    /// fails its next read, which closes it: silent, stalled and half-open peers cannot
-    /// keep a slot (servers keep a healthy HTTP/2 connection busy with pings every half
-    /// timeout). The listener is closed when `shutdown` fires, so new connections are
-    /// refused from then on.
+    /// fails its next read, and a write that the peer leaves unread for as long fails,
+    /// which closes it: silent, stalled, half-open and never-reading peers cannot keep a
+    /// slot (servers keep a healthy HTTP/2 connection busy with pings every half timeout).
+    /// Both closes count as `idle` refusals. The listener is closed when `shutdown` fires,
+    /// so new connections are refused from then on.
     pub fn incoming(
         self: &Arc<Self>,
         listener: TcpListener,
@@ -251,12 +259,17 @@ pub struct Admitted {
     _permit: OwnedSemaphorePermit,
 }
 
-/// The inactivity clock of a connection: the last read or write, and a timer that is
-/// only re-armed when it fires early (no timer work per read or write).
+/// The inactivity clocks of a connection: the last read or write, and since when a write
+/// has been waiting for the peer to read. Each has a timer that is only re-armed when it
+/// fires early (no timer work per read or write); the write timer exists once a write had
+/// to wait.
 struct Idle {
     limit: Duration,
     last: Instant,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// When the pending write started waiting (`None`: the last write went through).
+    stalled_since: Option<Instant>,
+    write_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Idle {
@@ -265,6 +278,8 @@ impl Idle {
             limit,
             last: Instant::now(),
             timer: Box::pin(tokio::time::sleep(limit)),
+            stalled_since: None,
+            write_timer: None,
         }
     }
 
@@ -272,24 +287,72 @@ impl Idle {
         self.last = Instant::now();
     }
 
+    /// A write (or flush) went through: nothing is waiting for the peer.
+    fn unstalled(&mut self) {
+        self.stalled_since = None;
+    }
+
     /// Ready when the connection has been inactive for the whole limit.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            let due = self.last + self.limit;
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            if Instant::now() >= due {
-                return Poll::Ready(());
-            }
-            self.timer.as_mut().reset(due.into());
+        poll_due(&mut self.timer, self.last + self.limit, cx)
+    }
+
+    /// Ready when a write has been waiting for the peer for the whole limit.
+    fn poll_write_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let since = *self.stalled_since.get_or_insert_with(Instant::now);
+        let due = since + self.limit;
+        let timer = self
+            .write_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
+        poll_due(timer, due, cx)
+    }
+}
+
+/// Polls `timer` toward `due`, re-arming it when it fired before `due` (`due` moved).
+fn poll_due(
+    timer: &mut Pin<Box<tokio::time::Sleep>>,
+    due: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
         }
+        if Instant::now() >= due {
+            return Poll::Ready(());
+        }
+        timer.as_mut().reset(due.into());
     }
 }
 
 impl Admitted {
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// A write that did not go through: fails once the peer has left it unread for the
+    /// idle timeout.
+    fn write_result<T>(
+        &mut self,
+        r: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        match r {
+            Poll::Ready(r) => {
+                self.idle.unstalled();
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.idle.poll_write_stalled(cx) {
+                Poll::Ready(()) => {
+                    bump(&self.admission.counts.idle);
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the peer stopped reading (limits.idle_timeout_secs)",
+                    )))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 
@@ -333,10 +396,12 @@ impl AsyncWrite for Admitted {
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             this.idle.touch();
         }
-        r
+        this.write_result(r, cx)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_flush(cx);
+        this.write_result(r, cx)
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
@@ -351,7 +416,7 @@ impl AsyncWrite for Admitted {
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             this.idle.touch();
         }
-        r
+        this.write_result(r, cx)
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
@@ -365,49 +430,28 @@ impl tonic::transport::server::Connected for Admitted {
     }
 }
 
-/// Token buckets per client address, in shards so concurrent requests rarely contend.
+/// Requests per second per client (an IPv4 address, an IPv6 /64), at one rate for all.
 struct ClientRates {
-    rate: u32,
-    shards: Vec<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
+    /// `None`: no limit.
+    rate: Option<NonZeroU32>,
+    rates: Rates<ClientKey>,
 }
 
-const SHARDS: usize = 16;
-/// Addresses tracked per shard before idle ones are dropped.
-const MAX_TRACKED_PER_SHARD: usize = 16_384;
+/// Clients whose request rate is tracked at once (those seen within the last second).
+const MAX_TRACKED_CLIENTS: usize = 262_144;
 
 impl ClientRates {
     fn new(rate: u32) -> ClientRates {
         ClientRates {
-            rate,
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            rate: NonZeroU32::new(rate),
+            rates: Rates::new(MAX_TRACKED_CLIENTS),
         }
     }
 
     fn admit(&self, ip: IpAddr) -> bool {
-        if self.rate == 0 {
-            return true;
-        }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        ip.hash(&mut h);
-        let shard = &self.shards[h.finish() as usize % SHARDS];
-        let mut buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let rate = self.rate as f64;
-        let now = Instant::now();
-        if buckets.len() >= MAX_TRACKED_PER_SHARD && !buckets.contains_key(&ip) {
-            // A full bucket after one idle second is the same as no entry.
-            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(1));
-            if buckets.len() >= MAX_TRACKED_PER_SHARD {
-                return false; // many addresses at full rate at once: shed the newcomers
-            }
-        }
-        let (tokens, at) = buckets.entry(ip).or_insert((rate, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(rate);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
+        match self.rate {
+            None => true,
+            Some(rate) => self.rates.admit(&ClientKey::of(Some(ip)), rate),
         }
     }
 }
@@ -560,16 +604,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_rate_allows_a_burst_then_refills() {
+    fn client_rate_is_per_address_and_per_ipv6_64() {
         let rates = ClientRates::new(100);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let admitted = (0..150).filter(|_| rates.admit(a)).count();
-        assert!((100..=101).contains(&admitted), "{admitted}");
-        assert!(rates.admit(b), "another address has its own bucket");
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(rates.admit(a), "tokens come back with time");
-        assert!((0..1000).all(|_| ClientRates::new(0).admit(a)), "0 = off");
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let admitted = (0..150).filter(|_| rates.admit(ip("192.0.2.1"))).count();
+        assert_eq!(admitted, 100, "a burst of one second");
+        assert!(
+            rates.admit(ip("192.0.2.2")),
+            "another address has its own bucket"
+        );
+        let admitted = (0..150)
+            .filter(|i| rates.admit(ip(&format!("2001:db8:0:1::{i:x}"))))
+            .count();
+        assert_eq!(admitted, 100, "one /64 is one client");
+        assert!(
+            (0..1000).all(|_| ClientRates::new(0).admit(ip("192.0.2.1"))),
+            "0 = off"
+        );
     }
 
     #[test]

@@ -299,12 +299,11 @@ pub async fn serve(
     let admission = Arc::new(Admission::new(config.admission.clone()));
     let mut side_servers = Vec::new();
     if let (Some((udp, tcp)), Some((_, dns_config))) = (listeners.dns, &config.dns) {
-        let mut dns_config = dns_config.clone();
-        dns_config.max_tcp_connections = config.admission.max_connections;
-        dns_config.tcp_idle = config.admission.idle_timeout;
-        let handler = Arc::new(
-            DnsHandler::new(Arc::clone(&core), dns_config).with_admission(Arc::clone(&admission)),
-        );
+        let handler = Arc::new(DnsHandler::new(
+            Arc::clone(&core),
+            dns_config.clone(),
+            Arc::clone(&admission),
+        ));
         side_servers.push(tokio::spawn(dns::serve_udp(
             Arc::clone(&handler),
             udp,
@@ -387,7 +386,7 @@ pub async fn serve(
             health
                 .set_serving::<pb::top_level_server::TopLevelServer<TopLevelService>>()
                 .await;
-            Some(toplevel::service(t, config.forward.clone()))
+            Some(toplevel::service(t, config.forward.clone(), max))
         }
         None => None,
     };

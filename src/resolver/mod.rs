@@ -10,7 +10,7 @@
 mod accounts;
 mod grants;
 mod latch;
-mod limits;
+pub mod limits;
 pub mod oplog;
 mod places;
 mod quota;
@@ -29,11 +29,11 @@ pub use quota::Usage;
 pub use register::{BatchItem, Counts, CreateOutcome, Listing, Update};
 
 /// What a client presented: a bearer token (if any) and where it came from (its IP
-/// address, for limiting failed authentications).
+/// address, for limiting failed authentications; `None`: unknown).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Presented {
     pub token: Option<String>,
-    pub client: String,
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Presented {
@@ -70,6 +70,9 @@ pub struct CoreConfig {
     pub max_page_size: usize,
     /// Threads that read records from disk for resolutions (default: four per core).
     pub read_threads: usize,
+    /// Reads that may wait for those threads; more are refused (`ResourceExhausted`).
+    /// The node sets it to `limits.max_in_flight`, which bounds the requests waiting.
+    pub read_queue: usize,
 }
 
 impl CoreConfig {
@@ -83,6 +86,8 @@ impl CoreConfig {
             max_batch_items: 2000,
             max_page_size: 1000,
             read_threads: 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // The default of `limits.max_in_flight`.
+            read_queue: 4096,
         }
     }
 }
@@ -160,7 +165,8 @@ pub struct Core {
     /// The operation log's head: (last sequence number, its hash).
     head: std::sync::Mutex<(u64, String)>,
     failures: limits::AuthFailures,
-    rates: limits::RequestRates,
+    /// Request rates per enterprise (their quotas).
+    rates: limits::Rates<Prefix>,
     latches: Latches,
     /// Where resolutions wait for the disk.
     reads: reads::ReadPool,
@@ -208,7 +214,7 @@ impl Core {
                 .write(batch, config.durability)
                 .map_err(Error::internal)?;
         }
-        let reads = reads::ReadPool::start(config.read_threads)?;
+        let reads = reads::ReadPool::start(config.read_threads, config.read_queue)?;
         Ok(Core {
             store,
             config,
@@ -217,7 +223,7 @@ impl Core {
             telemetry: Telemetry::new(),
             head: std::sync::Mutex::new(head),
             failures: Default::default(),
-            rates: Default::default(),
+            rates: limits::Rates::new(limits::MAX_ENTERPRISE_RATES),
             latches: Latches::new(4096),
             reads,
             enterprises: RwLock::new(enterprises),
@@ -275,6 +281,11 @@ impl Core {
 
     pub fn resolutions(&self) -> &ResolutionCounts {
         &self.resolutions
+    }
+
+    /// Resolutions refused because too many reads were waiting for the store.
+    pub fn reads_refused(&self) -> u64 {
+        self.reads.refused()
     }
 
     /// This node's metrics registry.

@@ -11,21 +11,29 @@
 //! both. Writes and other blocking work still use [`super::Core::blocking`].
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A queue of store reads and the threads that run them. Dropping the pool closes the
-/// queue: the threads finish the reads already queued and exit.
+/// A bounded queue of store reads and the threads that run them. Dropping the pool closes
+/// the queue: the threads finish the reads already queued and exit.
+///
+/// Admission keeps the requests waiting here below `limits.max_in_flight`, the queue's
+/// capacity; a read whose request gave up (timed out, disconnected) is skipped when its
+/// turn comes. The queue fills only when the store falls that far behind: then a read is
+/// refused at once (`ResourceExhausted`, counted) rather than queued.
 pub(crate) struct ReadPool {
     jobs: crossbeam_channel::Sender<Job>,
+    refused: AtomicU64,
 }
 
 impl ReadPool {
-    /// Starts `threads` readers (at least one).
-    pub(crate) fn start(threads: usize) -> Result<ReadPool> {
-        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+    /// Starts `threads` readers (at least one) behind a queue of `capacity` reads (at
+    /// least one).
+    pub(crate) fn start(threads: usize, capacity: usize) -> Result<ReadPool> {
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(capacity.max(1));
         for i in 0..threads.max(1) {
             let queue = queue.clone();
             std::thread::Builder::new()
@@ -39,24 +47,48 @@ impl ReadPool {
                 })
                 .map_err(|e| Error::internal(format!("starting store-read thread {i}: {e}")))?;
         }
-        Ok(ReadPool { jobs })
+        Ok(ReadPool {
+            jobs,
+            refused: AtomicU64::new(0),
+        })
     }
 
-    /// Runs `f` on a reader thread and waits for its result.
+    /// Runs `f` on a reader thread and waits for its result; `f` does not run if this
+    /// future is dropped before its turn.
+    ///
+    /// Errors: `ResourceExhausted` when the queue is full (never waits for room).
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T> + Send + 'static,
     {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Box::new(move || {
+        let job: Job = Box::new(move || {
+            if !answer.is_closed() {
                 let _ = answer.send(f());
-            }))
-            .map_err(|_| Error::internal("the store-read threads have stopped"))?;
+            }
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(crossbeam_channel::TrySendError::Full(_)) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::new(
+                    ErrorKind::ResourceExhausted,
+                    "too many reads are waiting for the store: retry later",
+                ));
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                return Err(Error::internal("the store-read threads have stopped"))
+            }
+        }
         answered
             .await
             .map_err(|_| Error::internal("a store read failed (its thread panicked)"))?
+    }
+
+    /// Reads refused because the queue was full.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
@@ -67,7 +99,7 @@ mod tests {
     #[tokio::test]
     async fn reads_run_on_the_pool_and_a_panic_fails_only_its_own_read() {
         // One thread: a panic that killed it would leave the later reads unanswered.
-        let pool = ReadPool::start(1).unwrap();
+        let pool = ReadPool::start(1, 16).unwrap();
         let name = pool
             .run(|| Ok(std::thread::current().name().unwrap_or("").to_string()))
             .await
@@ -84,5 +116,58 @@ mod tests {
             sum += a.await.unwrap();
         }
         assert_eq!(sum, 56);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_abandoned_reads_are_skipped() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let pool = Arc::new(ReadPool::start(1, 2).unwrap());
+        // The only reader waits inside a read until released.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let p = Arc::clone(&pool);
+        let blocking = tokio::spawn(async move {
+            p.run(move || {
+                let _ = started.send(());
+                let _ = wait.recv();
+                Ok(0u32)
+            })
+            .await
+        });
+        running.await.unwrap();
+        // Two reads fill the queue; the first is abandoned by its caller.
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let mut abandoned = Box::pin(pool.run(move || {
+            flag.store(true, Ordering::SeqCst);
+            Ok(1u32)
+        }));
+        assert!(poll_once(abandoned.as_mut()).await.is_none());
+        let p = Arc::clone(&pool);
+        let kept = tokio::spawn(async move { p.run(|| Ok(2u32)).await });
+        while pool.jobs.len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let refused = pool.run(|| Ok(3u32)).await.unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::ResourceExhausted, "{refused:?}");
+        assert_eq!(pool.refused(), 1);
+        drop(abandoned);
+        release.send(()).unwrap();
+        assert_eq!(blocking.await.unwrap().unwrap(), 0);
+        assert_eq!(kept.await.unwrap().unwrap(), 2);
+        assert!(!ran.load(Ordering::SeqCst), "an abandoned read ran");
+    }
+
+    /// Polls `f` once: its output if it was ready.
+    async fn poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 }

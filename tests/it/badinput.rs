@@ -506,9 +506,6 @@ async fn small_limits_node(dir: &Path, idle: Duration) -> TestNode {
     config.max_message_bytes = 2 << 20;
     config.admission.idle_timeout = idle;
     config.admission.request_timeout = Duration::from_secs(2);
-    if let Some((_, dns)) = config.dns.as_mut() {
-        dns.tcp_idle = idle;
-    }
     TestNode::start_with(config).await
 }
 
@@ -1750,7 +1747,7 @@ async fn dns_answers_bad_packets_with_their_rcode_or_silence_and_keeps_serving()
         "TCP",
     );
 
-    // Idle and half-sent connections are closed after tcp_idle (800 ms here).
+    // Idle and half-sent connections are closed after the idle timeout (800 ms here).
     let bound = Duration::from_secs(4);
     for (name, sent) in [
         ("an idle connection", vec![]),

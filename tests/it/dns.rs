@@ -376,12 +376,16 @@ impl Unbound {
         );
         let dir = tempfile::tempdir().unwrap();
         // A port free for both UDP and TCP right now; unbound binds it a moment later.
-        let port = {
-            let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let port = udp.local_addr().unwrap().port();
-            let _tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-            port
-        };
+        // (Other tests hold TCP ports too: try UDP ports until one is free for both.)
+        let port = (0..100)
+            .find_map(|_| {
+                let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let port = udp.local_addr().unwrap().port();
+                std::net::TcpListener::bind(("127.0.0.1", port))
+                    .ok()
+                    .map(|_| port)
+            })
+            .expect("a loopback port free for UDP and TCP");
         let d = dir.path().display();
         let config = format!(
             "server:\n\

@@ -16,6 +16,12 @@
 //! Errors: REFUSED outside the zone or for a class other than IN, FORMERR for malformed
 //! queries, NOTIMP for opcodes other than QUERY, SERVFAIL when a remote identifier cannot
 //! be resolved now.
+//!
+//! Admission (`api::admission`, shared with gRPC and HTTP): every query counts toward its
+//! client's request rate; a query that has to wait for the disk or another node holds an
+//! in-flight slot while it waits, for at most the request timeout (SERVFAIL after it);
+//! over either limit the answer is REFUSED at once. TCP connections are accepted through
+//! the same connection limit and idle/write timeouts as the other listeners.
 
 mod answer;
 pub mod naming;
@@ -24,19 +30,18 @@ mod udp;
 pub use answer::txt_text;
 pub use udp::serve_udp;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::admission::Admission;
+use crate::api::admission::{Admission, Admitted, Refusal, Ticket};
 use crate::error::ErrorKind;
 use crate::identifier::Identifier;
 use crate::resolver::{Core, Filter, Interface, Place, Presented, Resolved};
@@ -55,10 +60,6 @@ pub struct DnsConfig {
     pub zone: Name,
     /// TTL of NXDOMAIN/NODATA answers (SOA minimum).
     pub negative_ttl: u32,
-    /// Most TCP connections at once.
-    pub max_tcp_connections: usize,
-    /// A TCP connection idle this long is closed.
-    pub tcp_idle: Duration,
 }
 
 impl DnsConfig {
@@ -66,8 +67,6 @@ impl DnsConfig {
         DnsConfig {
             zone,
             negative_ttl: 60,
-            max_tcp_connections: 256,
-            tcp_idle: Duration::from_secs(10),
         }
     }
 }
@@ -97,12 +96,13 @@ pub struct DnsHandler {
     core: Arc<Core>,
     config: DnsConfig,
     soa: Record,
-    /// Per-client request rate; `None`: no limit (in-process use, fuzzing).
-    admission: Option<Arc<Admission>>,
+    /// The node's limits: request rate per client, requests in flight, request timeout,
+    /// TCP connections.
+    admission: Arc<Admission>,
 }
 
 impl DnsHandler {
-    pub fn new(core: Arc<Core>, config: DnsConfig) -> DnsHandler {
+    pub fn new(core: Arc<Core>, config: DnsConfig, admission: Arc<Admission>) -> DnsHandler {
         let zone = config.zone.clone();
         let host = |l: &str| Name::from_ascii(l).and_then(|n| n.append_domain(&zone));
         let serial = std::time::SystemTime::now()
@@ -122,71 +122,94 @@ impl DnsHandler {
             soa: Record::from_rdata(zone, config.negative_ttl, RData::SOA(soa)),
             core,
             config,
-            admission: None,
+            admission,
         }
-    }
-
-    /// Applies the node's per-client request rate: queries over it are `REFUSED`.
-    pub fn with_admission(mut self, admission: Arc<Admission>) -> DnsHandler {
-        self.admission = Some(admission);
-        self
     }
 
     pub fn zone(&self) -> &Name {
         &self.config.zone
     }
 
-    /// Answers one DNS message from `client`; `None` when nothing should be sent back
-    /// (not a query, or too short to carry an id).
+    /// Answers one DNS message from `client` (`None`: address unknown, no rate applied);
+    /// `None` when nothing should be sent back (not a query, or too short to carry an id).
     pub async fn handle(
         &self,
         packet: &[u8],
         transport: Transport,
         client: Option<IpAddr>,
     ) -> Option<Vec<u8>> {
-        match self.begin(packet, transport, client) {
-            Begun::Done(answer) => answer,
-            Begun::Resolve(q) => self.answer_later(q).await,
+        match self.handle_now(packet, transport, client) {
+            Now::Answer(answer) => answer,
+            Now::Later(q) => self.answer_later(q).await,
         }
     }
 
     /// Answers at once when that needs neither the disk nor another node (a local
-    /// identifier in the block cache, or no resolution at all); otherwise [`Now::Later`]
-    /// with the checked question, for [`DnsHandler::answer_later`]. The answer is the same
-    /// as [`DnsHandler::handle`]'s either way.
+    /// identifier in the block cache, or no resolution at all), or when admission refuses
+    /// the query; otherwise [`Now::Later`] with the checked question and its in-flight
+    /// slot, for [`DnsHandler::answer_later`]. Together they answer as
+    /// [`DnsHandler::handle`] does.
     pub fn handle_now(&self, packet: &[u8], transport: Transport, client: Option<IpAddr>) -> Now {
-        match self.begin(packet, transport, client) {
-            Begun::Done(answer) => Now::Answer(answer),
-            Begun::Resolve(q) => {
-                let Asked::Identifier(id) = &q.asked else {
-                    return Now::Later(q); // a look at the store, maybe the disk
-                };
-                match self
-                    .core
-                    .resolve_now(id, &Filter::default(), Interface::Dns)
-                {
-                    Ok(None) => Now::Later(q),
-                    Ok(Some(resolved)) => Now::Answer(self.finish(q, Ok(resolved))),
-                    Err(e) => match self.above(&q, &e) {
-                        Some(place) => Now::Later(Pending {
-                            asked: Asked::Place(place),
-                            ..q
-                        }),
-                        None => Now::Answer(self.finish(q, Err(e))),
-                    },
-                }
+        let q = match self.begin(packet, transport, client) {
+            Begun::Done(answer) => return Now::Answer(answer),
+            Begun::Resolve(q) => q,
+        };
+        let now = match &q.asked {
+            Asked::Identifier(id) => Some(self.core.resolve_now(
+                id,
+                &Filter::default(),
+                Interface::Dns,
+            )),
+            Asked::Place(_) => None, // a look at the store, maybe the disk
+        };
+        let q = match now {
+            Some(Ok(Some(resolved))) => return Now::Answer(self.finish(q, Ok(resolved))),
+            Some(Err(e)) => match self.above(&q, &e) {
+                Some(place) => Question {
+                    asked: Asked::Place(place),
+                    ..q
+                },
+                None => return Now::Answer(self.finish(q, Err(e))),
+            },
+            Some(Ok(None)) | None => q,
+        };
+        // Waiting holds a slot of the node's requests in flight, so a flood of queries that
+        // miss the cache queues nothing: past the limit they are refused here.
+        match self.admission.admit_in_flight() {
+            Ok(ticket) => Now::Later(Pending {
+                question: q,
+                _ticket: ticket,
+            }),
+            Err(refusal) => {
+                let (request, limit, started) = (&q.request, q.limit, q.started);
+                Now::Answer(self.refuse(request, refusal, limit, started))
             }
         }
     }
 
-    /// Resolves a question [`DnsHandler::handle_now`] could not answer at once.
-    pub async fn answer_later(&self, q: Pending) -> Option<Vec<u8>> {
+    /// Resolves a question [`DnsHandler::handle_now`] could not answer at once, within the
+    /// request timeout (SERVFAIL after it). The in-flight slot is released on return.
+    pub async fn answer_later(&self, pending: Pending) -> Option<Vec<u8>> {
+        let q = pending.question;
+        let timeout = self.admission.config().request_timeout;
+        match tokio::time::timeout(timeout, self.look_up(&q)).await {
+            Ok(Looked::Resolved(resolved)) => self.finish(q, resolved),
+            Ok(Looked::Place(occupied)) => self.finish_place(q, occupied),
+            Err(_) => {
+                self.admission.timed_out();
+                let mut response = self.response_to(&q.request);
+                response.metadata.response_code = rcode(ErrorKind::Unavailable);
+                self.reply(response, q.limit, "timeout", q.started)
+            }
+        }
+    }
+
+    /// What a deferred question needs from the core: the identifier's values or, for a name
+    /// that names none, whether anything lies below it.
+    async fn look_up(&self, q: &Question) -> Looked {
         let id = match &q.asked {
             Asked::Identifier(id) => id.clone(),
-            Asked::Place(place) => {
-                let occupied = self.core.occupied(place.clone()).await;
-                return self.finish_place(q, occupied);
-            }
+            Asked::Place(place) => return Looked::Place(self.core.occupied(place.clone()).await),
         };
         let resolved = self
             .core
@@ -199,17 +222,37 @@ impl DnsHandler {
             )
             .await;
         if let Err(e) = &resolved {
-            if let Some(place) = self.above(&q, e) {
-                let occupied = self.core.occupied(place).await;
-                return self.finish_place(q, occupied);
+            if let Some(place) = self.above(q, e) {
+                return Looked::Place(self.core.occupied(place).await);
             }
         }
-        self.finish(q, resolved)
+        Looked::Resolved(resolved)
+    }
+
+    /// The answer to a query admission refused: REFUSED, as for every exhausted resource.
+    fn refuse(
+        &self,
+        request: &Message,
+        refusal: Refusal,
+        limit: usize,
+        started: Instant,
+    ) -> Option<Vec<u8>> {
+        let mut m = Message::error_msg(
+            request.metadata.id,
+            request.metadata.op_code,
+            rcode(ErrorKind::ResourceExhausted),
+        );
+        m.add_queries(request.queries.iter().cloned());
+        let outcome = match refusal {
+            Refusal::Rate => "limited",
+            Refusal::Busy => "busy",
+        };
+        self.reply(m, limit, outcome, started)
     }
 
     /// The place the question's name stands for, when the identifier it names is not
     /// found and names may lie below it (a suffix of whole chunks).
-    fn above(&self, q: &Pending, e: &crate::error::Error) -> Option<Place> {
+    fn above(&self, q: &Question, e: &crate::error::Error) -> Option<Place> {
         if rcode(e.kind) != ResponseCode::NXDomain {
             return None;
         }
@@ -218,7 +261,7 @@ impl DnsHandler {
 
     /// The answer for a name that names no registered identifier: NODATA when something
     /// lies below it, else NXDOMAIN; both authoritative, with the SOA for negative caching.
-    fn finish_place(&self, q: Pending, occupied: crate::error::Result<bool>) -> Option<Vec<u8>> {
+    fn finish_place(&self, q: Question, occupied: crate::error::Result<bool>) -> Option<Vec<u8>> {
         match occupied {
             Ok(true) => {
                 let mut response = self.response_to(&q.request);
@@ -264,18 +307,10 @@ impl DnsHandler {
                 None => CLASSIC_UDP_PAYLOAD,
             },
         };
-        let admitted = match (&self.admission, client) {
-            (Some(a), Some(ip)) => a.admit_rate(ip),
-            _ => true,
-        };
-        if !admitted {
-            let mut m = Message::error_msg(
-                request.metadata.id,
-                request.metadata.op_code,
-                ResponseCode::Refused,
-            );
-            m.add_queries(request.queries.iter().cloned());
-            return Begun::Done(self.reply(m, limit, "limited", started));
+        if let Some(ip) = client {
+            if let Err(refusal) = self.admission.admit_rate(ip) {
+                return Begun::Done(self.refuse(&request, refusal, limit, started));
+            }
         }
         let mut response = self.response_to(&request);
         let fail = |mut m: Message, code: ResponseCode, outcome| {
@@ -311,7 +346,7 @@ impl DnsHandler {
                 }
             },
         };
-        Begun::Resolve(Pending {
+        Begun::Resolve(Question {
             request,
             asked,
             limit,
@@ -320,7 +355,7 @@ impl DnsHandler {
     }
 
     /// The answer to a resolved question: its public values, or the error's RCODE.
-    fn finish(&self, q: Pending, resolved: crate::error::Result<Resolved>) -> Option<Vec<u8>> {
+    fn finish(&self, q: Question, resolved: crate::error::Result<Resolved>) -> Option<Vec<u8>> {
         match resolved {
             Ok(resolved) => {
                 // Forwarded answers relay another node's authoritative data.
@@ -389,7 +424,8 @@ impl DnsHandler {
     }
 }
 
-/// The result of [`DnsHandler::handle_now`].
+/// The result of [`DnsHandler::handle_now`]: consumed at once, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 pub enum Now {
     /// The answer (`None`: send nothing).
     Answer(Option<Vec<u8>>),
@@ -399,7 +435,7 @@ pub enum Now {
 }
 
 /// A checked query naming an identifier or a place, to be resolved.
-pub struct Pending {
+struct Question {
     request: Message,
     asked: Asked,
     /// Largest answer the transport takes.
@@ -415,72 +451,70 @@ enum Asked {
     Place(Place),
 }
 
+/// What [`DnsHandler::look_up`] found: returned once per deferred query, never stored.
+#[allow(clippy::large_enum_variant)]
+enum Looked {
+    Resolved(crate::error::Result<Resolved>),
+    Place(crate::error::Result<bool>),
+}
+
+/// A question waiting for the disk or another node, holding an in-flight slot until it is
+/// answered or dropped.
+pub struct Pending {
+    question: Question,
+    _ticket: Ticket,
+}
+
 enum Begun {
     Done(Option<Vec<u8>>),
-    Resolve(Pending),
+    Resolve(Question),
 }
 
 /// Serves DNS over TCP (RFC 7766 framing, several queries per connection) until `shutdown`.
+/// Connections come through the node's admission: its connection limit for this listener,
+/// and its idle timeout for reads and for answers the client leaves unread.
 pub async fn serve_tcp(
     handler: Arc<DnsHandler>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) {
-    let connections = Arc::new(Semaphore::new(handler.config.max_tcp_connections));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "DNS TCP accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            // Over the connection limit: close at once rather than queue.
-            drop(stream);
-            continue;
-        };
+    let mut incoming = handler.admission.incoming(listener, None, shutdown.clone());
+    while let Some(conn) = incoming.recv().await {
+        let Ok(conn) = conn else { continue };
         let (handler, stop) = (Arc::clone(&handler), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(&handler, stream, peer, stop).await {
+            let peer = conn.peer();
+            if let Err(e) = connection(&handler, conn, stop).await {
                 tracing::debug!(%peer, error = %e, "DNS TCP connection ended");
             }
-            drop(permit);
         });
     }
 }
 
+/// Queries and answers on one connection until the client closes it, it times out (read
+/// or write: an error from [`Admitted`]) or `shutdown`.
 async fn connection(
     handler: &DnsHandler,
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: Admitted,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let idle = handler.config.tcp_idle;
+    let client = stream.peer().ip();
     loop {
         let mut len = [0u8; 2];
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = tokio::time::timeout(idle, stream.read_exact(&mut len)) => match r {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(()), // idle
+            r = stream.read_exact(&mut len) => match r {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
             },
         }
-        let len = u16::from_be_bytes(len) as usize;
-        let mut packet = vec![0u8; len];
-        tokio::time::timeout(idle, stream.read_exact(&mut packet))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "half a message"))??;
-        if let Some(answer) = handler
-            .handle(&packet, Transport::Tcp, Some(peer.ip()))
-            .await
-        {
+        let mut packet = vec![0u8; u16::from_be_bytes(len) as usize];
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = stream.read_exact(&mut packet) => r?,
+        };
+        if let Some(answer) = handler.handle(&packet, Transport::Tcp, Some(client)).await {
             let mut framed = Vec::with_capacity(answer.len() + 2);
             framed.extend_from_slice(&(answer.len() as u16).to_be_bytes());
             framed.extend_from_slice(&answer);

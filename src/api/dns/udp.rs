@@ -5,9 +5,11 @@
 //! block is cached, or an answer that needs no resolution) before reading the next one.
 //! No task, wake-up or thread hop per packet: measured with `scripts/bench.sh dns`, the
 //! tokio receive loops this replaces spent about a fifth of the node's CPU scheduling
-//! and waking workers. A query that needs the disk or another node becomes a task on the
-//! runtime, which sends its answer on the same socket when it has one, so a slow
-//! forwarded answer never holds up a receive thread.
+//! and waking workers. A query that needs the disk or another node takes one of the node's
+//! in-flight slots (REFUSED at once when none is free) and becomes a task on the runtime,
+//! which sends its answer on the same socket when it has one, or SERVFAIL at the request
+//! timeout, so a slow forwarded answer never holds up a receive thread and a flood of
+//! queries that miss the cache holds at most `limits.max_in_flight` tasks.
 
 use std::net::UdpSocket as StdUdpSocket;
 use std::sync::Arc;

@@ -321,7 +321,7 @@ async fn caller(
     };
     let presented = Presented {
         token: Some(token),
-        client: client.ip().to_string(),
+        client: Some(client.ip()),
     };
     let caller = core
         .blocking(move |c| {
@@ -350,7 +350,7 @@ fn presented(headers: &HeaderMap, client: SocketAddr) -> Result<Presented, Failu
     match credentials(headers)? {
         Some((token, _)) => Ok(Presented {
             token: Some(token),
-            client: client.ip().to_string(),
+            client: Some(client.ip()),
         }),
         None => Ok(Presented::anonymous()),
     }
@@ -803,6 +803,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         ("timeout", r.timeouts),
         ("connections", r.connections),
         ("idle", r.idle),
+        ("read_queue", s.core.reads_refused()),
     ] {
         text.push_str(&format!("idnode_refused_total{{limit=\"{limit}\"}} {n}\n"));
     }
