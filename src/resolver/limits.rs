@@ -341,7 +341,10 @@ impl AuthFailures {
         if let Err(e) = &result {
             if e.kind == ErrorKind::Unauthenticated {
                 self.failed(key);
-                tracing::warn!(client = ?client, "authentication failed");
+                match client {
+                    Some(ip) => tracing::warn!(client = %ip, "authentication failed"),
+                    None => tracing::warn!("authentication failed (client address unknown)"),
+                }
             }
         }
         result
