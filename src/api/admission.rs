@@ -9,20 +9,20 @@
 //! - requests in flight, node-wide (gRPC calls and streams, HTTP requests, DNS queries that
 //!   wait for the disk or another node): over the limit `RESOURCE_EXHAUSTED` / `503` / DNS
 //!   `REFUSED`;
-//! - requests per second per client address (token bucket, burst one second's worth):
-//!   `RESOURCE_EXHAUSTED` (reason 603) / `429` / DNS `REFUSED`;
+//! - requests per second per client address, IPv6 clients per /64 (`resolver::limits`:
+//!   governor's GCRA, burst one second's worth): `RESOURCE_EXHAUSTED` (reason 603) / `429`
+//!   / DNS `REFUSED`;
 //! - a request timeout: gRPC `DEADLINE_EXCEEDED`, HTTP `503`, DNS `SERVFAIL`.
 //!
 //! Enterprise quotas (603/604 in the core) still apply on top: this layer protects the
 //! node, quotas share it fairly between enterprises.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use crate::resolver::limits::{ClientKey, Rates};
 
 /// The limits, from `[limits]` in the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,49 +430,28 @@ impl tonic::transport::server::Connected for Admitted {
     }
 }
 
-/// Token buckets per client address, in shards so concurrent requests rarely contend.
+/// Requests per second per client (an IPv4 address, an IPv6 /64), at one rate for all.
 struct ClientRates {
-    rate: u32,
-    shards: Vec<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
+    /// `None`: no limit.
+    rate: Option<NonZeroU32>,
+    rates: Rates<ClientKey>,
 }
 
-const SHARDS: usize = 16;
-/// Addresses tracked per shard before idle ones are dropped.
-const MAX_TRACKED_PER_SHARD: usize = 16_384;
+/// Clients whose request rate is tracked at once (those seen within the last second).
+const MAX_TRACKED_CLIENTS: usize = 262_144;
 
 impl ClientRates {
     fn new(rate: u32) -> ClientRates {
         ClientRates {
-            rate,
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            rate: NonZeroU32::new(rate),
+            rates: Rates::new(MAX_TRACKED_CLIENTS),
         }
     }
 
     fn admit(&self, ip: IpAddr) -> bool {
-        if self.rate == 0 {
-            return true;
-        }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        ip.hash(&mut h);
-        let shard = &self.shards[h.finish() as usize % SHARDS];
-        let mut buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let rate = self.rate as f64;
-        let now = Instant::now();
-        if buckets.len() >= MAX_TRACKED_PER_SHARD && !buckets.contains_key(&ip) {
-            // A full bucket after one idle second is the same as no entry.
-            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(1));
-            if buckets.len() >= MAX_TRACKED_PER_SHARD {
-                return false; // many addresses at full rate at once: shed the newcomers
-            }
-        }
-        let (tokens, at) = buckets.entry(ip).or_insert((rate, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(rate);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
+        match self.rate {
+            None => true,
+            Some(rate) => self.rates.admit(&ClientKey::of(Some(ip)), rate),
         }
     }
 }
@@ -623,16 +604,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_rate_allows_a_burst_then_refills() {
+    fn client_rate_is_per_address_and_per_ipv6_64() {
         let rates = ClientRates::new(100);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let admitted = (0..150).filter(|_| rates.admit(a)).count();
-        assert!((100..=101).contains(&admitted), "{admitted}");
-        assert!(rates.admit(b), "another address has its own bucket");
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(rates.admit(a), "tokens come back with time");
-        assert!((0..1000).all(|_| ClientRates::new(0).admit(a)), "0 = off");
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let admitted = (0..150).filter(|_| rates.admit(ip("192.0.2.1"))).count();
+        assert_eq!(admitted, 100, "a burst of one second");
+        assert!(
+            rates.admit(ip("192.0.2.2")),
+            "another address has its own bucket"
+        );
+        let admitted = (0..150)
+            .filter(|i| rates.admit(ip(&format!("2001:db8:0:1::{i:x}"))))
+            .count();
+        assert_eq!(admitted, 100, "one /64 is one client");
+        assert!(
+            (0..1000).all(|_| ClientRates::new(0).admit(ip("192.0.2.1"))),
+            "0 = off"
+        );
     }
 
     #[test]

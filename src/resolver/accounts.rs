@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{now, Core, Presented};
 use crate::auth::{self, Caller, Credential, Enterprise, Subject};
-use crate::error::{Error, ErrorKind, Reason, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::Prefix;
 use crate::store::{codec, Batch, Durability, Store, Table};
 
@@ -35,20 +35,9 @@ impl Core {
         let Some(token) = presented.token.as_deref() else {
             return Ok(Caller::Anonymous);
         };
-        if let Some(wait) = self.failures.locked(&presented.client) {
-            return Err(Error::limit(
-                Reason::AuthenticationLimit,
-                format!("too many failed authentications from this client; retry in {wait} s"),
-            ));
-        }
-        let caller = match self.authenticate(Some(token)) {
-            Err(e) if e.kind == ErrorKind::Unauthenticated => {
-                self.failures.failed(&presented.client);
-                tracing::warn!(client = %presented.client, "authentication failed");
-                return Err(e);
-            }
-            other => other?,
-        };
+        let caller = self
+            .failures
+            .authenticate(presented.client, || self.authenticate(Some(token)))?;
         self.admit_request(&caller)?;
         Ok(caller)
     }

@@ -10,7 +10,7 @@
 mod accounts;
 mod grants;
 mod latch;
-mod limits;
+pub mod limits;
 pub mod oplog;
 mod quota;
 mod reads;
@@ -27,11 +27,11 @@ pub use quota::Usage;
 pub use register::{BatchItem, Counts, CreateOutcome, Listing, Update};
 
 /// What a client presented: a bearer token (if any) and where it came from (its IP
-/// address, for limiting failed authentications).
+/// address, for limiting failed authentications; `None`: unknown).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Presented {
     pub token: Option<String>,
-    pub client: String,
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Presented {
@@ -160,7 +160,8 @@ pub struct Core {
     /// The operation log's head: (last sequence number, its hash).
     head: std::sync::Mutex<(u64, String)>,
     failures: limits::AuthFailures,
-    rates: limits::RequestRates,
+    /// Request rates per enterprise (their quotas).
+    rates: limits::Rates<Prefix>,
     latches: Latches,
     /// Where resolutions wait for the disk.
     reads: reads::ReadPool,
@@ -217,7 +218,7 @@ impl Core {
             telemetry: Telemetry::new(),
             head: std::sync::Mutex::new(head),
             failures: Default::default(),
-            rates: Default::default(),
+            rates: limits::Rates::new(limits::MAX_ENTERPRISE_RATES),
             latches: Latches::new(4096),
             reads,
             enterprises: RwLock::new(enterprises),

@@ -60,8 +60,12 @@ impl Core {
                 .get(p.as_str())
                 .and_then(|e| e.quota.max_requests_per_second)
         };
+        let over = |r: u32| {
+            let rate = std::num::NonZeroU32::new(r.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+            !self.rates.admit(p, rate)
+        };
         match rate {
-            Some(r) if !self.rates.admit(p.as_str(), r) => Err(Error::limit(
+            Some(r) if over(r) => Err(Error::limit(
                 Reason::RequestLimit,
                 format!("request rate limit of {r}/s for {p} exceeded"),
             )),

@@ -48,11 +48,8 @@ fn presented<T>(req: &Request<T>) -> Result<Presented, Status> {
     let token = bearer(req)?;
     // The address only serves the failed-authentication limiter: skip it when anonymous.
     let client = match token {
-        Some(_) => req
-            .remote_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default(),
-        None => String::new(),
+        Some(_) => req.remote_addr().map(|a| a.ip()),
+        None => None,
     };
     Ok(Presented { token, client })
 }

@@ -330,7 +330,7 @@ async fn caller(
     };
     let presented = Presented {
         token: Some(token),
-        client: client.ip().to_string(),
+        client: Some(client.ip()),
     };
     let caller = core
         .blocking(move |c| {
@@ -359,7 +359,7 @@ fn presented(headers: &HeaderMap, client: SocketAddr) -> Result<Presented, Failu
     match credentials(headers)? {
         Some((token, _)) => Ok(Presented {
             token: Some(token),
-            client: client.ip().to_string(),
+            client: Some(client.ip()),
         }),
         None => Ok(Presented::anonymous()),
     }
