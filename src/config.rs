@@ -222,6 +222,72 @@ pub struct Config {
     pub admission: AdmissionConfig,
 }
 
+/// The file of a standalone top-level node (`idnode top-level serve --config`): the
+/// `[limits]` that protect a node's gRPC server, and `[grpc]` `addr` and
+/// `max_message_bytes`, as in a node's file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopLevelFile {
+    pub grpc: GrpcSection,
+    pub limits: LimitsSection,
+}
+
+/// What protects a standalone top-level node's gRPC server: the same admission and
+/// message limits as a node's, with the same defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopLevelLimits {
+    pub admission: AdmissionConfig,
+    pub max_message_bytes: usize,
+}
+
+impl Default for TopLevelLimits {
+    fn default() -> Self {
+        TopLevelLimits {
+            admission: AdmissionConfig::default(),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl TopLevelLimits {
+    /// Validates the limits of a top-level node's file; the settings that only concern
+    /// records or HTTP are refused, since a top-level node has neither.
+    pub fn resolve(file: &TopLevelFile) -> Result<TopLevelLimits, ConfigError> {
+        let l = &file.limits;
+        for (set, setting) in [
+            (
+                l.max_identifier_bytes.is_some(),
+                "limits.max_identifier_bytes",
+            ),
+            (l.max_prefix_bytes.is_some(), "limits.max_prefix_bytes"),
+            (l.max_data_bytes.is_some(), "limits.max_data_bytes"),
+            (l.max_values.is_some(), "limits.max_values"),
+            (l.max_record_bytes.is_some(), "limits.max_record_bytes"),
+            (l.max_batch_items.is_some(), "limits.max_batch_items"),
+            (
+                l.max_http_body_bytes.is_some(),
+                "limits.max_http_body_bytes",
+            ),
+            (file.grpc.advertise.is_some(), "grpc.advertise"),
+        ] {
+            if set {
+                return Err(invalid(setting, "does not apply to a top-level node"));
+            }
+        }
+        let max_message_bytes = file
+            .grpc
+            .max_message_bytes
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        if !(64 << 10..=1 << 30).contains(&max_message_bytes) {
+            return Err(invalid("grpc.max_message_bytes", "must be 64 KiB..=1 GiB"));
+        }
+        Ok(TopLevelLimits {
+            admission: admission(l, &RecordLimits::default())?,
+            max_message_bytes,
+        })
+    }
+}
+
 /// Why a configuration was rejected; names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -248,6 +314,8 @@ pub const DEFAULT_DNS_ADDR: &str = "127.0.0.1:5353";
 pub const DEFAULT_DNS_ZONE: &str = "id.example.";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_NODE_PREFIX: &str = "88.101";
+/// Largest gRPC message of a top-level node (a node's default, with its default records).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
 pub const DEFAULT_NODE_NAME: &str = "湖北工业互联网标识解析二级节点 (Hubei secondary node)";
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -259,8 +327,19 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 
 /// Reads the optional file.
 pub fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    read_toml(path)
+}
+
+/// Reads the optional file of a standalone top-level node.
+pub fn read_toplevel_file(path: Option<&Path>) -> Result<TopLevelFile, ConfigError> {
+    read_toml(path)
+}
+
+fn read_toml<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&Path>,
+) -> Result<T, ConfigError> {
     let Some(path) = path else {
-        return Ok(FileConfig::default());
+        return Ok(T::default());
     };
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -688,5 +767,39 @@ mod tests {
         }
         let e = parse("[grpc]\nport = 1").unwrap_err();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn top_level_limits() {
+        let resolve = |text: &str| {
+            let file: TopLevelFile = toml::from_str(text).map_err(|e| e.to_string())?;
+            TopLevelLimits::resolve(&file).map_err(|e| e.to_string())
+        };
+        assert_eq!(resolve("").unwrap(), TopLevelLimits::default());
+        let l = resolve(
+            "[grpc]\naddr = \"127.0.0.1:9\"\nmax_message_bytes = 1048576\n\
+             [limits]\nmax_in_flight = 8\nclient_requests_per_second = 0",
+        )
+        .unwrap();
+        assert_eq!(l.max_message_bytes, 1 << 20);
+        assert_eq!(l.admission.max_in_flight, 8);
+        assert_eq!(l.admission.client_requests_per_second, 0);
+        for (text, setting) in [
+            ("[limits]\nmax_values = 5", "limits.max_values"),
+            (
+                "[limits]\nmax_http_body_bytes = 5000000",
+                "limits.max_http_body_bytes",
+            ),
+            ("[limits]\nmax_in_flight = 0", "limits.max_in_flight"),
+            ("[grpc]\nmax_message_bytes = 10", "grpc.max_message_bytes"),
+            ("[grpc]\nadvertise = \"http://x\"", "grpc.advertise"),
+        ] {
+            let e = resolve(text).unwrap_err();
+            assert!(e.starts_with(setting), "{text}: {e}");
+        }
+        assert!(
+            resolve("[node]\nprefix = \"88.101\"").is_err(),
+            "unknown section"
+        );
     }
 }

@@ -15,12 +15,16 @@ use idnode::upstream::ForwardConfig;
 pub enum TopLevelCommand {
     /// Run a top-level node (delegations seeded with a Hubei-like province on first start).
     Serve {
+        /// TOML file with the node's `[limits]` (connections, requests in flight, per-client
+        /// rate, timeouts) and `[grpc]` `addr` and `max_message_bytes`; flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Data directory (RocksDB, admin token, seeded node tokens).
         #[arg(long, default_value = "./idnode-toplevel")]
         data_dir: PathBuf,
-        /// gRPC listen address.
-        #[arg(long, default_value = "127.0.0.1:7100")]
-        grpc_addr: String,
+        /// gRPC listen address. Default 127.0.0.1:7100.
+        #[arg(long)]
+        grpc_addr: Option<String>,
         /// Registration goal the statistics measure progress against.
         #[arg(long, default_value_t = idnode::toplevel::DEFAULT_GOAL)]
         goal: i64,
@@ -100,6 +104,7 @@ pub enum NodeCommand {
 pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
     match cmd {
         TopLevelCommand::Serve {
+            config: config_file,
             data_dir,
             grpc_addr,
             goal,
@@ -119,9 +124,14 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                 (None, None) => None,
                 _ => anyhow::bail!("--tls-cert and --tls-key go together"),
             };
+            let file = idnode::config::read_toplevel_file(config_file.as_deref())?;
+            let limits = idnode::config::TopLevelLimits::resolve(&file)?;
+            let grpc_addr = grpc_addr
+                .or(file.grpc.addr)
+                .unwrap_or_else(|| "127.0.0.1:7100".to_owned());
             let addr: std::net::SocketAddr = grpc_addr
                 .parse()
-                .with_context(|| format!("--grpc-addr {grpc_addr:?}"))?;
+                .with_context(|| format!("grpc address {grpc_addr:?}"))?;
             if goal <= 0 {
                 anyhow::bail!("--goal must be positive");
             }
@@ -153,6 +163,7 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
             idnode::node::toplevel::serve(
                 &top,
                 ForwardConfig::default(),
+                &limits,
                 listener,
                 tls.as_ref(),
                 shutdown,

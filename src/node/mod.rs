@@ -366,7 +366,7 @@ pub async fn serve(
             health
                 .set_serving::<pb::top_level_server::TopLevelServer<TopLevelService>>()
                 .await;
-            Some(toplevel::service(t, config.forward.clone()))
+            Some(toplevel::service(t, config.forward.clone(), max))
         }
         None => None,
     };

@@ -9,8 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use super::{open_store, reflection, reflection_v1alpha, NodeError};
+use crate::api::admission::{Admission, GrpcAdmissionLayer};
 use crate::api::grpc::pb;
 use crate::api::grpc::toplevel::TopLevelService;
+use crate::config::TopLevelLimits;
 use crate::resolver::AdminBootstrap;
 use crate::store::backup::BackupSet;
 use crate::store::SharedStore;
@@ -67,11 +69,13 @@ pub fn open(
     })
 }
 
-/// The `TopLevel` gRPC service; recursive resolution goes through a forwarder whose
-/// upstream is this top-level node itself.
+/// The `TopLevel` gRPC service, taking and sending messages of at most
+/// `max_message_bytes`; recursive resolution goes through a forwarder whose upstream is
+/// this top-level node itself.
 pub fn service(
     top: &OpenedTopLevel,
     forward: ForwardConfig,
+    max_message_bytes: usize,
 ) -> pb::top_level_server::TopLevelServer<TopLevelService> {
     let (backup, top) = (Arc::clone(&top.backup), &top.top);
     // The node prefix given to the in-process upstream only matters for heartbeats and
@@ -82,12 +86,17 @@ pub fn service(
     pb::top_level_server::TopLevelServer::new(
         TopLevelService::new(Arc::clone(top), forwarder).with_backup(backup),
     )
+    .max_decoding_message_size(max_message_bytes)
+    .max_encoding_message_size(max_message_bytes)
 }
 
-/// Serves a standalone top-level node until `shutdown`, then drains for `grace`.
+/// Serves a standalone top-level node until `shutdown`, then drains for `grace`, under the
+/// same admission as a node's gRPC server (`limits`: connections, idle and write
+/// timeouts, requests in flight, per-client rate, request timeout, message sizes).
 pub async fn serve(
     top: &OpenedTopLevel,
     forward: ForwardConfig,
+    limits: &TopLevelLimits,
     listener: TcpListener,
     tls: Option<&crate::tls::ServerTls>,
     shutdown: CancellationToken,
@@ -104,15 +113,24 @@ pub async fn serve(
             .map_err(|e| NodeError::Setup(format!("gRPC TLS: {e}")))?;
         builder = builder.tls_config(config)?;
     }
+    let admission = Arc::new(Admission::new(limits.admission.clone()));
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(admission.incoming(
+        listener,
+        None,
+        shutdown.clone(),
+    ));
+    let idle = limits.admission.idle_timeout;
     let server = builder
+        // As on a node: pings every half idle timeout keep healthy connections active.
+        .http2_keepalive_interval(Some(idle / 2))
+        .http2_keepalive_timeout(Some(idle))
+        .max_concurrent_streams(limits.admission.max_concurrent_streams)
+        .layer(GrpcAdmissionLayer::new(admission))
         .add_service(health_service)
         .add_service(reflection()?)
         .add_service(reflection_v1alpha()?)
-        .add_service(service(top, forward))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.clone().cancelled_owned(),
-        );
+        .add_service(service(top, forward, limits.max_message_bytes))
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => r?,

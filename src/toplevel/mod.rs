@@ -8,6 +8,7 @@
 pub mod seed;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::RwLock;
 
@@ -17,6 +18,7 @@ use crate::audit::SignedHead;
 use crate::auth::{self, Caller, Subject};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::Prefix;
+use crate::resolver::limits::AuthFailures;
 use crate::resolver::{authenticate, ensure_admin_token, AdminBootstrap};
 use crate::store::{codec, Batch, Durability, SharedStore, Table};
 
@@ -163,6 +165,8 @@ pub struct TopLevel {
     delegations: RwLock<BTreeMap<String, Delegation>>,
     /// Last heartbeat per node prefix (seconds since the epoch); liveness is volatile.
     heartbeats: RwLock<HashMap<String, i64>>,
+    /// The failed-authentication lockout, as on a secondary node.
+    failures: AuthFailures,
 }
 
 fn now() -> i64 {
@@ -203,6 +207,7 @@ impl TopLevel {
             config,
             delegations: RwLock::new(delegations),
             heartbeats: RwLock::new(HashMap::new()),
+            failures: AuthFailures::default(),
         })
     }
 
@@ -218,6 +223,19 @@ impl TopLevel {
     /// Authenticates a bearer token against this node's credentials.
     pub fn authenticate(&self, token: Option<&str>) -> Result<Caller> {
         authenticate(self.store.as_ref(), token)
+    }
+
+    /// Authenticates what `client` presented (`None`: address unknown) under the
+    /// failed-authentication lockout: no token is the anonymous caller.
+    ///
+    /// Errors: `ResourceExhausted` (reason 406) while the client is locked out;
+    /// `Unauthenticated` for a bad token (counted toward the lockout).
+    pub fn caller(&self, token: Option<&str>, client: Option<IpAddr>) -> Result<Caller> {
+        let Some(token) = token else {
+            return Ok(Caller::Anonymous);
+        };
+        self.failures
+            .authenticate(client, || self.authenticate(Some(token)))
     }
 
     /// Makes sure the top-level admin token exists (written to `token_file`, mode 0600).

@@ -321,6 +321,7 @@ async fn a_top_level_node_is_backed_up_the_same_way() {
             idnode::node::toplevel::serve(
                 &opened,
                 idnode::upstream::ForwardConfig::default(),
+                &Default::default(),
                 listener,
                 None,
                 stop,

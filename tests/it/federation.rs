@@ -39,6 +39,7 @@ impl TopNode {
             idnode::node::toplevel::serve(
                 &top,
                 fast(),
+                &Default::default(),
                 listener,
                 None,
                 stop,

@@ -1,6 +1,7 @@
 //! Resource limits: over each one a client gets its defined refusal (gRPC
 //! RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED, HTTP 429/503, DNS REFUSED, a closed
-//! connection), and the node keeps serving once the load is gone.
+//! connection), and the node keeps serving once the load is gone. A standalone top-level
+//! node has the same limits (the `the_top_level_node_*` tests).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,12 +11,14 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use idnode::api::admission::AdmissionConfig;
 use idnode::api::grpc::pb;
+use idnode::config::TopLevelLimits;
+use idnode::upstream::ForwardConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tonic::Code;
 
 use crate::dns::{name_of, request};
-use crate::support::{config, resolve, TestNode};
+use crate::support::{config, resolve, Svc, TestNode};
 
 const SEEDED: &str = "88.101.5/BAT-2024-000001";
 
@@ -573,4 +576,301 @@ async fn dns_over_tcp_is_under_the_connection_limit_and_a_client_that_never_read
     assert!(refused_total(&node, "idle").await >= 1);
     drop(deaf);
     node.stop().await;
+}
+
+/// A standalone top-level node (`idnode top-level serve`) with the given limits.
+struct TopLevelNode {
+    addr: std::net::SocketAddr,
+    admin_token: String,
+    shutdown: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl TopLevelNode {
+    async fn start(limits: TopLevelLimits, forward: ForwardConfig) -> TopLevelNode {
+        let dir = tempfile::tempdir().unwrap();
+        let top =
+            idnode::node::toplevel::open(dir.path(), Default::default(), 8 << 20, false).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let stop = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            idnode::node::toplevel::serve(
+                &top,
+                forward,
+                &limits,
+                listener,
+                None,
+                stop,
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        });
+        TopLevelNode {
+            addr,
+            admin_token: std::fs::read_to_string(dir.path().join("admin.token"))
+                .unwrap()
+                .trim()
+                .to_owned(),
+            shutdown,
+            handle,
+            _dir: dir,
+        }
+    }
+
+    /// A client on a connection of its own.
+    async fn client(&self, token: Option<&str>) -> pb::top_level_client::TopLevelClient<Svc> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        pb::top_level_client::TopLevelClient::new(
+            tonic::service::interceptor::InterceptedService::new(
+                channel,
+                idnode::api::grpc::BearerAuth::new(token).unwrap(),
+            ),
+        )
+        .max_encoding_message_size(64 << 20)
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.unwrap();
+    }
+}
+
+fn top_limits(admission: AdmissionConfig) -> TopLevelLimits {
+    TopLevelLimits {
+        admission,
+        ..TopLevelLimits::default()
+    }
+}
+
+fn locate(prefix: &str) -> pb::LocateRequest {
+    pb::LocateRequest {
+        prefix: prefix.into(),
+    }
+}
+
+fn reason(s: &tonic::Status) -> Option<&str> {
+    s.metadata()
+        .get("x-idnode-reason")
+        .map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn the_top_level_node_refuses_a_client_over_its_request_rate() {
+    let top = TopLevelNode::start(
+        top_limits(AdmissionConfig {
+            client_requests_per_second: 20,
+            ..AdmissionConfig::default()
+        }),
+        ForwardConfig::default(),
+    )
+    .await;
+    let mut client = top.client(None).await;
+    let mut ok = 0;
+    let mut refused = None;
+    for _ in 0..60 {
+        match client.locate(locate("88.101")).await {
+            Ok(_) => ok += 1,
+            Err(s) => {
+                refused.get_or_insert(s);
+            }
+        }
+    }
+    let s = refused.expect("some requests are refused");
+    assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+    assert_eq!(reason(&s), Some("603"));
+    assert!((15..=30).contains(&ok), "{ok} admitted");
+    top.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_top_level_node_bounds_requests_in_flight_and_ends_slow_ones() {
+    // A delegation to a node that never answers: recursive resolutions through it hang
+    // until the request timeout (the forwarder would wait 10 s).
+    let (blackhole, held) = blackhole().await;
+    let top = TopLevelNode::start(
+        top_limits(AdmissionConfig {
+            max_in_flight: 2,
+            request_timeout: Duration::from_millis(1500),
+            ..AdmissionConfig::default()
+        }),
+        ForwardConfig {
+            timeout: Duration::from_secs(10),
+            retries: 0,
+            ..ForwardConfig::default()
+        },
+    )
+    .await;
+    top.client(Some(&top.admin_token))
+        .await
+        .add_node(pb::AddNodeRequest {
+            node_prefix: "88.199".into(),
+            node_id: "silent".into(),
+            name: "never answers".into(),
+            endpoints: Some(pb::Endpoints {
+                grpc: blackhole,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut hanging = Vec::new();
+    for i in 0..2 {
+        let mut client = top.client(None).await;
+        hanging.push(tokio::spawn(async move {
+            client
+                .resolve(resolve(&format!("88.199.1/SLOW-{i}")))
+                .await
+                .unwrap_err()
+        }));
+    }
+    // Both slots are taken: another request is refused at once.
+    let mut client = top.client(None).await;
+    let refused = loop {
+        match client.locate(locate("88.101")).await {
+            Err(s) => break s,
+            Ok(_) => {
+                assert!(started.elapsed() < Duration::from_secs(1), "never refused");
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("in flight"), "{refused:?}");
+    for h in hanging {
+        let e = h.await.unwrap();
+        assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+        assert!(e.message().contains("request_timeout_ms"), "{e:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The slots came back.
+    client.locate(locate("88.101")).await.unwrap();
+    top.stop().await;
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_top_level_node_bounds_connections_and_closes_idle_ones() {
+    let top = TopLevelNode::start(
+        top_limits(AdmissionConfig {
+            max_connections: 2,
+            idle_timeout: Duration::from_secs(1),
+            ..AdmissionConfig::default()
+        }),
+        ForwardConfig::default(),
+    )
+    .await;
+    // A client that is served holds one slot, a silent connection the other.
+    let mut served = top.client(None).await;
+    served.locate(locate("88.101")).await.unwrap();
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(top.addr).await.unwrap();
+    let refused = async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", top.addr))
+            .unwrap()
+            .connect()
+            .await?;
+        pb::top_level_client::TopLevelClient::new(channel)
+            .locate(locate("88.101"))
+            .await
+            .map_err(|e| -> Box<dyn std::error::Error> { Box::new(e) })?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), refused)
+            .await
+            .expect("refused promptly")
+            .is_err(),
+        "a client over the connection limit was served"
+    );
+    // The silent connection is closed after the idle timeout; the served one stays.
+    assert!(
+        read_until_closed(&mut silent, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a silent connection stayed open"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    served.locate(locate("88.101")).await.unwrap();
+    // Its slot serves a new client.
+    top.client(None)
+        .await
+        .locate(locate("88.101"))
+        .await
+        .unwrap();
+    top.stop().await;
+}
+
+#[tokio::test]
+async fn the_top_level_node_limits_message_sizes() {
+    let top = TopLevelNode::start(
+        TopLevelLimits {
+            max_message_bytes: 64 << 10,
+            ..TopLevelLimits::default()
+        },
+        ForwardConfig::default(),
+    )
+    .await;
+    let mut admin = top.client(Some(&top.admin_token)).await;
+    let e = admin
+        .add_node(pb::AddNodeRequest {
+            node_prefix: "88.150".into(),
+            node_id: "big".into(),
+            name: "x".repeat(100 << 10),
+            endpoints: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // A message within the limit is served.
+    admin
+        .add_node(pb::AddNodeRequest {
+            node_prefix: "88.150".into(),
+            node_id: "small".into(),
+            name: "small".into(),
+            endpoints: None,
+        })
+        .await
+        .unwrap();
+    top.stop().await;
+}
+
+#[tokio::test]
+async fn the_top_level_node_locks_out_failed_authentications() {
+    let top = TopLevelNode::start(TopLevelLimits::default(), ForwardConfig::default()).await;
+    let mut admin = top.client(Some(&top.admin_token)).await;
+    admin.list_nodes(pb::ListNodesRequest {}).await.unwrap();
+    // Ten failed authentications lock this client out, even with the admin token.
+    for i in 0..10 {
+        let forged = format!("idn_{:016x}_{}", i, "0".repeat(64));
+        let e = top
+            .client(Some(&forged))
+            .await
+            .list_nodes(pb::ListNodesRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    }
+    let e = admin.list_nodes(pb::ListNodesRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert_eq!(reason(&e), Some("406"));
+    // Anonymous requests go on.
+    top.client(None)
+        .await
+        .locate(locate("88.101"))
+        .await
+        .unwrap();
+    top.stop().await;
 }

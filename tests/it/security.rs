@@ -615,6 +615,7 @@ async fn mutual_tls_between_nodes_and_https() {
         idnode::node::toplevel::serve(
             &top,
             Default::default(),
+            &Default::default(),
             listener,
             Some(&tls),
             s,

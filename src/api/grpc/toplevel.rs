@@ -36,16 +36,18 @@ impl TopLevelService {
     }
 }
 
-/// Runs `f` with the authenticated caller on the blocking pool.
+/// Runs `f` with the authenticated caller (under the failed-authentication lockout) on the
+/// blocking pool.
 async fn call<T, R, F>(top: &Arc<TopLevel>, req: &Request<T>, f: F) -> Result<Response<R>, Status>
 where
     R: Send + 'static,
     F: FnOnce(&TopLevel, &Caller) -> Result<R> + Send + 'static,
 {
     let token = bearer(req)?;
+    let client = req.remote_addr().map(|a| a.ip());
     let top = Arc::clone(top);
     tokio::task::spawn_blocking(move || {
-        let caller = top.authenticate(token.as_deref())?;
+        let caller = top.caller(token.as_deref(), client)?;
         f(&top, &caller)
     })
     .await
