@@ -54,6 +54,8 @@ pub enum Reason {
     ValueNotFound,
     /// Handle 201: the record already has a value at that index.
     ValueExists,
+    /// Handle 3: the node is serving as many requests as it takes; retry later.
+    Busy,
 }
 
 impl Reason {
@@ -64,6 +66,7 @@ impl Reason {
             Reason::AuthenticationLimit => 406,
             Reason::ValueNotFound => 200,
             Reason::ValueExists => 201,
+            Reason::Busy => 3,
         }
     }
 }

@@ -211,6 +211,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // then the listeners; only then is the directory created and seeded.
     idnode::node::check_tls(&config)?;
     let listeners = idnode::node::bind(&config).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signalled = signals(shutdown.clone())?;
     let opened = idnode::node::open(&config, args.reset_admin_token)?;
     let addr = listeners.grpc_addr()?;
     match opened.admin_bootstrap {
@@ -259,34 +261,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if config.tls.is_some() { " (TLS)" } else { "" },
         config.data_dir.display()
     );
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(signals(shutdown.clone()));
+    tokio::spawn(signalled);
     idnode::node::serve(opened, &config, listeners, shutdown).await?;
     Ok(())
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM: the one place signals are handled.
-pub(crate) async fn signals(shutdown: tokio_util::sync::CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    shutdown.cancel();
-                    return;
-                }
-            };
+/// Takes over SIGINT and SIGTERM at once (a signal that arrives before the returned future
+/// runs is kept, not fatal); the future cancels `shutdown` on either. The one place signals
+/// are handled. Call it before announcing the addresses: a client may signal right away.
+pub(crate) fn signals(
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested");
-    shutdown.cancel();
+        tracing::info!("shutdown requested");
+        shutdown.cancel();
+    })
 }

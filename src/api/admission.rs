@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Reason};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -77,10 +78,26 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn message(self) -> &'static str {
+    /// The refusal as the protocol-neutral error every adapter maps with its one mapping
+    /// (gRPC code, HTTP status and Handle code, DNS RCODE).
+    pub fn error(self) -> Error {
         match self {
-            Refusal::Rate => "too many requests from this address: slow down",
-            Refusal::Busy => "the node is at its limit of requests in flight: retry later",
+            Refusal::Rate => Error::limit(
+                Reason::RequestLimit,
+                "too many requests from this address: slow down",
+            ),
+            Refusal::Busy => Error {
+                reason: Some(Reason::Busy),
+                ..Error::exhausted("the node is at its limit of requests in flight: retry later")
+            },
+        }
+    }
+
+    /// Its label in request metrics.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Refusal::Rate => "limited",
+            Refusal::Busy => "busy",
         }
     }
 }
@@ -500,13 +517,7 @@ fn grpc_peer(req: &GrpcRequest) -> Option<IpAddr> {
 }
 
 fn grpc_refusal(r: Refusal) -> GrpcResponse {
-    let mut status = tonic::Status::resource_exhausted(r.message());
-    if r == Refusal::Rate {
-        if let Ok(v) = "603".parse() {
-            status.metadata_mut().insert("x-idnode-reason", v);
-        }
-    }
-    status.into_http()
+    crate::api::grpc::convert::status(r.error()).into_http()
 }
 
 impl<S> tower_service::Service<GrpcRequest> for GrpcAdmission<S>

@@ -147,6 +147,8 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("binding gRPC on {addr}"))?;
             let local = listener.local_addr()?;
             println!("top-level admin token: {}", top.admin_token_file.display());
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let signalled = crate::signals(shutdown.clone())?;
             if let Some(n) = top.seeded {
                 println!(
                     "seeded {n} delegations; node tokens in {}",
@@ -158,8 +160,7 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                 top.top.nodes().len(),
                 data_dir.display()
             );
-            let shutdown = tokio_util::sync::CancellationToken::new();
-            tokio::spawn(crate::signals(shutdown.clone()));
+            tokio::spawn(signalled);
             idnode::node::toplevel::serve(
                 &top,
                 ForwardConfig::default(),

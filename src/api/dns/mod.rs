@@ -240,14 +240,10 @@ impl DnsHandler {
         let mut m = Message::error_msg(
             request.metadata.id,
             request.metadata.op_code,
-            rcode(ErrorKind::ResourceExhausted),
+            rcode(refusal.error().kind),
         );
         m.add_queries(request.queries.iter().cloned());
-        let outcome = match refusal {
-            Refusal::Rate => "limited",
-            Refusal::Busy => "busy",
-        };
-        self.reply(m, limit, outcome, started)
+        self.reply(m, limit, refusal.outcome(), started)
     }
 
     /// The place the question's name stands for, when the identifier it names is not
@@ -543,6 +539,10 @@ mod tests {
         assert_eq!(table.len(), ErrorKind::ALL.len());
         for (kind, code) in table {
             assert_eq!(rcode(kind), code, "{kind:?}");
+        }
+        // Admission refusals, as `refuse` maps them.
+        for r in [Refusal::Rate, Refusal::Busy] {
+            assert_eq!(rcode(r.error().kind), ResponseCode::Refused, "{r:?}");
         }
     }
 

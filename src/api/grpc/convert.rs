@@ -331,6 +331,14 @@ mod tests {
         for (kind, expected) in table {
             assert_eq!(code(kind), expected, "{kind:?}");
         }
+        // Admission refusals, as the gRPC admission layer maps them (through `status`).
+        use crate::api::admission::Refusal;
+        for (r, reason) in [(Refusal::Rate, "603"), (Refusal::Busy, "3")] {
+            let s = status(r.error());
+            assert_eq!(s.code(), Code::ResourceExhausted, "{r:?}");
+            let got = s.metadata().get(REASON_HEADER).map(|v| v.to_str().unwrap());
+            assert_eq!(got, Some(reason), "{r:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@ use axum::http::StatusCode;
 use base64::Engine;
 use serde_json::{json, Value as Json};
 
-use crate::api::admission::Refusal;
 use crate::error::{Error, ErrorKind, Reason};
 use crate::identifier::Identifier;
 use crate::record::{Classification, Format, Permissions, Reference, Value, DEFAULT_TTL};
@@ -34,6 +33,7 @@ pub fn failure(e: &Error) -> (StatusCode, i64) {
     match e.reason {
         Some(Reason::ValueNotFound) => (StatusCode::NOT_FOUND, code::VALUES_NOT_FOUND),
         Some(Reason::ValueExists) => (StatusCode::CONFLICT, code::VALUE_ALREADY_EXISTS),
+        Some(Reason::Busy) => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_BUSY),
         // A limit's IDIS code (603, 604, 406) replaces the generic response code.
         Some(
             r @ (Reason::RequestLimit | Reason::RegistrationLimit | Reason::AuthenticationLimit),
@@ -50,14 +50,6 @@ pub fn failure(e: &Error) -> (StatusCode, i64) {
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_BUSY),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, code::ERROR),
         },
-    }
-}
-
-/// The mapping of admission refusals, used by the HTTP middleware.
-pub fn refusal(r: Refusal) -> (StatusCode, i64) {
-    match r {
-        Refusal::Rate => (StatusCode::TOO_MANY_REQUESTS, code::RATE_LIMITED),
-        Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_BUSY),
     }
 }
 
@@ -306,6 +298,7 @@ pub fn body_values(body: &Json) -> Result<(Vec<Value>, Option<String>), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::admission::Refusal;
 
     #[test]
     fn every_error_and_refusal_has_its_status() {
@@ -342,9 +335,10 @@ mod tests {
                 "{e:?}"
             );
         }
+        // Admission refusals, as the middleware maps them (through `failure`).
         for (r, http, handle) in [(Refusal::Rate, 429, 603), (Refusal::Busy, 503, 3)] {
             assert_eq!(
-                refusal(r),
+                failure(&r.error()),
                 (StatusCode::from_u16(http).unwrap(), handle),
                 "{r:?}"
             );

@@ -196,11 +196,7 @@ async fn admit(
     let _ticket = match admission.admit(Some(client.ip())) {
         Ok(t) => t,
         Err(r) => {
-            let (status, code) = convert::refusal(r);
-            let mut response = reply(
-                status,
-                json!({ "responseCode": code, "message": r.message() }),
-            );
+            let mut response = Failure::from(r.error()).into_response();
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
