@@ -297,13 +297,13 @@ impl Setup {
 }
 
 /// Phases before the durable pending import: the store stays exactly as it was.
-const UNTOUCHED: [&str; 3] = [
+const UNTOUCHED: &[&str] = &[
     "offline-import:spill",
     "offline-import:merge",
     "offline-import:staged",
 ];
 /// Phases after it: the import is completed by the next open.
-const PENDING: [&str; 3] = [
+const PENDING: &[&str] = &[
     "offline-import:marked",
     "offline-import:ingested-index",
     "offline-import:ingested-records",
@@ -314,7 +314,7 @@ fn offline_import_killed_at_any_phase_converges() {
     let s = setup();
     for point in UNTOUCHED
         .iter()
-        .chain(&PENDING)
+        .chain(PENDING)
         .chain(&["offline-import:logged"])
     {
         let dir = s.fresh_copy(&point.replace(':', "-"));
@@ -381,7 +381,7 @@ fn offline_import_killed_at_any_phase_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_import_failing_at_any_phase_converges() {
     let s = setup();
-    for point in UNTOUCHED.iter().chain(&PENDING) {
+    for point in UNTOUCHED.iter().chain(PENDING) {
         let dir = s.fresh_copy(&format!("{}-error", point.replace(':', "-")));
         let out = import(&dir, &s.big, Some(&format!("{point}=error")));
         let message = stderr(&out);
