@@ -383,9 +383,15 @@ impl Store for RocksStore {
     fn discard_staged(&self, name: &str) -> StoreResult<()> {
         let dir = self.staged_dir(name);
         match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&dir, e)),
-            _ => Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&dir, e)),
+            _ => {}
         }
+        // The last area takes the parent with it: the database's directory as before.
+        let parent = self.path.join("staged");
+        if std::fs::read_dir(&parent).is_ok_and(|mut d| d.next().is_none()) {
+            std::fs::remove_dir(&parent).map_err(|e| io_err(&parent, e))?;
+        }
+        Ok(())
     }
 
     fn properties(&self) -> Vec<(&'static str, u64)> {
@@ -648,6 +654,8 @@ mod tests {
             store.get(Table::Records, b"k050").unwrap(),
             Some(b"v".to_vec())
         );
+        store.discard_staged("s").unwrap();
+        assert!(!dir.path().join("db/staged").exists());
     }
 
     /// The column family options the measurements rest on land where they belong (RocksDB
