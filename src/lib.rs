@@ -9,6 +9,7 @@
 //! - [`template`]: industry metadata templates and the check of a record against one (pure).
 //! - [`auth`]: tokens, credentials, enterprises, callers (pure).
 //! - [`error`]: the protocol-neutral `Error` and `ErrorKind`.
+//! - [`failpoint`]: failure injection for crash-safety tests (`IDNODE_FAILPOINT`, test-only).
 //! - [`audit`]: verification of the hash-chained operation log and of signed log heads.
 //! - [`bulk`]: synthetic data sets, import formats (JSON Lines, CSV), offline import.
 //! - [`dataset`]: the JSON record format of files (seeds, `register --file`, output).
@@ -32,6 +33,7 @@ pub mod bulk;
 pub mod config;
 pub mod dataset;
 pub mod error;
+pub mod failpoint;
 pub mod identifier;
 #[cfg(feature = "rocks")]
 pub mod node;

@@ -1,22 +1,33 @@
 //! Offline import into a stopped node's store: validate like the online path, sort (in
 //! memory, spilling sorted runs to disk beyond a budget), merge, skip what is already
-//! there, ingest SST files, then one batch of counters and one `import` log entry.
+//! there, stage the records' and log index's table files, then commit the import through
+//! [`Core::commit_import`]: one durable pending import, the two ingestions, then one batch
+//! of counters and the one `import` log entry.
+//!
+//! Crash safety: until the pending import is written, the store is untouched (a failure
+//! or a kill leaves it exactly as before; what was staged is discarded by the next run).
+//! From then on the import completes: now, or at the next `Core::open` (a re-run of the
+//! import, `idnode serve`) if this process is killed or fails part way. Every I/O error
+//! propagates; failure points for the tests: [`crate::failpoint`], named
+//! `offline-import:{spill,merge,staged}` here and `offline-import:{marked,
+//! ingested-index,ingested-records,logged}` in `Core::commit_import`.
 //!
 //! Re-running the same import is harmless: records already present with the same content
 //! are skipped (and not counted again); different content is reported as a failure.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::Item;
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::record::Record;
 use crate::resolver::oplog::{content_digest, index_key, BulkDigest};
-use crate::resolver::Core;
-use crate::store::{codec, Table};
+use crate::resolver::{Core, IMPORT_STAGING};
+use crate::store::{codec, Staging, Table};
 
 /// One validated record on its way to the store.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,15 +59,13 @@ fn write_entry(w: &mut impl Write, e: &Entry) -> std::io::Result<()> {
     w.write_all(&e.position.to_le_bytes())
 }
 
-fn read_entry(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
+/// Reads one entry; the caller knows how many a run holds, so any end of file here is
+/// an error (a truncated run is never taken for a shorter one).
+fn read_entry(r: &mut impl Read) -> std::io::Result<Entry> {
     let mut parts: Vec<Vec<u8>> = Vec::with_capacity(3);
-    for i in 0..3 {
+    for _ in 0..3 {
         let mut len = [0u8; 4];
-        match r.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if i == 0 && e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        }
+        r.read_exact(&mut len)?;
         let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
         r.read_exact(&mut buf)?;
         parts.push(buf);
@@ -67,31 +76,203 @@ fn read_entry(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
         String::from_utf8(parts.pop().unwrap_or_default()).map_err(std::io::Error::other)?;
     let value = parts.pop().unwrap_or_default();
     let key = parts.pop().unwrap_or_default();
-    Ok(Some(Entry {
+    Ok(Entry {
         key,
         position: u64::from_le_bytes(pos),
         value,
         owner,
-    }))
+    })
+}
+
+/// A sorted run spilled to disk: its file and how many entries it holds.
+struct Spilled {
+    path: PathBuf,
+    entries: u64,
 }
 
 /// A sorted source of entries: the in-memory run or a spilled file.
 enum Run {
     Memory(std::vec::IntoIter<Entry>),
-    File(BufReader<std::fs::File>),
+    File {
+        reader: BufReader<std::fs::File>,
+        path: PathBuf,
+        left: u64,
+    },
 }
 
 impl Run {
     fn next(&mut self) -> Result<Option<Entry>> {
         match self {
             Run::Memory(it) => Ok(it.next()),
-            Run::File(r) => read_entry(r).map_err(Error::internal),
+            Run::File { left: 0, .. } => Ok(None),
+            Run::File { reader, path, left } => {
+                let e = read_entry(reader).map_err(|e| {
+                    Error::internal(format!("reading the sorted run {}: {e}", path.display()))
+                })?;
+                *left -= 1;
+                Ok(Some(e))
+            }
         }
     }
 }
 
+/// The runs merged in key order, the first of duplicate keys kept.
+struct Merge {
+    runs: Vec<Run>,
+    heap: BinaryHeap<Reverse<(Entry, usize)>>,
+    /// The last key returned and its value.
+    last: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Merge {
+    fn new(mut runs: Vec<Run>) -> Result<Merge> {
+        let mut heap = BinaryHeap::new();
+        for (i, r) in runs.iter_mut().enumerate() {
+            if let Some(e) = r.next()? {
+                heap.push(Reverse((e, i)));
+            }
+        }
+        Ok(Merge {
+            runs,
+            heap,
+            last: None,
+        })
+    }
+
+    /// The next entry with a new key; later entries with the same key and other values
+    /// go to `duplicates`.
+    fn next(&mut self, duplicates: &mut Vec<(u64, String, String)>) -> Result<Option<Entry>> {
+        while let Some(Reverse((e, i))) = self.heap.pop() {
+            if let Some(next) = self.runs[i].next()? {
+                self.heap.push(Reverse((next, i)));
+            }
+            match &self.last {
+                Some((key, value)) if *key == e.key => {
+                    if *value != e.value {
+                        duplicates.push((
+                            e.position,
+                            String::from_utf8_lossy(&e.key).into_owned(),
+                            "appears twice in the input with other values".to_owned(),
+                        ));
+                    }
+                }
+                _ => {
+                    self.last = Some((e.key.clone(), e.value.clone()));
+                    return Ok(Some(e));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What the merge keeps: the records to add, in key order, staged with their log index
+/// entries, and what they add up to.
+struct Fresh<'a> {
+    /// Until finished.
+    staging: Option<Box<dyn Staging + 'a>>,
+    seq: u64,
+    counts: BTreeMap<String, i64>,
+    digest: BulkDigest,
+    imported: u64,
+    already: u64,
+    failures: Vec<(u64, String, String)>,
+}
+
+impl Fresh<'_> {
+    /// Checks a chunk of merged entries against the store and stages the new ones.
+    fn add(&mut self, core: &Core, chunk: &mut Vec<Entry>) -> Result<()> {
+        let keys: Vec<&[u8]> = chunk.iter().map(|e| e.key.as_slice()).collect();
+        let existing = core
+            .store()
+            .multi_get(Table::Records, &keys)
+            .map_err(Error::internal)?;
+        for (e, old) in chunk.drain(..).zip(existing) {
+            if let Some(old) = old {
+                let same = codec::decode_record(&old)
+                    .ok()
+                    .zip(codec::decode_record(&e.value).ok())
+                    .is_some_and(|(a, b)| a.same_content(&b));
+                if same {
+                    self.already += 1;
+                } else {
+                    self.failures.push((
+                        e.position,
+                        String::from_utf8_lossy(&e.key).into_owned(),
+                        "already registered with other values".into(),
+                    ));
+                }
+                continue;
+            }
+            let hash = content_digest(&e.value);
+            self.digest.add(&e.key, &hash);
+            let id = String::from_utf8_lossy(&e.key);
+            let staging = self
+                .staging
+                .as_mut()
+                .ok_or_else(|| Error::internal("staging finished"))?;
+            staging
+                .put(Table::Records, &e.key, &e.value)
+                .and_then(|()| staging.put(Table::OplogIndex, &index_key(&id, self.seq), &hash))
+                .map_err(Error::internal)?;
+            *self.counts.entry(e.owner).or_default() += 1;
+            self.imported += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Merges `runs`, checks the entries against the store and stages the new ones with
+/// their log index entries (pointing at log entry `seq`), completely: the staging area is
+/// finished when this returns `Ok`. Changes no table.
+fn stage_fresh<'a>(
+    core: &'a Core,
+    runs: Vec<Run>,
+    seq: u64,
+    duplicates: &mut Vec<(u64, String, String)>,
+) -> Result<Fresh<'a>> {
+    let mut fresh = Fresh {
+        staging: Some(
+            core.store()
+                .stage(IMPORT_STAGING)
+                .map_err(Error::internal)?,
+        ),
+        seq,
+        counts: BTreeMap::new(),
+        digest: BulkDigest::default(),
+        imported: 0,
+        already: 0,
+        failures: Vec::new(),
+    };
+    let mut merge = Merge::new(runs)?;
+    let mut chunk = Vec::with_capacity(1024);
+    let mut chunks = 0u64;
+    loop {
+        let next = merge.next(duplicates)?;
+        let done = next.is_none();
+        chunk.extend(next);
+        if chunk.len() == 1024 || (done && !chunk.is_empty()) {
+            fresh.add(core, &mut chunk)?;
+            chunks += 1;
+            if chunks == 1 {
+                failpoint::hit("offline-import:merge").map_err(Error::internal)?;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    if let Some(staging) = fresh.staging.take() {
+        staging.finish().map_err(Error::internal)?;
+    }
+    Ok(fresh)
+}
+
 /// Imports `items` into the store behind `core` (the node must be stopped). `memory` bounds
 /// the bytes of records held before a sorted run is spilled to `tmp`.
+///
+/// Errors: any I/O or store failure. Before the import is committed the store is left
+/// as it was; after, the import is completed by the next `Core::open` (module doc).
 pub fn import(
     core: &Core,
     items: impl Iterator<Item = Item> + Send,
@@ -106,16 +287,26 @@ pub fn import(
     // 1. Read, validate, encode; spill sorted runs beyond the memory budget.
     let mut run: Vec<Entry> = Vec::new();
     let mut run_bytes = 0usize;
-    let mut spilled: Vec<PathBuf> = Vec::new();
-    let spill = |run: &mut Vec<Entry>, spilled: &mut Vec<PathBuf>| -> Result<()> {
+    let mut spilled: Vec<Spilled> = Vec::new();
+    let spill = |run: &mut Vec<Entry>, spilled: &mut Vec<Spilled>| -> Result<()> {
         run.sort_unstable();
         let path = tmp.join(format!("run-{:05}.bin", spilled.len()));
-        let mut w = BufWriter::new(std::fs::File::create(&path).map_err(Error::internal)?);
-        for e in run.drain(..) {
-            write_entry(&mut w, &e).map_err(Error::internal)?;
-        }
-        w.flush().map_err(Error::internal)?;
-        spilled.push(path);
+        let write = || -> std::io::Result<()> {
+            let mut w = BufWriter::new(std::fs::File::create(&path)?);
+            for e in run.iter() {
+                write_entry(&mut w, e)?;
+            }
+            w.flush()?;
+            failpoint::hit("offline-import:spill")
+        };
+        write().map_err(|e| {
+            Error::internal(format!("writing the sorted run {}: {e}", path.display()))
+        })?;
+        spilled.push(Spilled {
+            path,
+            entries: run.len() as u64,
+        });
+        run.clear();
         Ok(())
     };
     // Parsing, validation and encoding run on a second thread, in chunks; this one
@@ -176,163 +367,61 @@ pub fn import(
     report.spilled_runs = spilled.len();
     run.sort_unstable();
     let mut runs: Vec<Run> = vec![Run::Memory(std::mem::take(&mut run).into_iter())];
-    for path in &spilled {
-        runs.push(Run::File(BufReader::new(
-            std::fs::File::open(path).map_err(Error::internal)?,
-        )));
+    for s in &spilled {
+        let file = std::fs::File::open(&s.path)
+            .map_err(|e| Error::internal(format!("{}: {e}", s.path.display())))?;
+        runs.push(Run::File {
+            reader: BufReader::new(file),
+            path: s.path.clone(),
+            left: s.entries,
+        });
     }
 
-    // 2. Merge in key order; keep the first of duplicates; drop what the store has.
+    // 2. Merge in key order; keep the first of duplicates; drop what the store has; stage
+    // the rest. The store is not changed: a failure here leaves it as it was.
     let store = core.store();
-    let (seq, _) = core.log_head();
-    let seq = seq + 1;
-    let mut heap = BinaryHeap::new();
-    for (i, r) in runs.iter_mut().enumerate() {
-        if let Some(e) = r.next()? {
-            heap.push(Reverse((e, i)));
-        }
-    }
-    let index_path = tmp.join("index.bin");
-    let mut index_out =
-        BufWriter::new(std::fs::File::create(&index_path).map_err(Error::internal)?);
-    let mut counts: HashMap<String, i64> = HashMap::new();
-    let mut digest = BulkDigest::default();
-    let mut last: Option<Entry> = None;
-    let mut pending: Vec<Entry> = Vec::new();
-    let mut failures = Vec::new();
+    let seq = core.log_head().0 + 1;
     let mut duplicates = Vec::new();
-    let mut already = 0u64;
-    let mut imported = 0u64;
-    let mut error: Option<Error> = None;
-    // Entries to ingest, produced lazily from the merge and filtered in batches against
-    // the store.
-    let mut next_unique = || -> Result<Option<Entry>> {
-        while let Some(Reverse((e, i))) = heap.pop() {
-            if let Some(next) = runs[i].next()? {
-                heap.push(Reverse((next, i)));
-            }
-            match &last {
-                Some(prev) if prev.key == e.key => {
-                    if prev.value != e.value {
-                        let id = String::from_utf8_lossy(&e.key).into_owned();
-                        duplicates.push((
-                            e.position,
-                            id,
-                            "appears twice in the input with other values".to_owned(),
-                        ));
-                    }
-                    continue;
-                }
-                _ => {
-                    last = Some(e.clone());
-                    return Ok(Some(e));
-                }
-            }
+    let staged = stage_fresh(core, runs, seq, &mut duplicates).and_then(|fresh| {
+        failpoint::hit("offline-import:staged").map_err(Error::internal)?;
+        for s in &spilled {
+            std::fs::remove_file(&s.path)
+                .map_err(|e| Error::internal(format!("{}: {e}", s.path.display())))?;
         }
-        Ok(None)
+        Ok(fresh)
+    });
+    let Fresh {
+        counts,
+        digest,
+        imported,
+        already,
+        failures,
+        ..
+    } = match staged {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            // The error to report is this one; what was staged is discarded again by the
+            // next import in any case.
+            if let Err(cleanup) = store.discard_staged(IMPORT_STAGING) {
+                tracing::warn!("discarding the staged import: {cleanup}");
+            }
+            return Err(e);
+        }
     };
-    let mut fresh = std::iter::from_fn(|| {
-        if error.is_some() {
-            return None;
-        }
-        loop {
-            if let Some(e) = pending.pop() {
-                return Some(e);
-            }
-            let mut chunk = Vec::with_capacity(1024);
-            while chunk.len() < 1024 {
-                match next_unique() {
-                    Ok(Some(e)) => chunk.push(e),
-                    Ok(None) => break,
-                    Err(e) => {
-                        error = Some(e);
-                        return None;
-                    }
-                }
-            }
-            if chunk.is_empty() {
-                return None;
-            }
-            let keys: Vec<&[u8]> = chunk.iter().map(|e| e.key.as_slice()).collect();
-            let existing = match store.multi_get(Table::Records, &keys) {
-                Ok(x) => x,
-                Err(e) => {
-                    error = Some(Error::internal(e));
-                    return None;
-                }
-            };
-            let mut keep = Vec::with_capacity(chunk.len());
-            for (e, old) in chunk.into_iter().zip(existing) {
-                match old {
-                    None => keep.push(e),
-                    Some(old) => {
-                        let same = codec::decode_record(&old)
-                            .ok()
-                            .zip(codec::decode_record(&e.value).ok())
-                            .is_some_and(|(a, b)| a.same_content(&b));
-                        if same {
-                            already += 1;
-                        } else {
-                            let id = String::from_utf8_lossy(&e.key).into_owned();
-                            failures.push((
-                                e.position,
-                                id,
-                                "already registered with other values".into(),
-                            ));
-                        }
-                    }
-                }
-            }
-            keep.reverse();
-            pending = keep;
-        }
-    })
-    .map(|e| {
-        let hash = content_digest(&e.value);
-        digest.add(&e.key, &hash);
-        *counts.entry(e.owner.clone()).or_default() += 1;
-        imported += 1;
-        let id = String::from_utf8_lossy(&e.key).into_owned();
-        let _ = index_out
-            .write_all(&(index_key(&id, seq).len() as u32).to_le_bytes())
-            .and_then(|_| index_out.write_all(&index_key(&id, seq)))
-            .and_then(|_| index_out.write_all(&hash));
-        (e.key, e.value)
-    });
-    store
-        .ingest_sorted(Table::Records, &mut fresh)
-        .map_err(Error::internal)?;
-    drop(fresh);
-    if let Some(e) = error {
-        return Err(e);
-    }
-    index_out.flush().map_err(Error::internal)?;
-    drop(index_out);
 
-    // 3. The log index entries (same order as the records), then counters and the entry.
-    let mut index_in = BufReader::new(std::fs::File::open(&index_path).map_err(Error::internal)?);
-    let mut index_entries = std::iter::from_fn(|| {
-        let mut len = [0u8; 4];
-        index_in.read_exact(&mut len).ok()?;
-        let mut key = vec![0u8; u32::from_le_bytes(len) as usize];
-        index_in.read_exact(&mut key).ok()?;
-        let mut hash = vec![0u8; 32];
-        index_in.read_exact(&mut hash).ok()?;
-        Some((key, hash))
-    });
-    store
-        .ingest_sorted(Table::OplogIndex, &mut index_entries)
-        .map_err(Error::internal)?;
+    // 3. Commit: from the durable pending import on, the import completes (now, or at
+    // the next open of the store if this process dies or fails).
     if imported > 0 {
-        core.finish_import(
+        core.commit_import(
             seq,
-            &counts,
+            counts,
             format!("{imported} records from {source}"),
             digest.finish(),
         )?;
-    }
-    for path in spilled.iter().chain(std::iter::once(&index_path)) {
-        let _ = std::fs::remove_file(path);
+    } else {
+        store
+            .discard_staged(IMPORT_STAGING)
+            .map_err(Error::internal)?;
     }
     report.imported = imported;
     report.already_present = already;

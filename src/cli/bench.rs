@@ -905,9 +905,17 @@ pub async fn reference(cmd: ReferenceCommand) -> anyhow::Result<()> {
             let store = RocksStore::open(&RocksConfig::new(&dir)).map_err(|e| anyhow!("{e}"))?;
             let started = Instant::now();
             let n = entries.len();
+            let mut staging = store.stage("bench").map_err(|e| anyhow!("{e}"))?;
+            for (k, v) in &entries {
+                staging
+                    .put(Table::Records, k, v)
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            staging.finish().map_err(|e| anyhow!("{e}"))?;
             store
-                .ingest_sorted(Table::Records, &mut entries.into_iter())
+                .ingest_staged("bench", Table::Records)
                 .map_err(|e| anyhow!("{e}"))?;
+            store.discard_staged("bench").map_err(|e| anyhow!("{e}"))?;
             let s = started.elapsed().as_secs_f64();
             println!("{{\"reference\":\"rocks-sst\",\"records\":{n},\"seconds\":{s:.3},\"records_per_second\":{:.0}}}", n as f64 / s);
             Ok(())

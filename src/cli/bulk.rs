@@ -185,7 +185,7 @@ pub struct ImportArgs {
     /// With --offline --create: the node prefix of the new data directory.
     #[arg(long, default_value = "88.101")]
     pub node_prefix: String,
-    /// With --offline: memory for sorting before runs spill to disk, MiB.
+    /// With --offline: memory for sorting before runs spill to disk, MiB (at least 1).
     #[arg(long, default_value_t = 1024)]
     pub memory_mb: usize,
     /// Records per BatchCreate message (the node's default `max_batch_items`; at 10M
@@ -452,7 +452,7 @@ fn offline(a: ImportArgs) -> anyhow::Result<()> {
     let report = idnode::bulk::offline::import(
         &core,
         reader,
-        a.memory_mb.max(16) << 20,
+        a.memory_mb.max(1) << 20,
         &tmp,
         &a.file.display().to_string(),
         |_| bar.set_position(bytes.load(Ordering::Relaxed)),

@@ -26,7 +26,7 @@ pub use accounts::{authenticate, ensure_admin_token, write_secret_file, AdminBoo
 pub use grants::{Grant, Scope};
 pub use places::Place;
 pub use quota::Usage;
-pub use register::{BatchItem, Counts, CreateOutcome, Listing, Update};
+pub use register::{BatchItem, Counts, CreateOutcome, Listing, Update, IMPORT_STAGING};
 
 /// What a client presented: a bearer token (if any) and where it came from (its IP
 /// address, for limiting failed authentications; `None`: unknown).
@@ -178,7 +178,9 @@ pub struct Core {
 }
 
 impl Core {
-    /// Opens the core over a store, loading the enterprise table.
+    /// Opens the core over a store, loading the enterprise table. An offline import left
+    /// pending by a crash or failure is completed first; an error doing so is returned
+    /// (the store must not serve half an import).
     pub fn open(
         store: SharedStore,
         config: CoreConfig,
@@ -215,7 +217,7 @@ impl Core {
                 .map_err(Error::internal)?;
         }
         let reads = reads::ReadPool::start(config.read_threads, config.read_queue)?;
-        Ok(Core {
+        let core = Core {
             store,
             config,
             forwarder,
@@ -228,7 +230,18 @@ impl Core {
             reads,
             enterprises: RwLock::new(enterprises),
             templates: RwLock::new(HashMap::new()),
-        })
+        };
+        // An offline import killed or failed after it began to change the store is
+        // completed before anything else can write (see `Core::complete_import`).
+        if let Some(import) = core.complete_import()? {
+            tracing::warn!(
+                seq = import.seq,
+                records = import.records,
+                "completed an interrupted offline import: {}",
+                import.detail
+            );
+        }
+        Ok(core)
     }
 
     pub fn config(&self) -> &CoreConfig {

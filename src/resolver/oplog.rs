@@ -117,6 +117,29 @@ pub fn credentials_digest(credentials: &[(String, Vec<u8>)]) -> String {
     hex::encode(h.finalize())
 }
 
+/// `meta` key of a [`PendingImport`].
+pub const PENDING_IMPORT: &[u8] = b"import_pending";
+
+/// An offline import that has begun to change the store: everything its log entry and
+/// counters need, written durably before the first of its tables is ingested and deleted
+/// in the batch that appends that entry. While it is there, the store is between the
+/// state before the import and the state after it; opening a `Core` completes it
+/// (`Core::open`), and `audit::verify` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingImport {
+    /// The sequence number of its log entry (the head's plus one).
+    pub seq: u64,
+    /// Records it adds.
+    pub records: u64,
+    /// Records it adds per counting prefix.
+    pub counts: std::collections::BTreeMap<String, i64>,
+    /// The day its daily counters count in (days since the epoch, UTC).
+    pub day: i64,
+    /// The log entry's `detail` and `content` (the [`BulkDigest`] of its records).
+    pub detail: String,
+    pub content: String,
+}
+
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// SHA-256 over the entry's fields (not `hash`), length-prefixed so no two entries collide

@@ -4,15 +4,19 @@
 //! counters, so counts are exact without ever scanning. Read-check-write sequences hold the
 //! identifier's latch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::oplog::{content_digest, BulkDigest, Digest32, Draft};
+use super::oplog::{content_digest, BulkDigest, Digest32, Draft, PendingImport, PENDING_IMPORT};
 use super::{now, Core};
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind, Reason, Result};
+use crate::failpoint;
 use crate::identifier::{Identifier, Prefix};
 use crate::record::{Record, Value};
-use crate::store::{codec, Batch, Table};
+use crate::store::{codec, Batch, Durability, Table};
+
+/// The store's staging area of offline imports ([`crate::store::Store::stage`]).
+pub const IMPORT_STAGING: &str = "import";
 
 /// Counter key of the node-wide total.
 pub(super) const NODE_COUNT: &[u8] = b"registered";
@@ -129,35 +133,128 @@ impl Core {
         Ok((p.id.as_bytes().to_vec(), p.bytes, p.owner_prefix))
     }
 
-    /// Commits the bookkeeping of a bulk load whose records and log index entries were
-    /// ingested: counters per prefix and the one `import` log entry at `seq`.
-    pub fn finish_import(
+    /// Commits an offline import whose records and log index entries are staged in the
+    /// store's staging area [`IMPORT_STAGING`] (the node stopped). `seq` is the log entry
+    /// the staged index entries point at (the head's plus one), `counts` the records it
+    /// adds per counting prefix; `detail` and `content` (the [`BulkDigest`] of its
+    /// records) go into its log entry. From the durable [`PendingImport`] written first,
+    /// the import completes: now, or at the next [`Core::open`] if this process dies or
+    /// fails part way (`Core::complete_import`).
+    ///
+    /// Errors: `Internal` when the log moved since the import read its head, when another
+    /// import is pending, or on a store failure; an error after the pending import was
+    /// written says so, and leaves it for the next open to complete.
+    pub fn commit_import(
         &self,
         seq: u64,
-        counts: &HashMap<String, i64>,
+        counts: BTreeMap<String, i64>,
         detail: String,
         content: String,
     ) -> Result<()> {
+        let import = PendingImport {
+            seq,
+            records: counts.values().sum::<i64>().max(0) as u64,
+            counts,
+            day: today(),
+            detail,
+            content,
+        };
+        let head = self.head.lock().unwrap_or_else(|e| e.into_inner());
+        if head.0 + 1 != import.seq {
+            return Err(Error::internal("the log moved during an offline import"));
+        }
+        if self.pending_import()?.is_some() {
+            return Err(Error::internal("another offline import is pending"));
+        }
+        let mut batch = Batch::new();
+        batch.put(
+            Table::Meta,
+            PENDING_IMPORT.to_vec(),
+            codec::encode_json(&import),
+        );
+        self.store
+            .write(batch, Durability::Sync)
+            .map_err(Error::internal)?;
+        drop(head);
+        failpoint::hit("offline-import:marked")
+            .map_err(Error::internal)
+            .and_then(|()| self.complete_import())
+            .map(|_| ())
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "the import was committed but not completed ({}): the next \
+                         `idnode serve` or `idnode import --offline` on this data directory \
+                         completes it",
+                        e.message
+                    ),
+                )
+            })
+    }
+
+    /// The offline import that has begun to change the store and not yet been logged.
+    pub fn pending_import(&self) -> Result<Option<PendingImport>> {
+        self.store
+            .get(Table::Meta, PENDING_IMPORT)
+            .map_err(Error::internal)?
+            .map(|bytes| codec::decode_json(&bytes).map_err(Error::internal))
+            .transpose()
+    }
+
+    /// Completes the pending offline import, if any: ingests what is still staged of its
+    /// log index entries and then of its records (each table all or nothing, and again
+    /// harmlessly when it was done before a crash), then writes its counters and its log
+    /// entry in one batch that also deletes the pending import. Killed at any point, the
+    /// next call starts over and reaches the same state. Returns the import completed.
+    ///
+    /// rust-rocksdb 0.25 ingests one column family per call (RocksDB's C API has no
+    /// multi-family `IngestExternalFiles`), so the tables cannot change together; the
+    /// durable pending import is what makes the steps one: nothing else writes until it
+    /// is complete, since every `Core::open` completes it first.
+    pub(super) fn complete_import(&self) -> Result<Option<PendingImport>> {
+        let Some(import) = self.pending_import()? else {
+            return Ok(None);
+        };
+        if self.log_head().0 + 1 != import.seq {
+            return Err(Error::internal(format!(
+                "the pending offline import would be log entry {}, the log is at {}",
+                import.seq,
+                self.log_head().0
+            )));
+        }
+        let store = &self.store;
+        store
+            .ingest_staged(IMPORT_STAGING, Table::OplogIndex)
+            .map_err(Error::internal)?;
+        failpoint::hit("offline-import:ingested-index").map_err(Error::internal)?;
+        store
+            .ingest_staged(IMPORT_STAGING, Table::Records)
+            .map_err(Error::internal)?;
+        failpoint::hit("offline-import:ingested-records").map_err(Error::internal)?;
         let mut batch = Batch::new();
         let mut total = 0;
-        for (prefix, n) in counts {
+        for (prefix, n) in &import.counts {
             batch.add(Table::Counters, prefix_count_key(prefix), *n);
-            batch.add(Table::Counters, daily_key(prefix, today()), *n);
+            batch.add(Table::Counters, daily_key(prefix, import.day), *n);
             total += n;
         }
         batch.add(Table::Counters, NODE_COUNT, total);
+        batch.delete(Table::Meta, PENDING_IMPORT.to_vec());
         let draft = Draft {
             op: "import",
             actor: "admin".into(),
             target: "import".into(),
-            detail: Some(detail),
-            content: Some(content),
+            detail: Some(import.detail.clone()),
+            content: Some(import.content.clone()),
             covers: Vec::new(),
         };
-        if self.log_head().0 + 1 != seq {
-            return Err(Error::internal("the log moved during an offline import"));
-        }
-        self.commit_logged(batch, vec![draft])
+        self.commit_logged(batch, vec![draft])?;
+        failpoint::hit("offline-import:logged").map_err(Error::internal)?;
+        store
+            .discard_staged(IMPORT_STAGING)
+            .map_err(Error::internal)?;
+        Ok(Some(import))
     }
 
     /// Registers a new identifier.

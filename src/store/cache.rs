@@ -12,7 +12,7 @@
 //! before reading the inner store and inserts what it read only if the generation is
 //! unchanged, under the same lock; so a value read before a write committed is never
 //! inserted after that write's removal, and once `write` returns no read sees the old
-//! value. Offline ingestion (`ingest_sorted`) empties the cache.
+//! value. Offline ingestion (`ingest_staged`) empties the cache.
 //!
 //! Eviction is first-in first-out per shard, by bytes (keys, values and a fixed overhead
 //! per entry): cheap, and adequate for a cache in front of a block cache.
@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{BackupInfo, Batch, Durability, Op, SharedStore, Store, StoreResult, Table};
+use super::{BackupInfo, Batch, Durability, Op, SharedStore, Staging, Store, StoreResult, Table};
 
 const SHARDS: usize = 64;
 /// Bytes counted per entry beyond its key and value (map slot, queue slot, allocations).
@@ -203,16 +203,20 @@ impl Store for CachedStore {
         self.inner.flush()
     }
 
-    fn ingest_sorted(
-        &self,
-        table: Table,
-        entries: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
-    ) -> StoreResult<u64> {
-        let n = self.inner.ingest_sorted(table, entries);
+    fn stage(&self, name: &str) -> StoreResult<Box<dyn Staging + '_>> {
+        self.inner.stage(name)
+    }
+
+    fn ingest_staged(&self, name: &str, table: Table) -> StoreResult<()> {
+        let done = self.inner.ingest_staged(name, table);
         if table == Table::Records {
             self.clear();
         }
-        n
+        done
+    }
+
+    fn discard_staged(&self, name: &str) -> StoreResult<()> {
+        self.inner.discard_staged(name)
     }
 
     fn properties(&self) -> Vec<(&'static str, u64)> {

@@ -122,15 +122,35 @@ fn suite(store: &dyn Store) {
         }
     });
     assert_eq!(store.counter(Table::Counters, b"n").unwrap(), 1000);
-    // Bulk ingestion of sorted entries, next to existing keys.
-    let mut sorted = (0..500u32).map(|i| (format!("bulk/{i:05}").into_bytes(), vec![i as u8]));
-    assert_eq!(
-        store.ingest_sorted(Table::Records, &mut sorted).unwrap(),
-        500
+    // Staged bulk ingestion, next to existing keys: invisible until ingested, one table
+    // at a time, and ingesting again changes nothing.
+    let mut staging = store.stage("bulk").unwrap();
+    for i in 0..500u32 {
+        let key = format!("bulk/{i:05}");
+        staging
+            .put(Table::Records, key.as_bytes(), &[i as u8])
+            .unwrap();
+        staging
+            .put(Table::OplogIndex, key.as_bytes(), b"i")
+            .unwrap();
+    }
+    assert!(
+        staging.put(Table::Records, b"bulk/00001", b"x").is_err(),
+        "out of order"
     );
+    staging.finish().unwrap();
+    assert_eq!(store.get(Table::Records, b"bulk/00007").unwrap(), None);
+    store.ingest_staged("bulk", Table::Records).unwrap();
     assert_eq!(
         store.get(Table::Records, b"bulk/00007").unwrap(),
         Some(vec![7])
+    );
+    assert_eq!(store.get(Table::OplogIndex, b"bulk/00007").unwrap(), None);
+    store.ingest_staged("bulk", Table::Records).unwrap();
+    store.ingest_staged("bulk", Table::OplogIndex).unwrap();
+    assert_eq!(
+        store.get(Table::OplogIndex, b"bulk/00499").unwrap(),
+        Some(b"i".to_vec())
     );
     assert_eq!(
         store
@@ -139,6 +159,14 @@ fn suite(store: &dyn Store) {
             .len(),
         500
     );
+    // A discarded staging area is never ingested.
+    let mut staging = store.stage("dropped").unwrap();
+    staging.put(Table::Records, b"bulk/z", b"z").unwrap();
+    staging.finish().unwrap();
+    store.discard_staged("dropped").unwrap();
+    store.ingest_staged("dropped", Table::Records).unwrap();
+    assert_eq!(store.get(Table::Records, b"bulk/z").unwrap(), None);
+    store.discard_staged("bulk").unwrap();
     assert_eq!(
         store.get(Table::Records, b"88.101.5/x").unwrap(),
         Some(b"1".to_vec())

@@ -4,17 +4,22 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
-use super::{codec, Batch, Durability, Op, Store, StoreResult, Table};
+use super::{codec, Batch, Durability, Op, Staging, Store, StoreError, StoreResult, Table};
 
 /// One table: ordered keys, like an LSM's sorted view.
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Staged entries per table, in key order.
+type Staged = HashMap<Table, Vec<(Vec<u8>, Vec<u8>)>>;
 
 /// A `Store` held in ordered maps behind one lock (writes are atomic by holding it).
 #[derive(Default)]
 pub struct MemoryStore {
     tables: RwLock<HashMap<Table, Tree>>,
+    /// Staging areas by name ([`Store::stage`]).
+    staged: Mutex<HashMap<String, Staged>>,
 }
 
 impl MemoryStore {
@@ -69,5 +74,69 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn stage(&self, name: &str) -> StoreResult<Box<dyn Staging + '_>> {
+        self.discard_staged(name)?;
+        Ok(Box::new(MemoryStaging {
+            store: self,
+            name: name.to_owned(),
+            tables: HashMap::new(),
+        }))
+    }
+
+    fn ingest_staged(&self, name: &str, table: Table) -> StoreResult<()> {
+        let entries = self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(name)
+            .and_then(|area| area.remove(&table))
+            .unwrap_or_default();
+        let mut batch = Batch::new();
+        for (k, v) in entries {
+            batch.put(table, k, v);
+        }
+        self.write(batch, Durability::Sync)
+    }
+
+    fn discard_staged(&self, name: &str) -> StoreResult<()> {
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        Ok(())
+    }
+}
+
+struct MemoryStaging<'a> {
+    store: &'a MemoryStore,
+    name: String,
+    tables: Staged,
+}
+
+impl Staging for MemoryStaging<'_> {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        let entries = self.tables.entry(table).or_default();
+        if entries
+            .last()
+            .is_some_and(|(last, _)| last.as_slice() >= key)
+        {
+            return Err(StoreError(format!(
+                "staged keys of {} out of order",
+                table.name()
+            )));
+        }
+        entries.push((key.to_vec(), value.to_vec()));
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> StoreResult<()> {
+        self.store
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.name, self.tables);
+        Ok(())
     }
 }

@@ -179,26 +179,21 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Loads entries given in strictly ascending key order straight into `table`,
-    /// bypassing the write path (RocksDB: SST files written and ingested). Returns how many
-    /// were loaded. Not atomic with other writes: for offline bulk loads.
-    fn ingest_sorted(
-        &self,
-        table: Table,
-        entries: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
-    ) -> StoreResult<u64> {
-        let mut n = 0u64;
-        let mut batch = Batch::new();
-        for (k, v) in entries {
-            batch.put(table, k, v);
-            n += 1;
-            if batch.ops.len() >= 10_000 {
-                self.write(std::mem::take(&mut batch), Durability::Wal)?;
-            }
-        }
-        self.write(batch, Durability::Sync)?;
-        Ok(n)
-    }
+    /// Starts the staging area `name` (emptied first): entries written through the
+    /// returned [`Staging`] wait outside every table, on disk for RocksDB, until
+    /// [`Store::ingest_staged`] moves them in. For offline bulk loads, with the node
+    /// stopped. Errors: I/O, or a read-only store.
+    fn stage(&self, name: &str) -> StoreResult<Box<dyn Staging + '_>>;
+
+    /// Moves what the staging area `name` holds for `table` into `table`, all of it or
+    /// nothing (RocksDB: one ingestion of its table files). Idempotent: once it has
+    /// returned `Ok`, or after a crash at any point inside it, calling it again with
+    /// nothing written in between leaves `table` exactly as one successful call would.
+    /// Nothing staged for `table` is a no-op. Not atomic with other tables or writes.
+    fn ingest_staged(&self, name: &str, table: Table) -> StoreResult<()>;
+
+    /// Removes the staging area `name` and whatever it still holds (absent: no-op).
+    fn discard_staged(&self, name: &str) -> StoreResult<()>;
 
     /// Engine figures for monitoring, e.g. `("estimate-num-keys", n)`; empty by default.
     fn properties(&self) -> Vec<(&'static str, u64)> {
@@ -228,3 +223,14 @@ pub struct BackupInfo {
 }
 
 pub type SharedStore = Arc<dyn Store>;
+
+/// Entries being staged for [`Store::ingest_staged`] ([`Store::stage`]).
+pub trait Staging {
+    /// Adds an entry for `table`. Per table, keys must come in strictly ascending order
+    /// (an error otherwise); tables may interleave.
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()>;
+
+    /// Completes the staged entries durably (RocksDB: table files finished and synced).
+    /// Until it returns `Ok`, nothing staged may be ingested.
+    fn finish(self: Box<Self>) -> StoreResult<()>;
+}

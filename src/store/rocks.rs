@@ -5,6 +5,8 @@
 //! bottommost one; counters through an associative i64-add merge operator so increments never
 //! need a read.
 
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
@@ -12,7 +14,9 @@ use rocksdb::{
     ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
-use super::{codec, BackupInfo, Batch, Durability, Op, Store, StoreError, StoreResult, Table};
+use super::{
+    codec, BackupInfo, Batch, Durability, Op, Staging, Store, StoreError, StoreResult, Table,
+};
 
 /// Tuning of the RocksDB store.
 #[derive(Debug, Clone)]
@@ -46,6 +50,18 @@ pub struct RocksStore {
     path: PathBuf,
     /// Read options of `get_cached` (block cache and memtables only), built once.
     cache_only: rocksdb::ReadOptions,
+    /// Per table, the options staged table files are written with (its table format,
+    /// no block cache): what [`Store::stage`]'s writers borrow.
+    staging: Vec<(Table, Options)>,
+}
+
+/// The files get each column family's table format: filters and partitioned indexes as
+/// if compaction had written them.
+fn staging_options() -> Vec<(Table, Options)> {
+    Table::ALL
+        .iter()
+        .map(|t| (*t, table_options(*t, None, None)))
+        .collect()
 }
 
 fn cache_only() -> rocksdb::ReadOptions {
@@ -183,6 +199,7 @@ impl RocksStore {
             options: db_opts,
             path: config.path.clone(),
             cache_only: cache_only(),
+            staging: staging_options(),
         })
     }
 
@@ -197,11 +214,27 @@ impl RocksStore {
             options: db_opts,
             path: config.path.clone(),
             cache_only: cache_only(),
+            staging: staging_options(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the staging area `name` keeps its table files: inside the database's
+    /// directory (RocksDB leaves names it does not know alone), so ingestion hard-links
+    /// them rather than copying.
+    fn staged_dir(&self, name: &str) -> PathBuf {
+        self.path.join("staged").join(name)
+    }
+
+    fn staging_options(&self, table: Table) -> StoreResult<&Options> {
+        self.staging
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, o)| o)
+            .ok_or_else(|| StoreError(format!("no options for {}", table.name())))
     }
 
     fn cf(&self, table: Table) -> StoreResult<&rocksdb::ColumnFamily> {
@@ -292,46 +325,81 @@ impl Store for RocksStore {
         Ok(out)
     }
 
-    fn ingest_sorted(
-        &self,
-        table: Table,
-        entries: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
-    ) -> StoreResult<u64> {
-        // SST files of at most 256 MiB next to the database, moved in by the ingestion.
-        const MAX_FILE: u64 = 256 << 20;
-        let dir = self
-            .path
-            .join(format!("ingest-{}-{}", table.name(), std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError(e.to_string()))?;
-        // The files get the column family's table format: filters and partitioned indexes
-        // as if compaction had written them.
-        let opts = table_options(table, None, None);
+    fn stage(&self, name: &str) -> StoreResult<Box<dyn Staging + '_>> {
+        self.discard_staged(name)?;
+        let dir = self.staged_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        Ok(Box::new(RocksStaging {
+            store: self,
+            dir,
+            open: HashMap::new(),
+            files: HashMap::new(),
+        }))
+    }
+
+    fn ingest_staged(&self, name: &str, table: Table) -> StoreResult<()> {
+        let dir = self.staged_dir(name).join(table.name());
         let mut files = Vec::new();
-        let mut n = 0u64;
-        let mut entries = entries.peekable();
-        while entries.peek().is_some() {
-            let path = dir.join(format!("{:05}.sst", files.len()));
-            let mut writer = rocksdb::SstFileWriter::create(&opts);
-            writer.open(&path).map_err(err)?;
-            for (k, v) in entries.by_ref() {
-                writer.put(&k, &v).map_err(err)?;
-                n += 1;
-                if writer.file_size() >= MAX_FILE {
-                    break;
+        match std::fs::read_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&dir, e)),
+            Ok(entries) => {
+                for entry in entries {
+                    let path = entry.map_err(|e| io_err(&dir, e))?.path();
+                    if path.extension().is_some_and(|x| x == "sst") {
+                        files.push(path);
+                    }
                 }
             }
-            writer.finish().map_err(err)?;
-            files.push(path);
         }
-        if !files.is_empty() {
+        files.sort();
+        // An ingestion hard-links the staged files into the database, commits, then
+        // removes the staged names. Killed in between, it leaves staged files that are
+        // already live table files (the same inode): those are not ingested twice. (Had
+        // a compaction already replaced them, they would be: the same puts again, which
+        // changes no value, as nothing was written in between.)
+        let live: HashSet<(u64, u64)> = self
+            .db
+            .live_files()
+            .map_err(err)?
+            .into_iter()
+            .filter(|f| f.column_family_name == table.name())
+            // A live file a compaction deleted since the listing is not one of ours.
+            .filter_map(|f| std::fs::metadata(self.path.join(f.name.trim_start_matches('/'))).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        let mut todo = Vec::new();
+        for path in files {
+            let m = std::fs::metadata(&path).map_err(|e| io_err(&path, e))?;
+            if live.contains(&(m.dev(), m.ino())) {
+                std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            } else {
+                todo.push(path);
+            }
+        }
+        if !todo.is_empty() {
+            // One call: the files of one table go in together or not at all.
             let mut ingest = rocksdb::IngestExternalFileOptions::default();
             ingest.set_move_files(true);
             self.db
-                .ingest_external_file_cf_opts(self.cf(table)?, &ingest, files)
+                .ingest_external_file_cf_opts(self.cf(table)?, &ingest, todo)
                 .map_err(err)?;
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok(n)
+        std::fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, e))
+    }
+
+    fn discard_staged(&self, name: &str) -> StoreResult<()> {
+        let dir = self.staged_dir(name);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&dir, e)),
+            _ => {}
+        }
+        // The last area takes the parent with it: the database's directory as before.
+        let parent = self.path.join("staged");
+        if std::fs::read_dir(&parent).is_ok_and(|mut d| d.next().is_none()) {
+            std::fs::remove_dir(&parent).map_err(|e| io_err(&parent, e))?;
+        }
+        Ok(())
     }
 
     fn properties(&self) -> Vec<(&'static str, u64)> {
@@ -407,6 +475,77 @@ impl Store for RocksStore {
             new_files: shared_files(dest).saturating_sub(before),
         })
     }
+}
+
+/// Table files of a staging area: one open writer per table, a new file every
+/// [`MAX_STAGED_FILE`] bytes.
+struct RocksStaging<'a> {
+    store: &'a RocksStore,
+    dir: PathBuf,
+    open: HashMap<Table, rocksdb::SstFileWriter<'a>>,
+    /// Per table: files started, and the last key of the last finished one.
+    files: HashMap<Table, (usize, Vec<u8>)>,
+}
+
+/// Staged table files are at most this large (RocksDB's target for ingested files is
+/// the level's file size; 256 MiB keeps their number small at 100M records).
+const MAX_STAGED_FILE: u64 = 256 << 20;
+
+impl Staging for RocksStaging<'_> {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        let writer = match self.open.entry(table) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let (n, last) = self.files.entry(table).or_default();
+                // A writer checks the order inside its file; across files, here.
+                if *n > 0 && key <= last.as_slice() {
+                    return Err(StoreError(format!(
+                        "staged keys of {} out of order",
+                        table.name()
+                    )));
+                }
+                let dir = self.dir.join(table.name());
+                std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+                let path = dir.join(format!("{:05}.sst", *n));
+                *n += 1;
+                let writer = rocksdb::SstFileWriter::create(self.store.staging_options(table)?);
+                writer.open(&path).map_err(err)?;
+                v.insert(writer)
+            }
+        };
+        writer.put(key, value).map_err(err)?;
+        if writer.file_size() >= MAX_STAGED_FILE {
+            if let Some(mut full) = self.open.remove(&table) {
+                full.finish().map_err(err)?;
+            }
+            if let Some((_, last)) = self.files.get_mut(&table) {
+                *last = key.to_vec();
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> StoreResult<()> {
+        // `SstFileWriter::finish` syncs each file; the directories' entries are synced
+        // here, so a staging area that finished survives a power loss whole.
+        for (_, mut writer) in self.open.drain() {
+            writer.finish().map_err(err)?;
+        }
+        for table in self.files.keys() {
+            sync_dir(&self.dir.join(table.name()))?;
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError(format!("{}: {e}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> StoreResult<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))
 }
 
 fn backup_engine(dir: &Path) -> StoreResult<rocksdb::backup::BackupEngine> {
@@ -491,6 +630,49 @@ mod tests {
         assert_eq!(prefix_upper_bound(b"a\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_upper_bound(b"\xff\xff"), None);
         assert_eq!(prefix_upper_bound(b""), None);
+    }
+
+    /// Killed after RocksDB committed an ingestion but before it removed the staged
+    /// names, the staged files are live table files already: not ingested a second time.
+    #[test]
+    fn staged_files_already_ingested_are_not_ingested_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(&RocksConfig::new(dir.path().join("db"))).unwrap();
+        let mut staging = store.stage("s").unwrap();
+        for i in 0..100 {
+            staging
+                .put(Table::Records, format!("k{i:03}").as_bytes(), b"v")
+                .unwrap();
+        }
+        staging.finish().unwrap();
+        let staged = dir.path().join("db/staged/s/records/00000.sst");
+        let kept = dir.path().join("kept.sst");
+        std::fs::hard_link(&staged, &kept).unwrap();
+        store.ingest_staged("s", Table::Records).unwrap();
+        assert!(!staged.exists());
+        let live = || {
+            store
+                .db
+                .live_files()
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.column_family_name == "records")
+                .count()
+        };
+        let before = live();
+        assert_eq!(before, 1);
+        // What the kill leaves: the staged name still on the ingested file.
+        std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        std::fs::hard_link(&kept, &staged).unwrap();
+        store.ingest_staged("s", Table::Records).unwrap();
+        assert_eq!(live(), before);
+        assert!(!staged.exists());
+        assert_eq!(
+            store.get(Table::Records, b"k050").unwrap(),
+            Some(b"v".to_vec())
+        );
+        store.discard_staged("s").unwrap();
+        assert!(!dir.path().join("db/staged").exists());
     }
 
     /// The column family options the measurements rest on land where they belong (RocksDB

@@ -14,7 +14,7 @@ use crate::support::TestNode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_idnode");
 
-fn idnode(args: &[&str]) -> String {
+pub(crate) fn idnode(args: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(args)
         .env_remove("IDNODE_NODE")
@@ -33,8 +33,9 @@ fn json_line(out: &str) -> serde_json::Value {
     serde_json::from_str(out.lines().last().unwrap()).unwrap()
 }
 
-/// Records (without timestamps) and per-prefix counts of a stopped node's store.
-fn contents(data_dir: &Path) -> (BTreeMap<String, Record>, Vec<(String, i64)>) {
+/// Records (without timestamps) and the node and per-prefix counts of a stopped node's
+/// store.
+pub(crate) fn contents(data_dir: &Path) -> (BTreeMap<String, Record>, Vec<(String, i64)>) {
     let store = RocksStore::open_read_only(&RocksConfig::new(data_dir.join("db"))).unwrap();
     let mut records = BTreeMap::new();
     for (k, v) in store.scan(Table::Records, b"", None, usize::MAX).unwrap() {

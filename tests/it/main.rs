@@ -11,6 +11,7 @@ mod dns;
 mod federation;
 mod http;
 mod limits;
+mod offline;
 mod registry;
 mod security;
 mod setup;
