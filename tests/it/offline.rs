@@ -24,12 +24,14 @@ const BASE: usize = 300;
 /// Records of the big import: with `--memory-mb 1`, several sorted runs spill to disk.
 const BIG: usize = 16_000;
 
-/// `idnode import --offline` of `data` into `dir`, with `IDNODE_FAILPOINT=failpoint`.
+/// `idnode import --offline --create` of `data` into `dir` (new or not), with
+/// `IDNODE_FAILPOINT=failpoint`.
 fn import(dir: &Path, data: &Path, failpoint: Option<&str>) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "import",
         "--offline",
+        "--create",
         "--memory-mb",
         "1",
         "--json",
