@@ -207,6 +207,8 @@ pub struct Config {
     /// `None`: run an embedded top-level node.
     pub upstream: Option<UpstreamConfig>,
     pub forward: ForwardConfig,
+    /// Trust (and identity) for `https://` upstream and peer nodes.
+    pub upstream_tls: Option<ClientTls>,
     /// Heartbeat and statistics report period.
     pub report_interval: Duration,
     /// gRPC URL announced to the top-level node (`None`: derived from the bound address).
@@ -601,18 +603,15 @@ impl Config {
             (None, None) => None,
             _ => return Err(invalid("upstream", "cert and key go together")),
         };
-        let forward = ForwardConfig {
-            tls: match (upstream_ca, upstream_identity) {
-                (Some(ca), identity) => Some(ClientTls { ca, identity }),
-                (None, None) => None,
-                (None, Some(_)) => {
-                    return Err(invalid(
-                        "upstream.ca",
-                        "a client certificate needs the CA to trust",
-                    ))
-                }
-            },
-            ..forward
+        let upstream_tls = match (upstream_ca, upstream_identity) {
+            (Some(ca), identity) => Some(ClientTls { ca, identity }),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "upstream.ca",
+                    "a client certificate needs the CA to trust",
+                ))
+            }
         };
         let admission = admission(l, &record_limits)?;
         let mut core = CoreConfig::new(node_prefix);
@@ -637,6 +636,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
             upstream,
             forward,
+            upstream_tls,
             report_interval,
             advertise_grpc,
             toplevel,

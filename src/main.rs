@@ -240,7 +240,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             t.admin_token_file.display(),
             t.node_token_dir.display()
         ),
-        None => println!("upstream: {}", opened.forwarder.upstream().describe()),
+        None => println!("upstream: {}", opened.reporter.describe()),
     }
     if let (Some(dns), Some((_, d))) = (listeners.dns_addr(), &config.dns) {
         println!("DNS on {dns} (UDP and TCP), zone {}", d.zone);

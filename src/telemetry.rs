@@ -12,7 +12,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 
 use crate::auth::Caller;
 use crate::resolver::{Core, Interface};
-use crate::upstream::ForwardStats;
 
 const META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
@@ -148,25 +147,18 @@ impl Telemetry {
                 forwarded,
             );
         }
-        if let Some(f) = core.forwarder() {
-            let s = f.stats();
-            let get = ForwardStats::get;
-            let forwarded = get(&s.forwarded);
-            let hits = get(&s.cache_hits);
-            self.counter("idnode_forward_cache_hits_total", &[], hits);
+        if let Some(remote) = core.remote() {
+            let s = remote.stats();
+            self.counter("idnode_forward_cache_hits_total", &[], s.cache_hits);
             self.counter(
                 "idnode_forward_cache_misses_total",
                 &[],
-                forwarded.saturating_sub(hits),
+                s.forwarded.saturating_sub(s.cache_hits),
             );
-            self.counter(
-                "idnode_forward_stale_answers_total",
-                &[],
-                get(&s.stale_answers),
-            );
-            self.counter("idnode_upstream_calls_total", &[], get(&s.upstream_calls));
-            self.counter("idnode_remote_calls_total", &[], get(&s.remote_calls));
-            self.counter("idnode_forward_failures_total", &[], get(&s.failures));
+            self.counter("idnode_forward_stale_answers_total", &[], s.stale_answers);
+            self.counter("idnode_upstream_calls_total", &[], s.upstream_calls);
+            self.counter("idnode_remote_calls_total", &[], s.remote_calls);
+            self.counter("idnode_forward_failures_total", &[], s.failures);
         }
         for (name, value) in core.store().properties() {
             let (family, property) = match name.strip_prefix("record-cache-") {

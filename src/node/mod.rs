@@ -17,6 +17,7 @@ use tonic::transport::Server;
 
 use crate::api::admission::{Admission, GrpcAdmissionLayer};
 use crate::api::dns::{self, DnsHandler};
+use crate::api::grpc::client::{GrpcPeers, GrpcUpstream};
 use crate::api::grpc::toplevel::TopLevelService;
 use crate::api::grpc::{pb, AdminService, RegistryService, ResolverService};
 use crate::api::http;
@@ -28,7 +29,7 @@ use crate::store::cache::CachedStore;
 use crate::store::rocks::{RocksConfig, RocksStore};
 use crate::store::SharedStore;
 use crate::toplevel::{Endpoints, InterfaceCount, Report};
-use crate::upstream::{Forwarder, GrpcUpstream, LocalUpstream, Upstream};
+use crate::upstream::{Forwarder, LocalLocator, LocalReporter, Locator, Reporter};
 
 /// Why a node could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,8 @@ pub struct Opened {
     /// The embedded top-level node, when no upstream is configured.
     pub toplevel: Option<toplevel::OpenedTopLevel>,
     pub forwarder: Arc<Forwarder>,
+    /// Where heartbeats and statistics go: the external or the embedded top-level node.
+    pub reporter: Arc<dyn Reporter>,
     /// Signs the operation-log heads reported upstream (`<data_dir>/node.key`, mode 0600).
     pub node_key: ed25519_dalek::SigningKey,
 }
@@ -93,7 +96,7 @@ pub fn check_tls(config: &Config) -> Result<(), NodeError> {
             .and_then(|_| t.grpc())
             .map_err(|e| NodeError::Setup(format!("TLS: {e}")))?;
     }
-    if let Some(t) = &config.forward.tls {
+    if let Some(t) = &config.upstream_tls {
         t.grpc()
             .map_err(|e| NodeError::Setup(format!("upstream TLS: {e}")))?;
     }
@@ -105,7 +108,7 @@ pub fn check_tls(config: &Config) -> Result<(), NodeError> {
 /// or an embedded one in `<data_dir>/toplevel`. An external upstream (its token file, its
 /// URL) is set up before the directory is created, so its errors leave nothing behind.
 pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeError> {
-    let external: Option<Arc<dyn Upstream>> = match &config.upstream {
+    let external: Option<Arc<GrpcUpstream>> = match &config.upstream {
         Some(u) => {
             let token = match &u.token_file {
                 Some(path) => Some(
@@ -125,7 +128,7 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
                 &u.url,
                 token.as_deref(),
                 config.forward.timeout,
-                config.forward.tls.as_ref(),
+                config.upstream_tls.as_ref(),
             )?;
             Some(Arc::new(upstream))
         }
@@ -135,8 +138,8 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         path: config.data_dir.clone(),
         detail: e.to_string(),
     })?;
-    let (upstream, embedded): (Arc<dyn Upstream>, _) = match external {
-        Some(upstream) => (upstream, None),
+    let (locator, reporter, embedded): (Arc<dyn Locator>, Arc<dyn Reporter>, _) = match external {
+        Some(upstream) => (upstream.clone(), upstream, None),
         None => {
             let top = toplevel::open(
                 &config.data_dir.join("toplevel"),
@@ -160,11 +163,16 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
                     Default::default(),
                 )?;
             }
-            let upstream = LocalUpstream::new(Arc::clone(&top.top), me.clone());
-            (Arc::new(upstream) as Arc<dyn Upstream>, Some(top))
+            let locator = Arc::new(LocalLocator(Arc::clone(&top.top)));
+            let reporter = Arc::new(LocalReporter::new(Arc::clone(&top.top), me.clone()));
+            (locator, reporter, Some(top))
         }
     };
-    let forwarder = Arc::new(Forwarder::new(upstream, config.forward.clone()));
+    let peers = Arc::new(GrpcPeers::new(
+        config.forward.timeout,
+        config.upstream_tls.clone(),
+    ));
+    let forwarder = Arc::new(Forwarder::new(locator, peers, config.forward.clone()));
     let store = open_store(
         db_path(config),
         config.block_cache_bytes,
@@ -174,7 +182,7 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
     let core = Arc::new(Core::open(
         store,
         config.core.clone(),
-        Some(Arc::clone(&forwarder)),
+        Some(Arc::clone(&forwarder) as Arc<dyn crate::resolver::Remote>),
     )?);
     let admin_token_file = config.data_dir.join("admin.token");
     let admin_bootstrap = core.ensure_admin_token(&admin_token_file, reset_admin_token)?;
@@ -197,6 +205,7 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         seeded,
         toplevel: embedded,
         forwarder,
+        reporter,
         node_key,
     })
 }
@@ -237,7 +246,7 @@ pub fn report(core: &Core, key: &ed25519_dalek::SigningKey) -> Result<Report, cr
 async fn heartbeat_and_report(
     core: &Arc<Core>,
     key: &ed25519_dalek::SigningKey,
-    upstream: &Arc<dyn Upstream>,
+    upstream: &Arc<dyn Reporter>,
     endpoints: &Endpoints,
 ) {
     if let Err(e) = upstream.heartbeat(endpoints).await {
@@ -324,7 +333,7 @@ pub async fn serve(
             }
         }));
     }
-    let upstream = Arc::clone(node.forwarder.upstream());
+    let upstream = Arc::clone(&node.reporter);
     let reporter = {
         let (core, upstream, endpoints, stop) = (
             Arc::clone(&core),
@@ -386,7 +395,12 @@ pub async fn serve(
             health
                 .set_serving::<pb::top_level_server::TopLevelServer<TopLevelService>>()
                 .await;
-            Some(toplevel::service(t, config.forward.clone(), max))
+            Some(toplevel::service(
+                t,
+                config.forward.clone(),
+                config.upstream_tls.clone(),
+                max,
+            ))
         }
         None => None,
     };

@@ -10,14 +10,16 @@ use tonic::transport::Server;
 
 use super::{open_store, reflection, reflection_v1alpha, NodeError};
 use crate::api::admission::{Admission, GrpcAdmissionLayer};
+use crate::api::grpc::client::GrpcPeers;
 use crate::api::grpc::pb;
 use crate::api::grpc::toplevel::TopLevelService;
 use crate::config::TopLevelLimits;
 use crate::resolver::AdminBootstrap;
 use crate::store::backup::BackupSet;
 use crate::store::SharedStore;
+use crate::tls::ClientTls;
 use crate::toplevel::{seed, TopLevel, TopLevelConfig};
-use crate::upstream::{ForwardConfig, Forwarder, LocalUpstream};
+use crate::upstream::{ForwardConfig, Forwarder, LocalLocator};
 
 /// An opened top-level node.
 pub struct OpenedTopLevel {
@@ -70,19 +72,18 @@ pub fn open(
 }
 
 /// The `TopLevel` gRPC service, taking and sending messages of at most
-/// `max_message_bytes`; recursive resolution goes through a forwarder whose upstream is
-/// this top-level node itself.
+/// `max_message_bytes`; recursive resolution goes through a forwarder that locates with
+/// this top-level node itself and asks the serving nodes over gRPC (trusting `peer_tls`).
 pub fn service(
     top: &OpenedTopLevel,
     forward: ForwardConfig,
+    peer_tls: Option<ClientTls>,
     max_message_bytes: usize,
 ) -> pb::top_level_server::TopLevelServer<TopLevelService> {
     let (backup, top) = (Arc::clone(&top.backup), &top.top);
-    // The node prefix given to the in-process upstream only matters for heartbeats and
-    // reports, which a top-level node never sends itself.
-    let own = crate::identifier::Prefix::parse("88").expect("valid prefix");
-    let upstream = Arc::new(LocalUpstream::new(Arc::clone(top), own));
-    let forwarder = Arc::new(Forwarder::new(upstream, forward));
+    let locator = Arc::new(LocalLocator(Arc::clone(top)));
+    let peers = Arc::new(GrpcPeers::new(forward.timeout, peer_tls));
+    let forwarder = Arc::new(Forwarder::new(locator, peers, forward));
     pb::top_level_server::TopLevelServer::new(
         TopLevelService::new(Arc::clone(top), forwarder).with_backup(backup),
     )
@@ -129,7 +130,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection()?)
         .add_service(reflection_v1alpha()?)
-        .add_service(service(top, forward, limits.max_message_bytes))
+        .add_service(service(top, forward, None, limits.max_message_bytes))
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
     tokio::select! {

@@ -49,7 +49,6 @@ use crate::record::{Classification, Format, Record, RecordLimits, Value};
 use crate::store::{codec, Durability, SharedStore, Table};
 use crate::telemetry::Telemetry;
 use crate::template::Template;
-use crate::upstream::Forwarder;
 use latch::Latches;
 
 /// The suffix of an enterprise's admin handle (`88.101.5/ADMIN`), reserved.
@@ -134,6 +133,40 @@ impl Interface {
     }
 }
 
+/// How the core resolves identifiers it does not serve: at another node, found through the
+/// top-level node. The core owns this seam; `upstream::Forwarder` implements it (as
+/// hickory's forwarder sits behind its authority trait), so the core never sees how.
+#[async_trait::async_trait]
+pub trait Remote: Send + Sync + 'static {
+    /// The public values of `id`. Errors: `NotFound` (authoritative); `Unavailable` saying
+    /// which hop failed.
+    async fn resolve(&self, id: &Identifier) -> Result<Arc<Vec<Value>>>;
+    /// True when another node serves `prefix` or an ancestor of it. Errors: `Unavailable`
+    /// when that cannot be asked now.
+    async fn delegated(&self, prefix: &Prefix) -> Result<bool>;
+    /// Monotonic figures since start, for metrics and node information.
+    fn stats(&self) -> RemoteStats;
+    /// Where referrals come from: "the top-level node at http://...".
+    fn describe(&self) -> String;
+}
+
+/// What [`Remote`] did since the node started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoteStats {
+    /// Resolutions answered remotely (from its cache or not).
+    pub forwarded: u64,
+    /// Answers from a fresh cache entry.
+    pub cache_hits: u64,
+    /// Stale answers served because a refresh failed.
+    pub stale_answers: u64,
+    /// Calls to the top-level node, retries included.
+    pub upstream_calls: u64,
+    /// Calls to other secondary nodes, retries included.
+    pub remote_calls: u64,
+    /// Resolutions that failed with `Unavailable`.
+    pub failures: u64,
+}
+
 /// Most nodes a resolution may pass through after the first: a node answering a forwarded
 /// request never forwards again, so a delegation loop ends after one extra hop.
 pub const HOP_LIMIT: u32 = 1;
@@ -159,7 +192,7 @@ pub struct Core {
     store: SharedStore,
     config: CoreConfig,
     /// How identifiers this node does not serve are resolved; `None`: they are not found.
-    forwarder: Option<Arc<Forwarder>>,
+    remote: Option<Arc<dyn Remote>>,
     resolutions: ResolutionCounts,
     telemetry: Telemetry,
     /// The operation log's head: (last sequence number, its hash).
@@ -184,7 +217,7 @@ impl Core {
     pub fn open(
         store: SharedStore,
         config: CoreConfig,
-        forwarder: Option<Arc<Forwarder>>,
+        remote: Option<Arc<dyn Remote>>,
     ) -> Result<Core> {
         let mut enterprises = HashMap::new();
         let mut after: Option<Vec<u8>> = None;
@@ -220,7 +253,7 @@ impl Core {
         let core = Core {
             store,
             config,
-            forwarder,
+            remote,
             resolutions: ResolutionCounts::default(),
             telemetry: Telemetry::new(),
             head: std::sync::Mutex::new(head),
@@ -288,8 +321,9 @@ impl Core {
         id.is_within(&self.config.node_prefix)
     }
 
-    pub fn forwarder(&self) -> Option<&Arc<Forwarder>> {
-        self.forwarder.as_ref()
+    /// How identifiers elsewhere are resolved, when they are.
+    pub fn remote(&self) -> Option<&Arc<dyn Remote>> {
+        self.remote.as_ref()
     }
 
     pub fn resolutions(&self) -> &ResolutionCounts {
@@ -357,7 +391,7 @@ impl Core {
                 ),
             ));
         }
-        let Some(forwarder) = &self.forwarder else {
+        let Some(remote) = &self.remote else {
             return Err(Error::not_found(format!(
                 "{id} is not served by this node (node prefix {}) and forwarding is off",
                 self.config.node_prefix
@@ -368,7 +402,7 @@ impl Core {
             self.blocking(move |c| c.caller(&presented).map(|_| ()))
                 .await?;
         }
-        let values = forwarder.resolve(&id).await?;
+        let values = remote.resolve(&id).await?;
         self.resolutions.bump(via, true);
         Ok(Resolved {
             values: values

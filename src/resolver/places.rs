@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::Core;
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::identifier::Prefix;
 use crate::store::Table;
 
@@ -69,16 +69,10 @@ impl Core {
                 // Keys that start with `key` and are greater than it: longer suffixes.
                 self.reads.run(move || core.any_key(&key, Some(&key))).await
             }
-            Place::Prefix(p) | Place::Suffixes { prefix: p, .. } => {
-                let Some(forwarder) = &self.forwarder else {
-                    return Ok(false);
-                };
-                match forwarder.locate(&p).await {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
-                    Err(e) => Err(e),
-                }
-            }
+            Place::Prefix(p) | Place::Suffixes { prefix: p, .. } => match &self.remote {
+                Some(remote) => remote.delegated(&p).await,
+                None => Ok(false),
+            },
         }
     }
 

@@ -18,13 +18,12 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use moka::Expiry;
 use tokio::sync::OnceCell;
-use tonic::transport::Channel;
 
-use super::{remote_error, Upstream, HOPS_HEADER};
-use crate::api::grpc::{convert, pb};
+use super::{Locator, Peers};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Prefix};
 use crate::record::Value;
+use crate::resolver::{Remote, RemoteStats};
 use crate::toplevel::Referral;
 
 /// Forwarding policy.
@@ -48,8 +47,6 @@ pub struct ForwardConfig {
     pub answer_capacity: u64,
     /// Most referrals cached.
     pub referral_capacity: u64,
-    /// Trust (and identity) for `https://` upstream and peer endpoints.
-    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ForwardConfig {
@@ -64,7 +61,6 @@ impl Default for ForwardConfig {
             stale_refresh: Duration::from_secs(5),
             answer_capacity: 100_000,
             referral_capacity: 10_000,
-            tls: None,
         }
     }
 }
@@ -153,12 +149,12 @@ impl ForwardStats {
 type Flight = Arc<OnceCell<Result<Arc<Answer>>>>;
 
 pub struct Forwarder {
-    upstream: Arc<dyn Upstream>,
+    locator: Arc<dyn Locator>,
+    peers: Arc<dyn Peers>,
     config: ForwardConfig,
     answers: Cache<String, Arc<Answer>>,
     referrals: Cache<String, Arc<CachedReferral>>,
     flights: Mutex<HashMap<String, Flight>>,
-    channels: Mutex<HashMap<String, Channel>>,
     stats: ForwardStats,
 }
 
@@ -217,7 +213,12 @@ fn bump(c: &AtomicU64) {
 }
 
 impl Forwarder {
-    pub fn new(upstream: Arc<dyn Upstream>, config: ForwardConfig) -> Forwarder {
+    /// A forwarder that asks `locator` where prefixes are served and `peers` for records.
+    pub fn new(
+        locator: Arc<dyn Locator>,
+        peers: Arc<dyn Peers>,
+        config: ForwardConfig,
+    ) -> Forwarder {
         Forwarder {
             answers: Cache::builder()
                 .max_capacity(config.answer_capacity)
@@ -227,20 +228,16 @@ impl Forwarder {
                 .max_capacity(config.referral_capacity)
                 .expire_after(ByValue)
                 .build(),
-            upstream,
+            locator,
+            peers,
             config,
             flights: Mutex::new(HashMap::new()),
-            channels: Mutex::new(HashMap::new()),
             stats: ForwardStats::default(),
         }
     }
 
     pub fn stats(&self) -> &ForwardStats {
         &self.stats
-    }
-
-    pub fn upstream(&self) -> &Arc<dyn Upstream> {
-        &self.upstream
     }
 
     /// Identifiers with an upstream round in progress (the single-flight table).
@@ -354,9 +351,8 @@ impl Forwarder {
             let e = Error::new(ErrorKind::Unavailable, detail);
             return Err(withhold(id, e, unreachable()));
         }
-        let what = format!("node {} at {url}", referral.node_id);
         let asked = self
-            .with_retries(&self.stats.remote_calls, || self.ask(&url, &what, id))
+            .with_retries(&self.stats.remote_calls, || self.peers.resolve(&url, id))
             .await
             .map_err(|e| withhold(id, e, unreachable()));
         match asked {
@@ -371,14 +367,6 @@ impl Forwarder {
         }
     }
 
-    /// Which node serves `prefix`, through the referral cache.
-    ///
-    /// Errors: `NotFound` (authoritative: no node serves it); `Unavailable` when the
-    /// upstream cannot be asked.
-    pub async fn locate(&self, prefix: &Prefix) -> Result<Referral> {
-        self.referral(prefix).await
-    }
-
     /// Longest-prefix match in the referral cache, else ask the upstream.
     async fn referral(&self, prefix: &Prefix) -> Result<Referral> {
         for p in prefix.ancestors_or_self() {
@@ -389,7 +377,7 @@ impl Forwarder {
             }
         }
         let referral = self
-            .with_retries(&self.stats.upstream_calls, || self.upstream.locate(prefix))
+            .with_retries(&self.stats.upstream_calls, || self.locator.locate(prefix))
             .await?;
         if referral.ttl > 0 {
             let expires = Instant::now() + Duration::from_secs(referral.ttl as u64);
@@ -440,60 +428,65 @@ impl Forwarder {
             }
         }
     }
+}
 
-    fn channel(&self, url: &str) -> Result<Channel> {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = channels.get(url) {
-            return Ok(c.clone());
-        }
-        if channels.len() >= 1024 {
-            channels.clear();
-        }
-        let channel = crate::tls::lazy_channel(url, self.config.timeout, self.config.tls.as_ref())
-            .map_err(|e| Error::new(ErrorKind::Unavailable, e))?;
-        channels.insert(url.to_owned(), channel.clone());
-        Ok(channel)
+#[async_trait::async_trait]
+impl Remote for Forwarder {
+    async fn resolve(&self, id: &Identifier) -> Result<Arc<Vec<Value>>> {
+        Forwarder::resolve(self, id).await
     }
 
-    /// Asks the serving node, anonymously, with one hop recorded.
-    async fn ask(&self, url: &str, what: &str, id: &Identifier) -> Result<Vec<Value>> {
-        let mut client = pb::resolver_client::ResolverClient::new(self.channel(url)?);
-        let mut req = tonic::Request::new(pb::ResolveRequest {
-            identifier: id.to_string(),
-            ..Default::default()
-        });
-        req.set_timeout(self.config.timeout);
-        req.metadata_mut()
-            .insert(HOPS_HEADER, tonic::metadata::MetadataValue::from(1u32));
-        let r = client
-            .resolve(req)
-            .await
-            .map_err(|s| remote_error(what, s))?
-            .into_inner();
-        r.values
-            .into_iter()
-            .map(|v| {
-                let timestamp = v.timestamp;
-                convert::value_from(v)
-                    .map(|mut v| {
-                        v.timestamp = timestamp;
-                        v
-                    })
-                    .map_err(|e| {
-                        Error::new(
-                            ErrorKind::Unavailable,
-                            format!("{what} sent an invalid value: {}", e.message),
-                        )
-                    })
-            })
-            .collect()
+    async fn delegated(&self, prefix: &Prefix) -> Result<bool> {
+        match self.referral(prefix).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn stats(&self) -> RemoteStats {
+        let s = &self.stats;
+        let get = ForwardStats::get;
+        RemoteStats {
+            forwarded: get(&s.forwarded),
+            cache_hits: get(&s.cache_hits),
+            stale_answers: get(&s.stale_answers),
+            upstream_calls: get(&s.upstream_calls),
+            remote_calls: get(&s.remote_calls),
+            failures: get(&s.failures),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.locator.describe()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::GrpcUpstream;
+    use crate::identifier::Prefix;
+    use crate::toplevel::Referral;
+
+    /// A top-level node that never answers, and peers never asked.
+    struct Silent;
+
+    #[async_trait::async_trait]
+    impl Locator for Silent {
+        async fn locate(&self, _: &Prefix) -> Result<Referral> {
+            std::future::pending().await
+        }
+        fn describe(&self) -> String {
+            "a silent top-level node".into()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Peers for Silent {
+        async fn resolve(&self, _: &str, _: &Identifier) -> Result<Vec<Value>> {
+            unreachable!("no referral, no peer")
+        }
+    }
 
     /// Waits (bounded) until `counter` reaches `n`.
     async fn until(counter: &AtomicU64, n: u64) {
@@ -508,21 +501,11 @@ mod tests {
 
     #[tokio::test]
     async fn cancelled_waiters_leave_no_flight_behind() {
-        // An upstream that accepts connections and never answers: every call hangs.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", silent.local_addr().unwrap());
-        let hold = tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((conn, _)) = silent.accept().await {
-                open.push(conn);
-            }
-        });
         let config = ForwardConfig {
             timeout: Duration::from_secs(60),
             ..ForwardConfig::default()
         };
-        let upstream = GrpcUpstream::new(&url, None, config.timeout, None).unwrap();
-        let forwarder = Arc::new(Forwarder::new(Arc::new(upstream), config));
+        let forwarder = Arc::new(Forwarder::new(Arc::new(Silent), Arc::new(Silent), config));
         let id = Identifier::parse("88.102.3/AXLE-1").unwrap();
 
         let waiters: Vec<_> = (0..3)
@@ -557,6 +540,5 @@ mod tests {
         next.abort();
         assert!(next.await.unwrap_err().is_cancelled());
         assert_eq!(forwarder.in_flight(), 0);
-        hold.abort();
     }
 }

@@ -637,7 +637,7 @@ async fn mutual_tls_between_nodes_and_https() {
             url: format!("https://127.0.0.1:{}", top_addr.port()),
             token_file: Some(top_dir.path().join(format!("node-tokens/{prefix}.token"))),
         });
-        c.forward.tls = Some(client_tls.clone());
+        c.upstream_tls = Some(client_tls.clone());
         c.forward.timeout = Duration::from_secs(2);
         c.tls = Some(server_tls.clone());
         c

@@ -9,6 +9,7 @@ use crate::identifier::Identifier;
 use crate::record::{Classification, Format, Permissions, Record, Reference, Value, DEFAULT_TTL};
 use crate::resolver::oplog::LogEntry;
 use crate::template::{Attribute, Template, ValueType};
+use crate::toplevel::{Endpoints, InterfaceCount};
 
 /// The one mapping from protocol-neutral errors to gRPC codes.
 pub fn code(kind: ErrorKind) -> Code {
@@ -309,6 +310,32 @@ pub fn run_backup(
     set.run(dest)
         .map(backup_to)
         .map_err(|e| Error::internal(format!("backup into {destination}: {e}")))
+}
+
+pub fn endpoints_to(e: &Endpoints) -> pb::Endpoints {
+    pb::Endpoints {
+        grpc: e.grpc.clone(),
+        dns: e.dns.clone(),
+        http: e.http.clone(),
+    }
+}
+
+pub fn prefix_totals_to(prefixes: &[(String, i64)]) -> Vec<pb::PrefixTotal> {
+    prefixes
+        .iter()
+        .map(|(prefix, registered)| pb::PrefixTotal {
+            prefix: prefix.clone(),
+            registered: *registered,
+        })
+        .collect()
+}
+
+pub fn interface_count_to(c: &InterfaceCount) -> pb::InterfaceCount {
+    pb::InterfaceCount {
+        interface: c.interface.clone(),
+        local: c.local,
+        forwarded: c.forwarded,
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! Each method reads the bearer token, converts the request, runs the core on the blocking
 //! pool (`Core::blocking`) and converts the answer. No rules live here.
 
+pub mod client;
 pub mod convert;
 pub mod toplevel;
 
@@ -131,7 +132,7 @@ pub fn resolved_to(resolved: crate::resolver::Resolved) -> pb::ResolveResponse {
 
 /// How many nodes a request already passed through (`x-idnode-hops`, absent = 0).
 fn hops<T>(req: &Request<T>) -> Result<u32, Status> {
-    match req.metadata().get(crate::upstream::HOPS_HEADER) {
+    match req.metadata().get(client::HOPS_HEADER) {
         None => Ok(0),
         Some(v) => v
             .to_str()
@@ -707,14 +708,13 @@ impl pb::admin_server::Admin for AdminService {
                 resolved_forwarded: forwarded,
                 ..Default::default()
             };
-            if let Some(f) = c.forwarder() {
-                let s = f.stats();
-                let get = crate::upstream::ForwardStats::get;
-                info.cache_hits = get(&s.cache_hits);
-                info.stale_answers = get(&s.stale_answers);
-                info.upstream_calls = get(&s.upstream_calls);
-                info.remote_calls = get(&s.remote_calls);
-                info.upstream = f.upstream().describe();
+            if let Some(remote) = c.remote() {
+                let s = remote.stats();
+                info.cache_hits = s.cache_hits;
+                info.stale_answers = s.stale_answers;
+                info.upstream_calls = s.upstream_calls;
+                info.remote_calls = s.remote_calls;
+                info.upstream = remote.describe();
             }
             Ok(info)
         })

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::identifier::{Identifier, Prefix};
 use crate::store::backup::BackupSet;
 use crate::toplevel::{Endpoints, InterfaceCount, NodeStatus, Report, TopLevel};
-use crate::upstream::{interface_count_to, prefix_totals_to, Forwarder};
+use crate::upstream::Forwarder;
+use convert::{endpoints_to, interface_count_to, prefix_totals_to};
 
 pub struct TopLevelService {
     top: Arc<TopLevel>,
@@ -62,14 +63,6 @@ fn endpoints_from(e: Option<pb::Endpoints>) -> Endpoints {
         grpc: e.grpc,
         dns: e.dns,
         http: e.http,
-    }
-}
-
-fn endpoints_to(e: &Endpoints) -> pb::Endpoints {
-    pb::Endpoints {
-        grpc: e.grpc.clone(),
-        dns: e.dns.clone(),
-        http: e.http.clone(),
     }
 }
 
