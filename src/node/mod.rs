@@ -386,7 +386,8 @@ pub async fn serve(
     ] {
         backup = backup.file(file);
     }
-    let admin = AdminService::new(Arc::clone(&core)).with_backup(Arc::new(backup));
+    core.set_backups(Arc::new(backup));
+    let admin = AdminService::new(Arc::clone(&core));
     let admin = pb::admin_server::AdminServer::new(admin)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);

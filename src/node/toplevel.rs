@@ -55,6 +55,7 @@ pub fn open(
             .file("node-tokens"),
     );
     let top = Arc::new(TopLevel::open(Arc::clone(&store), config)?);
+    top.set_backups(Arc::clone(&backup));
     let admin_token_file = dir.join("admin.token");
     let admin_bootstrap = top.ensure_admin_token(&admin_token_file, reset_admin_token)?;
     let node_token_dir = dir.join("node-tokens");
@@ -80,15 +81,13 @@ pub fn service(
     peer_tls: Option<ClientTls>,
     max_message_bytes: usize,
 ) -> pb::top_level_server::TopLevelServer<TopLevelService> {
-    let (backup, top) = (Arc::clone(&top.backup), &top.top);
+    let top = &top.top;
     let locator = Arc::new(LocalLocator(Arc::clone(top)));
     let peers = Arc::new(GrpcPeers::new(forward.timeout, peer_tls));
     let forwarder = Arc::new(Forwarder::new(locator, peers, forward));
-    pb::top_level_server::TopLevelServer::new(
-        TopLevelService::new(Arc::clone(top), forwarder).with_backup(backup),
-    )
-    .max_decoding_message_size(max_message_bytes)
-    .max_encoding_message_size(max_message_bytes)
+    pb::top_level_server::TopLevelServer::new(TopLevelService::new(Arc::clone(top), forwarder))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
 }
 
 /// Serves a standalone top-level node until `shutdown`, then drains for `grace`, under the

@@ -46,6 +46,8 @@ use crate::auth::{Caller, Enterprise};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Limits, Prefix};
 use crate::record::{Classification, Format, Record, RecordLimits, Value};
+pub use crate::store::backup::BackupReport;
+use crate::store::backup::BackupSet;
 use crate::store::{codec, Durability, SharedStore, Table};
 use crate::telemetry::Telemetry;
 use crate::template::Template;
@@ -208,6 +210,8 @@ pub struct Core {
     enterprises: RwLock<HashMap<String, Enterprise>>,
     /// Templates by identifier, loaded on first use (they change rarely).
     templates: RwLock<HashMap<String, Arc<Template>>>,
+    /// What a backup of this node copies (its stores and key files), set by the wiring.
+    backups: std::sync::OnceLock<Arc<BackupSet>>,
 }
 
 impl Core {
@@ -263,6 +267,7 @@ impl Core {
             reads,
             enterprises: RwLock::new(enterprises),
             templates: RwLock::new(HashMap::new()),
+            backups: std::sync::OnceLock::new(),
         };
         // An offline import killed or failed after it began to change the store is
         // completed before anything else can write (see `Core::complete_import`).
@@ -275,6 +280,24 @@ impl Core {
             );
         }
         Ok(core)
+    }
+
+    /// Sets what [`Core::backup`] copies (once; later calls are ignored).
+    pub fn set_backups(&self, set: Arc<BackupSet>) {
+        let _ = self.backups.set(set);
+    }
+
+    /// Adds a backup of the node (its stores and key files) to `dest`, an absolute
+    /// directory outside the data directory, while it serves (admin only). Blocking.
+    ///
+    /// Errors: `PermissionDenied`/`Unauthenticated`; `InvalidArgument` for a bad
+    /// destination; `Unavailable` when this node takes no backups; `Internal`.
+    pub fn backup(&self, caller: &Caller, dest: &std::path::Path) -> Result<BackupReport> {
+        self.require_admin(caller)?;
+        self.backups
+            .get()
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "this server takes no backups"))?
+            .run_for_client(dest)
     }
 
     pub fn config(&self) -> &CoreConfig {

@@ -94,6 +94,16 @@ impl BackupSet {
         }
         Ok(BackupReport { stores, files })
     }
+
+    /// [`BackupSet::run`] with its errors for a client: a bad destination is
+    /// `InvalidArgument`, a failed backup `Internal` (the detail is logged).
+    pub fn run_for_client(&self, dest: &Path) -> crate::error::Result<BackupReport> {
+        use crate::error::Error;
+        self.check_destination(dest)
+            .map_err(|e| Error::invalid(format!("destination: {e}")))?;
+        self.run(dest)
+            .map_err(|e| Error::internal(format!("backup into {}: {e}", dest.display())))
+    }
 }
 
 /// Copies a file, or a directory tree of files, with mode 0600; returns how many files.

@@ -10,7 +10,7 @@ pub mod seed;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,9 @@ use crate::auth::{self, Caller, Subject};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::Prefix;
 use crate::resolver::limits::AuthFailures;
+use crate::resolver::BackupReport;
 use crate::resolver::{authenticate, ensure_admin_token, AdminBootstrap};
+use crate::store::backup::BackupSet;
 use crate::store::{codec, Batch, Durability, SharedStore, Table};
 
 /// Default registration goal: the province's 20 billion identifiers.
@@ -167,6 +169,8 @@ pub struct TopLevel {
     heartbeats: RwLock<HashMap<String, i64>>,
     /// The failed-authentication lockout, as on a secondary node.
     failures: AuthFailures,
+    /// What a backup copies (its store and key files), set by the wiring.
+    backups: std::sync::OnceLock<Arc<BackupSet>>,
 }
 
 fn now() -> i64 {
@@ -208,7 +212,23 @@ impl TopLevel {
             delegations: RwLock::new(delegations),
             heartbeats: RwLock::new(HashMap::new()),
             failures: AuthFailures::default(),
+            backups: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets what [`TopLevel::backup`] copies (once; later calls are ignored).
+    pub fn set_backups(&self, set: Arc<BackupSet>) {
+        let _ = self.backups.set(set);
+    }
+
+    /// Adds a backup of this top-level node's store and key files to `dest` (admin only),
+    /// as [`crate::resolver::Core::backup`] does for a node. Blocking.
+    pub fn backup(&self, caller: &Caller, dest: &Path) -> Result<BackupReport> {
+        TopLevel::require_admin(caller)?;
+        self.backups
+            .get()
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "this server takes no backups"))?
+            .run_for_client(dest)
     }
 
     pub fn config(&self) -> &TopLevelConfig {

@@ -278,7 +278,7 @@ pub fn enterprise_to(e: &Enterprise, registered: i64) -> pb::Enterprise {
     }
 }
 
-pub fn backup_to(r: crate::store::backup::BackupReport) -> pb::BackupResponse {
+pub fn backup_to(r: crate::resolver::BackupReport) -> pb::BackupResponse {
     pb::BackupResponse {
         stores: r
             .stores
@@ -294,22 +294,6 @@ pub fn backup_to(r: crate::store::backup::BackupReport) -> pb::BackupResponse {
             .collect(),
         files: r.files,
     }
-}
-
-/// Runs a backup requested over gRPC (the caller was checked) on the blocking pool.
-pub fn run_backup(
-    set: Option<&std::sync::Arc<crate::store::backup::BackupSet>>,
-    destination: &str,
-) -> Result<pb::BackupResponse, crate::error::Error> {
-    use crate::error::{Error, ErrorKind};
-    let set =
-        set.ok_or_else(|| Error::new(ErrorKind::Unavailable, "this server takes no backups"))?;
-    let dest = std::path::Path::new(destination);
-    set.check_destination(dest)
-        .map_err(|e| Error::invalid(format!("destination: {e}")))?;
-    set.run(dest)
-        .map(backup_to)
-        .map_err(|e| Error::internal(format!("backup into {destination}: {e}")))
 }
 
 pub fn endpoints_to(e: &Endpoints) -> pb::Endpoints {

@@ -17,7 +17,6 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::resolver::{BatchItem, Core, CreateOutcome, Filter, Interface, Presented, Update};
-use crate::store::backup::BackupSet;
 use convert::status;
 
 /// Generated protobuf types and service stubs.
@@ -597,18 +596,11 @@ fn item_result(
 /// `idnode.v1.Admin`.
 pub struct AdminService {
     core: Arc<Core>,
-    backup: Option<Arc<BackupSet>>,
 }
 
 impl AdminService {
     pub fn new(core: Arc<Core>) -> AdminService {
-        AdminService { core, backup: None }
-    }
-
-    /// Serves `Backup` with what `set` covers.
-    pub fn with_backup(mut self, set: Arc<BackupSet>) -> AdminService {
-        self.backup = Some(set);
-        self
+        AdminService { core }
     }
 }
 
@@ -741,11 +733,10 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::BackupRequest>,
     ) -> Result<Response<pb::BackupResponse>, Status> {
-        let set = self.backup.clone();
         let destination = req.get_ref().destination.clone();
         call(&self.core, &req, "backup", move |c, caller| {
-            c.require_admin(caller)?;
-            convert::run_backup(set.as_ref(), &destination)
+            c.backup(caller, std::path::Path::new(&destination))
+                .map(convert::backup_to)
         })
         .await
     }

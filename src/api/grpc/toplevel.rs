@@ -9,7 +9,6 @@ use super::{bearer, convert, pb};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::identifier::{Identifier, Prefix};
-use crate::store::backup::BackupSet;
 use crate::toplevel::{Endpoints, InterfaceCount, NodeStatus, Report, TopLevel};
 use crate::upstream::Forwarder;
 use convert::{endpoints_to, interface_count_to, prefix_totals_to};
@@ -18,22 +17,11 @@ pub struct TopLevelService {
     top: Arc<TopLevel>,
     /// Recursive resolution: this top-level node as the upstream of a forwarder.
     forwarder: Arc<Forwarder>,
-    backup: Option<Arc<BackupSet>>,
 }
 
 impl TopLevelService {
     pub fn new(top: Arc<TopLevel>, forwarder: Arc<Forwarder>) -> TopLevelService {
-        TopLevelService {
-            top,
-            forwarder,
-            backup: None,
-        }
-    }
-
-    /// Serves `Backup` with what `set` covers.
-    pub fn with_backup(mut self, set: Arc<BackupSet>) -> TopLevelService {
-        self.backup = Some(set);
-        self
+        TopLevelService { top, forwarder }
     }
 }
 
@@ -248,11 +236,10 @@ impl pb::top_level_server::TopLevel for TopLevelService {
         &self,
         req: Request<pb::BackupRequest>,
     ) -> Result<Response<pb::BackupResponse>, Status> {
-        let set = self.backup.clone();
         let destination = req.get_ref().destination.clone();
-        call(&self.top, &req, move |_, caller| {
-            TopLevel::require_admin(caller)?;
-            super::convert::run_backup(set.as_ref(), &destination)
+        call(&self.top, &req, move |top, caller| {
+            top.backup(caller, std::path::Path::new(&destination))
+                .map(convert::backup_to)
         })
         .await
     }
