@@ -7,14 +7,12 @@
 //! what it does not: see "Threat model" in ARCHITECTURE.md.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::resolver::oplog::{
+use crate::oplog::{
     credential_target, credentials_digest, entries_of, entry_hash, indexed_hash, is_bulk,
     is_credential_op, matches_record, read_head, BulkDigest, LogEntry, PendingImport, GENESIS,
     PENDING_IMPORT,
@@ -87,23 +85,6 @@ impl SignedHead {
         )
         .is_ok()
     }
-}
-
-/// Loads the node key from `path`, creating it (mode 0600) on first use.
-pub fn node_key(path: &Path) -> std::io::Result<SigningKey> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let bytes = hex::decode(text.trim())
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .ok_or_else(|| {
-                std::io::Error::other(format!("{} is not a node key", path.display()))
-            })?;
-        return Ok(SigningKey::from_bytes(&bytes));
-    }
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    crate::resolver::write_secret_file(path, &hex::encode(secret))?;
-    Ok(SigningKey::from_bytes(&secret))
 }
 
 /// One thing that does not hold.

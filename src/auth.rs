@@ -137,6 +137,14 @@ pub fn verify(credential: &Credential, secret: &str) -> bool {
         .into()
 }
 
+/// Seconds since the Unix epoch, as credentials count time (creation, expiry).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

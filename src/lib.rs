@@ -8,13 +8,18 @@
 //! - [`record`]: the Handle value model: `Record`, `Value`, permissions, limits (pure).
 //! - [`template`]: industry metadata templates and the check of a record against one (pure).
 //! - [`auth`]: tokens, credentials, enterprises, callers (pure).
+//! - [`credentials`]: tokens to callers, the admin credential's bootstrap (node and top level).
 //! - [`error`]: the protocol-neutral `Error` and `ErrorKind`.
 //! - [`failpoint`]: failure injection for crash-safety tests (`IDNODE_FAILPOINT`, test-only).
 //! - [`audit`]: verification of the hash-chained operation log and of signed log heads.
 //! - [`bulk`]: synthetic data sets, import formats (JSON Lines, CSV), offline import.
 //! - [`dataset`]: the JSON record format of files (seeds, `register --file`, output).
 //! - [`store`]: the `Store` trait, its RocksDB and in-memory implementations, the on-disk codec.
+//! - [`limits`]: the keyed rate limiter and the failed-authentication lockout (node, top-level
+//!   node, admission).
+//! - [`oplog`]: the hash-chained operation log: entries, hashing, bulk and credential digests.
 //! - [`resolver`]: the core: resolve, register, accounts, templates, counts.
+//! - [`secrets`]: secret files (tokens, the node key): written with mode 0600, read back.
 //! - [`tls`]: rustls server and client identities, the development CA.
 //! - [`toplevel`]: the mock national top-level node: delegations, referrals, liveness, statistics.
 //! - [`upstream`]: forwarding: the `Upstream` trait (gRPC client or embedded top-level) and the
@@ -31,14 +36,18 @@ pub mod audit;
 pub mod auth;
 pub mod bulk;
 pub mod config;
+pub mod credentials;
 pub mod dataset;
 pub mod error;
 pub mod failpoint;
 pub mod identifier;
+pub mod limits;
 #[cfg(feature = "rocks")]
 pub mod node;
+pub mod oplog;
 pub mod record;
 pub mod resolver;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod template;

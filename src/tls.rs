@@ -215,7 +215,7 @@ pub fn dev_certs(dir: &Path, hosts: &[String]) -> Result<DevCerts, TlsError> {
     };
     let write = |path: &Path, text: &str, secret: bool| -> Result<(), TlsError> {
         let r = if secret {
-            crate::resolver::write_secret_file(path, text)
+            crate::secrets::write_secret_file(path, text)
         } else {
             std::fs::write(path, text)
         };

@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::resolver::limits::{ClientKey, Rates};
+use crate::limits::{ClientKey, Rates};
 
 /// The limits, from `[limits]` in the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,8 +24,8 @@ use std::time::Instant;
 use super::Item;
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::oplog::{content_digest, index_key, BulkDigest};
 use crate::record::Record;
-use crate::resolver::oplog::{content_digest, index_key, BulkDigest};
 use crate::resolver::{Core, IMPORT_STAGING};
 use crate::store::{codec, Staging, Table};
 

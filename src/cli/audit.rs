@@ -175,7 +175,9 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 None => Vec::new(),
             };
             let key = match std::fs::read_to_string(data_dir.join("node.key")) {
-                Ok(_) => Some(audit::node_key(&data_dir.join("node.key"))?.verifying_key()),
+                Ok(_) => {
+                    Some(idnode::secrets::node_key(&data_dir.join("node.key"))?.verifying_key())
+                }
                 Err(_) => None,
             };
             let report = audit::verify(&store, &heads, key.as_ref()).map_err(|e| anyhow!("{e}"))?;

@@ -196,7 +196,7 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
     } else {
         None
     };
-    let node_key = crate::audit::node_key(&config.data_dir.join("node.key"))
+    let node_key = crate::secrets::node_key(&config.data_dir.join("node.key"))
         .map_err(|e| NodeError::Setup(format!("node key in {}: {e}", config.data_dir.display())))?;
     Ok(Opened {
         core,

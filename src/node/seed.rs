@@ -103,7 +103,7 @@ pub fn load_once(core: &Core, seed: &Seed, token_dir: &Path) -> Result<Option<Se
             let (_, token) = core
                 .create_enterprise(&Caller::Admin, &prefix, &e.name, &e.industry_code, None)
                 .map_err(|err| format!("seed enterprise {}: {err}", e.prefix))?;
-            crate::resolver::write_secret_file(&token_dir.join(format!("{prefix}.token")), &token)
+            crate::secrets::write_secret_file(&token_dir.join(format!("{prefix}.token")), &token)
                 .map_err(|err| format!("writing token of {prefix}: {err}"))?;
             report.enterprises += 1;
         }

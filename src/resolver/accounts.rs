@@ -3,24 +3,14 @@
 use std::path::Path;
 
 use super::{now, Core, Presented};
-use crate::auth::{self, Caller, Credential, Enterprise, Subject};
+use crate::auth::{self, Caller, Enterprise, Subject};
+use crate::credentials::{authenticate, ensure_admin_token, AdminBootstrap};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::Prefix;
-use crate::store::{codec, Batch, Store, Table};
+use crate::store::{codec, Batch, Table};
 
-/// Meta key holding the admin credential's id.
-const ADMIN_CREDENTIAL: &[u8] = b"admin_credential";
 /// At most this many tokens are valid at once for one enterprise (rotation overlap).
 const MAX_TOKENS_PER_ENTERPRISE: usize = 2;
-
-/// What `ensure_admin_token` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminBootstrap {
-    /// A new admin token was minted and written to the file.
-    Created,
-    /// An admin credential already existed; the file was left alone.
-    Existing,
-}
 
 impl Core {
     /// Turns a bearer token (if any) into a caller; see [`authenticate`].
@@ -73,9 +63,9 @@ impl Core {
         target: String,
         detail: String,
         stored: &[(String, Vec<u8>)],
-    ) -> super::oplog::Draft {
+    ) -> crate::oplog::Draft {
         let mut draft = self.entry("tokens", caller, target, Some(detail), None);
-        draft.content = Some(super::oplog::credentials_digest(stored));
+        draft.content = Some(crate::oplog::credentials_digest(stored));
         draft
     }
 
@@ -176,7 +166,7 @@ impl Core {
             Some(enterprise.name.clone()),
             None,
         );
-        entry.content = Some(super::oplog::credentials_digest(&[(
+        entry.content = Some(crate::oplog::credentials_digest(&[(
             minted.credential.id.clone(),
             credential,
         )]));
@@ -314,99 +304,4 @@ impl Core {
             .insert(enterprise.prefix.clone(), enterprise);
         Ok(())
     }
-}
-
-/// Turns a bearer token (if any) into a caller, from the credentials of `store`.
-///
-/// Errors: `Unauthenticated` for a malformed, unknown or revoked token. No token is
-/// `Caller::Anonymous`, not an error.
-pub fn authenticate(store: &dyn Store, token: Option<&str>) -> Result<Caller> {
-    let Some(token) = token else {
-        return Ok(Caller::Anonymous);
-    };
-    let bad = || Error::unauthenticated("invalid token");
-    let (id, secret) = auth::split_token(token.trim()).ok_or_else(bad)?;
-    let cred: Credential = match store
-        .get(Table::Credentials, id.as_bytes())
-        .map_err(Error::internal)?
-    {
-        Some(bytes) => codec::decode_json(&bytes).map_err(Error::internal)?,
-        None => return Err(bad()),
-    };
-    if !auth::verify(&cred, secret) {
-        tracing::warn!(credential = id, "authentication failed: wrong secret");
-        return Err(bad());
-    }
-    if cred.expires_at.is_some_and(|t| now() >= t) {
-        tracing::warn!(credential = id, "authentication failed: token expired");
-        return Err(Error::unauthenticated("token expired"));
-    }
-    let prefix = |p: &str| Prefix::parse(p).map_err(Error::internal);
-    Ok(match cred.subject {
-        Subject::Admin => Caller::Admin,
-        Subject::Enterprise { prefix: p } => Caller::Enterprise(prefix(&p)?),
-        Subject::Node { prefix: p } => Caller::Node(prefix(&p)?),
-    })
-}
-
-/// Makes sure `store` has an admin credential. When none does (first start) or `reset` is
-/// set, mints a token, writes it to `token_file` with mode 0600 (the only copy), and hands
-/// the batch that stores its hash (and drops the old one) to `commit`, with the new
-/// credential and whether it replaces one.
-pub fn ensure_admin_token(
-    store: &dyn Store,
-    token_file: &Path,
-    reset: bool,
-    commit: impl FnOnce(Batch, &Credential, bool) -> Result<()>,
-) -> Result<AdminBootstrap> {
-    let existing = store
-        .get(Table::Meta, ADMIN_CREDENTIAL)
-        .map_err(Error::internal)?;
-    if existing.is_some() && !reset {
-        return Ok(AdminBootstrap::Existing);
-    }
-    let minted = auth::mint(Subject::Admin, now());
-    write_secret_file(token_file, &minted.token)
-        .map_err(|e| Error::internal(format!("writing {}: {e}", token_file.display())))?;
-    let mut batch = Batch::new();
-    let replaced = existing.is_some();
-    if let Some(old) = existing {
-        batch.delete(Table::Credentials, old);
-    }
-    batch.put(
-        Table::Credentials,
-        minted.credential.id.as_bytes(),
-        codec::encode_json(&minted.credential),
-    );
-    batch.put(
-        Table::Meta,
-        ADMIN_CREDENTIAL,
-        minted.credential.id.clone().into_bytes(),
-    );
-    commit(batch, &minted.credential, replaced)?;
-    Ok(AdminBootstrap::Created)
-}
-
-/// Writes a secret to a new file readable only by its owner.
-pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    f.write_all(secret.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
 }

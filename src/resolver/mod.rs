@@ -10,8 +10,7 @@
 mod accounts;
 mod grants;
 mod latch;
-pub mod limits;
-pub mod oplog;
+mod log;
 mod places;
 mod quota;
 mod reads;
@@ -22,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use accounts::{authenticate, ensure_admin_token, write_secret_file, AdminBootstrap};
+pub use crate::credentials::AdminBootstrap;
 pub use grants::{Grant, Scope};
 pub use places::Place;
 pub use quota::Usage;
@@ -199,9 +198,9 @@ pub struct Core {
     telemetry: Telemetry,
     /// The operation log's head: (last sequence number, its hash).
     head: std::sync::Mutex<(u64, String)>,
-    failures: limits::AuthFailures,
+    failures: crate::limits::AuthFailures,
     /// Request rates per enterprise (their quotas).
-    rates: limits::Rates<Prefix>,
+    rates: crate::limits::Rates<Prefix>,
     latches: Latches,
     /// Where resolutions wait for the disk.
     reads: reads::ReadPool,
@@ -236,7 +235,7 @@ impl Core {
                 enterprises.insert(e.prefix.clone(), e);
             }
         }
-        let head = oplog::read_head(store.as_ref())?;
+        let head = crate::oplog::read_head(store.as_ref())?;
         // The node prefix, for offline tools (audit) that open the store without config.
         if store
             .get(Table::Meta, b"node_prefix")
@@ -262,7 +261,7 @@ impl Core {
             telemetry: Telemetry::new(),
             head: std::sync::Mutex::new(head),
             failures: Default::default(),
-            rates: limits::Rates::new(limits::MAX_ENTERPRISE_RATES),
+            rates: crate::limits::Rates::new(crate::limits::MAX_ENTERPRISE_RATES),
             latches: Latches::new(4096),
             reads,
             enterprises: RwLock::new(enterprises),
@@ -641,8 +640,5 @@ impl Core {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::auth::now()
 }

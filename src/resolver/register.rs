@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::oplog::{content_digest, BulkDigest, Digest32, Draft, PendingImport, PENDING_IMPORT};
 use super::{now, Core};
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind, Reason, Result};
 use crate::failpoint;
 use crate::identifier::{Identifier, Prefix};
+use crate::oplog::{content_digest, BulkDigest, Digest32, Draft, PendingImport, PENDING_IMPORT};
 use crate::record::{Record, Value};
 use crate::store::{codec, Batch, Durability, Table};
 

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::SignedHead;
 use crate::auth::{self, Caller, Subject};
+use crate::credentials::{authenticate, ensure_admin_token, AdminBootstrap};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::Prefix;
-use crate::resolver::limits::AuthFailures;
-use crate::resolver::BackupReport;
-use crate::resolver::{authenticate, ensure_admin_token, AdminBootstrap};
+use crate::limits::AuthFailures;
+use crate::store::backup::BackupReport;
 use crate::store::backup::BackupSet;
 use crate::store::{codec, Batch, Durability, SharedStore, Table};
 
@@ -222,7 +222,7 @@ impl TopLevel {
     }
 
     /// Adds a backup of this top-level node's store and key files to `dest` (admin only),
-    /// as [`crate::resolver::Core::backup`] does for a node. Blocking.
+    /// as the core of a secondary node does for it. Blocking.
     pub fn backup(&self, caller: &Caller, dest: &Path) -> Result<BackupReport> {
         TopLevel::require_admin(caller)?;
         self.backups

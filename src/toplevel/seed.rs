@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{Endpoints, TopLevel};
 use crate::auth::Caller;
 use crate::identifier::Prefix;
-use crate::resolver::write_secret_file;
+use crate::secrets::write_secret_file;
 use crate::store::{Batch, Table};
 
 const SEEDED: &[u8] = b"delegations_seeded";

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use idnode::api::grpc::pb;
-use idnode::resolver::oplog::{LogEntry, PENDING_IMPORT};
+use idnode::oplog::{LogEntry, PENDING_IMPORT};
 use idnode::store::rocks::{RocksConfig, RocksStore};
 use idnode::store::{codec, Store, Table};
 

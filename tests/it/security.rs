@@ -493,7 +493,7 @@ async fn the_operation_log_detects_tampering() {
     let signed = heads(&top);
     drop(top);
     assert!(!signed.is_empty(), "the node reported signed heads");
-    let key = audit::node_key(&dir.path().join("node.key"))
+    let key = idnode::secrets::node_key(&dir.path().join("node.key"))
         .unwrap()
         .verifying_key();
 
@@ -511,7 +511,7 @@ async fn the_operation_log_detects_tampering() {
         .get(Table::Oplog, &3u64.to_be_bytes())
         .unwrap()
         .unwrap();
-    let mut e3: idnode::resolver::oplog::LogEntry = codec::decode_json(&entry_3).unwrap();
+    let mut e3: idnode::oplog::LogEntry = codec::decode_json(&entry_3).unwrap();
     e3.actor = "admin".into();
     let mut b = Batch::new();
     b.put(
@@ -547,12 +547,12 @@ async fn the_operation_log_detects_tampering() {
     let mut seq = 3u64;
     let mut b = Batch::new();
     while let Some(bytes) = store.get(Table::Oplog, &seq.to_be_bytes()).unwrap() {
-        let mut e: idnode::resolver::oplog::LogEntry = codec::decode_json(&bytes).unwrap();
+        let mut e: idnode::oplog::LogEntry = codec::decode_json(&bytes).unwrap();
         if seq == 3 {
             e.actor = "admin".into();
         }
         e.prev = prev.clone();
-        e.hash = idnode::resolver::oplog::entry_hash(&e);
+        e.hash = idnode::oplog::entry_hash(&e);
         prev = e.hash.clone();
         b.put(
             Table::Oplog,
@@ -788,7 +788,7 @@ async fn https_get(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_entry_commits_to_every_record_it_covers() {
     use idnode::audit::{self, Problem};
-    use idnode::resolver::oplog::{content_digest, index_key};
+    use idnode::oplog::{content_digest, index_key};
     use idnode::store::rocks::{RocksConfig, RocksStore};
     use idnode::store::{codec, Batch, Durability, Store, Table};
 
@@ -876,7 +876,7 @@ async fn a_batch_entry_commits_to_every_record_it_covers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_credential_change_is_logged_and_audited() {
     use idnode::audit::{self, Problem};
-    use idnode::resolver::oplog::entries_of;
+    use idnode::oplog::entries_of;
     use idnode::store::rocks::{RocksConfig, RocksStore};
     use idnode::store::{codec, Batch, Durability, Store, Table};
 

@@ -6,8 +6,8 @@ use super::pb;
 use crate::auth::{Enterprise, Quota};
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
+use crate::oplog::LogEntry;
 use crate::record::{Classification, Format, Permissions, Record, Reference, Value, DEFAULT_TTL};
-use crate::resolver::oplog::LogEntry;
 use crate::template::{Attribute, Template, ValueType};
 use crate::toplevel::{Endpoints, InterfaceCount};
 
