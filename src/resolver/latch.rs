@@ -48,22 +48,40 @@ impl Latches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    use std::time::Duration;
+
+    /// Far more than the batches take (milliseconds): only a deadlock reaches it.
+    const BOUND: Duration = Duration::from_secs(30);
 
     #[test]
     fn overlapping_batches_do_not_deadlock() {
-        let latches = Latches::new(8);
-        std::thread::scope(|s| {
-            for t in 0..4 {
-                let latches = &latches;
-                s.spawn(move || {
-                    for i in 0..500 {
-                        let keys: Vec<String> = (0..5)
-                            .map(|k| format!("{}", (i * 7 + k * (t + 1)) % 50))
-                            .collect();
-                        let _g = latches.lock_many(keys.iter().map(String::as_str));
-                    }
-                });
-            }
+        // The batches run on a thread of their own: a deadlock fails the test after
+        // `BOUND` instead of hanging the suite (the stuck threads are left behind).
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let latches = Latches::new(8);
+            std::thread::scope(|s| {
+                for t in 0..4 {
+                    let latches = &latches;
+                    s.spawn(move || {
+                        for i in 0..500 {
+                            let keys: Vec<String> = (0..5)
+                                .map(|k| format!("{}", (i * 7 + k * (t + 1)) % 50))
+                                .collect();
+                            let _g = latches.lock_many(keys.iter().map(String::as_str));
+                        }
+                    });
+                }
+            });
+            let _ = done.send(());
         });
+        match finished.recv_timeout(BOUND) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("overlapping batches deadlocked: not done within {BOUND:?}")
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!("a batch thread panicked"),
+        }
     }
 }

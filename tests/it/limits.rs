@@ -126,6 +126,62 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<V
     }
 }
 
+/// An HTTP connection admitted by the node (a first request on it was answered) that then
+/// sends half of a second request and nothing more: it holds one connection slot.
+async fn http_holder(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let read = async {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before answering: {answer:?}");
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer);
+            let Some(end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .expect("the answer has a Content-Length")
+                .parse()
+                .unwrap();
+            if answer.len() >= end + 4 + length {
+                assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("the first request is answered");
+    s.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    s
+}
+
+/// A gRPC connection admitted by the node (its HTTP/2 server sent its SETTINGS frame) that
+/// sent half the client preface and nothing more: it holds one connection slot.
+async fn grpc_holder(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    // A frame header: 3 bytes of length, the type (4: SETTINGS), flags, stream id.
+    let mut header = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut header))
+        .await
+        .expect("the node's HTTP/2 server speaks first")
+        .unwrap();
+    assert_eq!(header[3], 4, "the first frame is SETTINGS: {header:?}");
+    s
+}
+
 #[tokio::test]
 async fn client_request_rate_is_refused_on_every_interface() {
     let (node, _dir) = node_with(AdmissionConfig {
@@ -256,14 +312,12 @@ async fn connections_over_the_limit_are_closed_and_slots_come_back() {
     })
     .await;
     let http_addr = node.http_addr.unwrap();
-    // Three HTTP connections that sent half a request hold every HTTP slot.
+    // Three HTTP connections that sent half a request hold every HTTP slot (each was
+    // answered once first: the node has admitted it).
     let mut holders = Vec::new();
     for _ in 0..3 {
-        let mut s = TcpStream::connect(http_addr).await.unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
-        holders.push(s);
+        holders.push(http_holder(http_addr).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut extra = TcpStream::connect(http_addr).await.unwrap();
     let answer = read_until_closed(&mut extra, Duration::from_secs(3))
         .await
@@ -277,11 +331,8 @@ async fn connections_over_the_limit_are_closed_and_slots_come_back() {
     let grpc = node.addr;
     let mut grpc_holders = Vec::new();
     for _ in 0..2 {
-        let mut s = TcpStream::connect(grpc).await.unwrap();
-        s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
-        grpc_holders.push(s);
+        grpc_holders.push(grpc_holder(grpc).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let refused = async {
         let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
             .unwrap()
