@@ -2,16 +2,14 @@
 //! several nodes in one process keep their figures apart).
 //!
 //! Adapters record each request (`interface`, `op`, `outcome`, latency); figures kept
-//! elsewhere (registered counts, forwarding counters, RocksDB properties) are read at
-//! scrape time by [`Telemetry::render`].
+//! elsewhere (registered counts, forwarding counters, store properties, admission refusals)
+//! are handed to [`Telemetry::render`] at scrape time as [`Figures`]. The node's wiring owns
+//! the registry; this module knows nothing of the core.
 
 use std::time::Duration;
 
 use metrics::{Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-
-use crate::auth::Caller;
-use crate::resolver::{Core, Interface};
 
 const META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
@@ -54,6 +52,11 @@ impl Telemetry {
             .expect("static buckets are valid")
             .build_recorder();
         let handle = recorder.handle();
+        recorder.describe_counter(
+            "idnode_refused_total".into(),
+            None,
+            "Requests and connections refused by admission limits.".into(),
+        );
         Telemetry {
             recorder,
             handle,
@@ -114,60 +117,84 @@ impl Telemetry {
             .absolute(v);
     }
 
-    /// The Prometheus text of everything this node measures.
-    pub fn render(&self, core: &Core) -> String {
-        match core.counts(&Caller::Admin) {
-            Ok(counts) => {
-                self.gauge(
-                    "idnode_registered_identifiers",
-                    &[],
-                    counts.node_total as f64,
-                );
-                for (prefix, n) in counts.prefixes {
-                    self.gauge(
-                        "idnode_registered_identifiers_by_prefix",
-                        &[("prefix", prefix)],
-                        n as f64,
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "metrics: counts unavailable"),
+    /// The Prometheus text of everything this node measures: the requests recorded here,
+    /// and `figures` kept elsewhere, read at scrape time by whoever serves `/metrics`.
+    pub fn render(&self, figures: &Figures) -> String {
+        if let Some(total) = figures.registered {
+            self.gauge("idnode_registered_identifiers", &[], total as f64);
         }
-        for via in Interface::ALL {
-            let (local, forwarded) = core.resolutions().get(via);
-            let i = via.name().to_owned();
+        for (prefix, n) in &figures.registered_by_prefix {
+            self.gauge(
+                "idnode_registered_identifiers_by_prefix",
+                &[("prefix", prefix.clone())],
+                *n as f64,
+            );
+        }
+        for (interface, local, forwarded) in &figures.resolutions {
+            let i = (*interface).to_owned();
             self.counter(
                 "idnode_resolutions_total",
                 &[("interface", i.clone()), ("route", "local".into())],
-                local,
+                *local,
             );
             self.counter(
                 "idnode_resolutions_total",
                 &[("interface", i), ("route", "forwarded".into())],
-                forwarded,
+                *forwarded,
             );
         }
-        if let Some(remote) = core.remote() {
-            let s = remote.stats();
-            self.counter("idnode_forward_cache_hits_total", &[], s.cache_hits);
-            self.counter(
-                "idnode_forward_cache_misses_total",
-                &[],
-                s.forwarded.saturating_sub(s.cache_hits),
-            );
-            self.counter("idnode_forward_stale_answers_total", &[], s.stale_answers);
-            self.counter("idnode_upstream_calls_total", &[], s.upstream_calls);
-            self.counter("idnode_remote_calls_total", &[], s.remote_calls);
-            self.counter("idnode_forward_failures_total", &[], s.failures);
+        if let Some(f) = &figures.forwarding {
+            self.counter("idnode_forward_cache_hits_total", &[], f.cache_hits);
+            self.counter("idnode_forward_cache_misses_total", &[], f.cache_misses);
+            self.counter("idnode_forward_stale_answers_total", &[], f.stale_answers);
+            self.counter("idnode_upstream_calls_total", &[], f.upstream_calls);
+            self.counter("idnode_remote_calls_total", &[], f.remote_calls);
+            self.counter("idnode_forward_failures_total", &[], f.failures);
         }
-        for (name, value) in core.store().properties() {
+        for (name, value) in &figures.store {
             let (family, property) = match name.strip_prefix("record-cache-") {
                 Some(p) => ("idnode_record_cache", p),
-                None => ("idnode_rocksdb", name),
+                None => ("idnode_rocksdb", *name),
             };
-            self.gauge(family, &[("property", property.to_owned())], value as f64);
+            self.gauge(family, &[("property", property.to_owned())], *value as f64);
+        }
+        for (limit, n) in &figures.refused {
+            self.counter(
+                "idnode_refused_total",
+                &[("limit", (*limit).to_owned())],
+                *n,
+            );
         }
         self.handle.run_upkeep();
         self.handle.render()
     }
+}
+
+/// Figures a node keeps outside its metrics registry (counts, forwarding, the store,
+/// admission), handed to [`Telemetry::render`] at each scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Registered identifiers on the node (`None`: the counts could not be read).
+    pub registered: Option<i64>,
+    /// Registered identifiers per counting prefix.
+    pub registered_by_prefix: Vec<(String, i64)>,
+    /// Resolutions served: (interface, local, forwarded).
+    pub resolutions: Vec<(&'static str, u64, u64)>,
+    /// Forwarding, when the node forwards.
+    pub forwarding: Option<Forwarding>,
+    /// Store properties (RocksDB, the record cache).
+    pub store: Vec<(&'static str, u64)>,
+    /// Requests and connections refused, by limit.
+    pub refused: Vec<(&'static str, u64)>,
+}
+
+/// Forwarding figures since start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forwarding {
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub stale_answers: u64,
+    pub upstream_calls: u64,
+    pub remote_calls: u64,
+    pub failures: u64,
 }

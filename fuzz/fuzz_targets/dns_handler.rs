@@ -55,6 +55,7 @@ fn world() -> &'static World {
                 Arc::new(core),
                 DnsConfig::new(zone),
                 Arc::new(Admission::new(AdmissionConfig::default())),
+                Arc::new(idnode::telemetry::Telemetry::new()),
             ),
         }
     })

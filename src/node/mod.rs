@@ -28,6 +28,7 @@ use crate::store::backup::BackupSet;
 use crate::store::cache::CachedStore;
 use crate::store::rocks::{RocksConfig, RocksStore};
 use crate::store::SharedStore;
+use crate::telemetry::Telemetry;
 use crate::toplevel::{Endpoints, InterfaceCount, Report};
 use crate::upstream::{Forwarder, LocalLocator, LocalReporter, Locator, Reporter};
 
@@ -306,12 +307,15 @@ pub async fn serve(
         None => None,
     };
     let admission = Arc::new(Admission::new(config.admission.clone()));
+    // The node's one metrics registry: every adapter records into it, `/metrics` renders it.
+    let telemetry = Arc::new(Telemetry::new());
     let mut side_servers = Vec::new();
     if let (Some((udp, tcp)), Some((_, dns_config))) = (listeners.dns, &config.dns) {
         let handler = Arc::new(DnsHandler::new(
             Arc::clone(&core),
             dns_config.clone(),
             Arc::clone(&admission),
+            Arc::clone(&telemetry),
         ));
         side_servers.push(tokio::spawn(dns::serve_udp(
             Arc::clone(&handler),
@@ -324,6 +328,7 @@ pub async fn serve(
         let router = http::router(http::HttpState {
             core: Arc::clone(&core),
             admission: Arc::clone(&admission),
+            telemetry: Arc::clone(&telemetry),
         });
         let stop = shutdown.clone();
         let admission = Arc::clone(&admission);
@@ -365,14 +370,18 @@ pub async fn serve(
         .set_serving::<pb::admin_server::AdminServer<AdminService>>()
         .await;
     let max = config.max_message_bytes;
-    let resolver =
-        pb::resolver_server::ResolverServer::new(ResolverService::new(Arc::clone(&core)))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-    let registry =
-        pb::registry_server::RegistryServer::new(RegistryService::new(Arc::clone(&core)))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+    let resolver = pb::resolver_server::ResolverServer::new(ResolverService::new(
+        Arc::clone(&core),
+        Arc::clone(&telemetry),
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let registry = pb::registry_server::RegistryServer::new(RegistryService::new(
+        Arc::clone(&core),
+        Arc::clone(&telemetry),
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let mut backup = BackupSet::new(&config.data_dir).store("db", Arc::clone(core.store()));
     if let Some(t) = &node.toplevel {
         backup = backup.store("toplevel/db", Arc::clone(&t.store));
@@ -387,7 +396,7 @@ pub async fn serve(
         backup = backup.file(file);
     }
     core.set_backups(Arc::new(backup));
-    let admin = AdminService::new(Arc::clone(&core));
+    let admin = AdminService::new(Arc::clone(&core), Arc::clone(&telemetry));
     let admin = pb::admin_server::AdminServer::new(admin)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);

@@ -48,7 +48,6 @@ use crate::record::{Classification, Format, Record, RecordLimits, Value};
 pub use crate::store::backup::BackupReport;
 use crate::store::backup::BackupSet;
 use crate::store::{codec, Durability, SharedStore, Table};
-use crate::telemetry::Telemetry;
 use crate::template::Template;
 use latch::Latches;
 
@@ -195,7 +194,6 @@ pub struct Core {
     /// How identifiers this node does not serve are resolved; `None`: they are not found.
     remote: Option<Arc<dyn Remote>>,
     resolutions: ResolutionCounts,
-    telemetry: Telemetry,
     /// The operation log's head: (last sequence number, its hash).
     head: std::sync::Mutex<(u64, String)>,
     failures: crate::limits::AuthFailures,
@@ -258,7 +256,6 @@ impl Core {
             config,
             remote,
             resolutions: ResolutionCounts::default(),
-            telemetry: Telemetry::new(),
             head: std::sync::Mutex::new(head),
             failures: Default::default(),
             rates: crate::limits::Rates::new(crate::limits::MAX_ENTERPRISE_RATES),
@@ -355,11 +352,6 @@ impl Core {
     /// Resolutions refused because too many reads were waiting for the store.
     pub fn reads_refused(&self) -> u64 {
         self.reads.refused()
-    }
-
-    /// This node's metrics registry.
-    pub fn telemetry(&self) -> &Telemetry {
-        &self.telemetry
     }
 
     /// Resolves any identifier: from the store when this node serves its prefix (never

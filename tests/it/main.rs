@@ -1,6 +1,7 @@
 //! Integration tests: real nodes on 127.0.0.1:0, real RocksDB, tonic clients.
 
 mod admin;
+mod architecture;
 mod backup;
 mod badinput;
 mod batch;

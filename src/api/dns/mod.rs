@@ -45,6 +45,7 @@ use crate::api::admission::{Admission, Admitted, Refusal, Ticket};
 use crate::error::ErrorKind;
 use crate::identifier::Identifier;
 use crate::resolver::{Core, Filter, Interface, Place, Presented, Resolved};
+use crate::telemetry::Telemetry;
 
 /// The URI record type (RFC 7553), not built into hickory-proto.
 pub const URI: RecordType = RecordType::Unknown(256);
@@ -99,10 +100,17 @@ pub struct DnsHandler {
     /// The node's limits: request rate per client, requests in flight, request timeout,
     /// TCP connections.
     admission: Arc<Admission>,
+    /// Where queries are counted.
+    telemetry: Arc<Telemetry>,
 }
 
 impl DnsHandler {
-    pub fn new(core: Arc<Core>, config: DnsConfig, admission: Arc<Admission>) -> DnsHandler {
+    pub fn new(
+        core: Arc<Core>,
+        config: DnsConfig,
+        admission: Arc<Admission>,
+        telemetry: Arc<Telemetry>,
+    ) -> DnsHandler {
         let zone = config.zone.clone();
         let host = |l: &str| Name::from_ascii(l).and_then(|n| n.append_domain(&zone));
         let serial = std::time::SystemTime::now()
@@ -123,6 +131,7 @@ impl DnsHandler {
             core,
             config,
             admission,
+            telemetry,
         }
     }
 
@@ -414,8 +423,7 @@ impl DnsHandler {
     }
 
     fn count(&self, outcome: &'static str, started: Instant) {
-        self.core
-            .telemetry()
+        self.telemetry
             .request("dns", "query", outcome, started.elapsed());
     }
 }

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::resolver::{BatchItem, Core, CreateOutcome, Filter, Interface, Presented, Update};
+use crate::telemetry::Telemetry;
 use convert::status;
 
 /// Generated protobuf types and service stubs.
@@ -57,6 +58,7 @@ fn presented<T>(req: &Request<T>) -> Result<Presented, Status> {
 /// Runs `f` with the authenticated caller on the blocking pool.
 async fn call<T, R, F>(
     core: &Arc<Core>,
+    telemetry: &Telemetry,
     req: &Request<T>,
     op: &'static str,
     f: F,
@@ -73,28 +75,33 @@ where
             f(c, &caller)
         })
         .await;
-    observe(core, op, started, &r);
+    observe(telemetry, op, started, &r);
     r.map(Response::new).map_err(status)
 }
 
 /// Counts a request and its latency by outcome (the gRPC code's name).
-fn observe<R>(core: &Core, op: &'static str, started: std::time::Instant, r: &Result<R, Error>) {
+fn observe<R>(
+    telemetry: &Telemetry,
+    op: &'static str,
+    started: std::time::Instant,
+    r: &Result<R, Error>,
+) {
     let outcome = match r {
         Ok(_) => "ok",
         Err(e) => convert::outcome(e.kind),
     };
-    core.telemetry()
-        .request("grpc", op, outcome, started.elapsed());
+    telemetry.request("grpc", op, outcome, started.elapsed());
 }
 
 /// `idnode.v1.Resolver`.
 pub struct ResolverService {
     core: Arc<Core>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl ResolverService {
-    pub fn new(core: Arc<Core>) -> ResolverService {
-        ResolverService { core }
+    pub fn new(core: Arc<Core>, telemetry: Arc<Telemetry>) -> ResolverService {
+        ResolverService { core, telemetry }
     }
 }
 
@@ -117,7 +124,7 @@ impl pb::resolver_server::Resolver for ResolverService {
             .core
             .resolve_routed(presented, id, filter, hops, Interface::Grpc)
             .await;
-        observe(&self.core, "resolve", started, &resolved);
+        observe(&self.telemetry, "resolve", started, &resolved);
         Ok(Response::new(resolved_to(resolved.map_err(status)?)))
     }
 }
@@ -144,11 +151,12 @@ fn hops<T>(req: &Request<T>) -> Result<u32, Status> {
 /// `idnode.v1.Registry`.
 pub struct RegistryService {
     core: Arc<Core>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl RegistryService {
-    pub fn new(core: Arc<Core>) -> RegistryService {
-        RegistryService { core }
+    pub fn new(core: Arc<Core>, telemetry: Arc<Telemetry>) -> RegistryService {
+        RegistryService { core, telemetry }
     }
 }
 
@@ -176,12 +184,18 @@ impl pb::registry_server::Registry for RegistryService {
             .take()
             .ok_or_else(|| Status::invalid_argument("record is required"))?;
         let (id, record) = record_from(&self.core, record).map_err(status)?;
-        call(&self.core, &req, "create", move |c, caller| {
-            let outcome = c.create(caller, id, record)?;
-            Ok(pb::CreateResponse {
-                created: outcome == CreateOutcome::Created,
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "create",
+            move |c, caller| {
+                let outcome = c.create(caller, id, record)?;
+                Ok(pb::CreateResponse {
+                    created: outcome == CreateOutcome::Created,
+                })
+            },
+        )
         .await
     }
 
@@ -208,12 +222,18 @@ impl pb::registry_server::Registry for RegistryService {
                 ))
             }
         };
-        call(&self.core, &req, "update", move |c, caller| {
-            let record = c.update(caller, &id, update)?;
-            Ok(pb::UpdateResponse {
-                record: Some(convert::record_to(&id, record)),
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "update",
+            move |c, caller| {
+                let record = c.update(caller, &id, update)?;
+                Ok(pb::UpdateResponse {
+                    record: Some(convert::record_to(&id, record)),
+                })
+            },
+        )
         .await
     }
 
@@ -225,10 +245,16 @@ impl pb::registry_server::Registry for RegistryService {
             .core
             .parse_identifier(&req.get_ref().identifier)
             .map_err(status)?;
-        call(&self.core, &req, "delete", move |c, caller| {
-            c.delete(caller, &id)?;
-            Ok(pb::DeleteResponse {})
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "delete",
+            move |c, caller| {
+                c.delete(caller, &id)?;
+                Ok(pb::DeleteResponse {})
+            },
+        )
         .await
     }
 
@@ -237,12 +263,18 @@ impl pb::registry_server::Registry for RegistryService {
             .core
             .parse_identifier(&req.get_ref().identifier)
             .map_err(status)?;
-        call(&self.core, &req, "get", move |c, caller| {
-            let record = c.get(caller, &id)?;
-            Ok(pb::GetResponse {
-                record: Some(convert::record_to(&id, record)),
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "get",
+            move |c, caller| {
+                let record = c.get(caller, &id)?;
+                Ok(pb::GetResponse {
+                    record: Some(convert::record_to(&id, record)),
+                })
+            },
+        )
         .await
     }
 
@@ -386,13 +418,19 @@ impl pb::registry_server::Registry for RegistryService {
             r.page_size as usize
         };
         let cursor = (!r.cursor.is_empty()).then(|| r.cursor.clone());
-        call(&self.core, &req, "list", move |c, caller| {
-            let page = c.list(caller, &prefix, cursor.as_deref(), page_size)?;
-            Ok(pb::ListResponse {
-                identifiers: page.identifiers.iter().map(|i| i.to_string()).collect(),
-                next_cursor: page.next_cursor.unwrap_or_default(),
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "list",
+            move |c, caller| {
+                let page = c.list(caller, &prefix, cursor.as_deref(), page_size)?;
+                Ok(pb::ListResponse {
+                    identifiers: page.identifiers.iter().map(|i| i.to_string()).collect(),
+                    next_cursor: page.next_cursor.unwrap_or_default(),
+                })
+            },
+        )
         .await
     }
 
@@ -400,17 +438,23 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         req: Request<pb::GetCountsRequest>,
     ) -> Result<Response<pb::GetCountsResponse>, Status> {
-        call(&self.core, &req, "get_counts", |c, caller| {
-            let counts = c.counts(caller)?;
-            Ok(pb::GetCountsResponse {
-                node_total: counts.node_total,
-                prefixes: counts
-                    .prefixes
-                    .into_iter()
-                    .map(|(prefix, count)| pb::PrefixCount { prefix, count })
-                    .collect(),
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "get_counts",
+            |c, caller| {
+                let counts = c.counts(caller)?;
+                Ok(pb::GetCountsResponse {
+                    node_total: counts.node_total,
+                    prefixes: counts
+                        .prefixes
+                        .into_iter()
+                        .map(|(prefix, count)| pb::PrefixCount { prefix, count })
+                        .collect(),
+                })
+            },
+        )
         .await
     }
 
@@ -424,12 +468,18 @@ impl pb::registry_server::Registry for RegistryService {
             .take()
             .ok_or_else(|| Status::invalid_argument("template is required"))?;
         let template = convert::template_from(template).map_err(status)?;
-        call(&self.core, &req, "register_template", move |c, caller| {
-            let outcome = c.register_template(caller, template)?;
-            Ok(pb::RegisterTemplateResponse {
-                created: outcome == CreateOutcome::Created,
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "register_template",
+            move |c, caller| {
+                let outcome = c.register_template(caller, template)?;
+                Ok(pb::RegisterTemplateResponse {
+                    created: outcome == CreateOutcome::Created,
+                })
+            },
+        )
         .await
     }
 
@@ -441,12 +491,18 @@ impl pb::registry_server::Registry for RegistryService {
             .core
             .parse_identifier(&req.get_ref().identifier)
             .map_err(status)?;
-        call(&self.core, &req, "get_template", move |c, _| {
-            let t = c.template(&id)?;
-            Ok(pb::GetTemplateResponse {
-                template: Some(convert::template_to(&t)),
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "get_template",
+            move |c, _| {
+                let t = c.template(&id)?;
+                Ok(pb::GetTemplateResponse {
+                    template: Some(convert::template_to(&t)),
+                })
+            },
+        )
         .await
     }
 
@@ -460,12 +516,18 @@ impl pb::registry_server::Registry for RegistryService {
         } else {
             Some(self.core.parse_prefix(&text).map_err(status)?)
         };
-        call(&self.core, &req, "list_templates", move |c, _| {
-            let templates = c.list_templates(prefix.as_ref())?;
-            Ok(pb::ListTemplatesResponse {
-                templates: templates.iter().map(convert::template_to).collect(),
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "list_templates",
+            move |c, _| {
+                let templates = c.list_templates(prefix.as_ref())?;
+                Ok(pb::ListTemplatesResponse {
+                    templates: templates.iter().map(convert::template_to).collect(),
+                })
+            },
+        )
         .await
     }
 
@@ -474,10 +536,16 @@ impl pb::registry_server::Registry for RegistryService {
         req: Request<pb::GrantRequest>,
     ) -> Result<Response<pb::GrantResponse>, Status> {
         let (scope, grantee) = grant_args(&self.core, req.get_ref())?;
-        call(&self.core, &req, "grant", move |c, caller| {
-            c.grant(caller, &scope, &grantee)?;
-            Ok(pb::GrantResponse {})
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "grant",
+            move |c, caller| {
+                c.grant(caller, &scope, &grantee)?;
+                Ok(pb::GrantResponse {})
+            },
+        )
         .await
     }
 
@@ -486,10 +554,16 @@ impl pb::registry_server::Registry for RegistryService {
         req: Request<pb::GrantRequest>,
     ) -> Result<Response<pb::GrantResponse>, Status> {
         let (scope, grantee) = grant_args(&self.core, req.get_ref())?;
-        call(&self.core, &req, "revoke_grant", move |c, caller| {
-            c.revoke_grant(caller, &scope, &grantee)?;
-            Ok(pb::GrantResponse {})
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "revoke_grant",
+            move |c, caller| {
+                c.revoke_grant(caller, &scope, &grantee)?;
+                Ok(pb::GrantResponse {})
+            },
+        )
         .await
     }
 
@@ -501,19 +575,25 @@ impl pb::registry_server::Registry for RegistryService {
             .core
             .parse_prefix(&req.get_ref().prefix)
             .map_err(status)?;
-        call(&self.core, &req, "list_grants", move |c, caller| {
-            Ok(pb::ListGrantsResponse {
-                grants: c
-                    .grants(caller, &prefix)?
-                    .into_iter()
-                    .map(|g| pb::GrantInfo {
-                        scope: g.scope,
-                        grantee: g.grantee,
-                        granted_at: g.granted_at,
-                    })
-                    .collect(),
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "list_grants",
+            move |c, caller| {
+                Ok(pb::ListGrantsResponse {
+                    grants: c
+                        .grants(caller, &prefix)?
+                        .into_iter()
+                        .map(|g| pb::GrantInfo {
+                            scope: g.scope,
+                            grantee: g.grantee,
+                            granted_at: g.granted_at,
+                        })
+                        .collect(),
+                })
+            },
+        )
         .await
     }
 
@@ -525,15 +605,21 @@ impl pb::registry_server::Registry for RegistryService {
             .core
             .parse_identifier(&req.get_ref().identifier)
             .map_err(status)?;
-        call(&self.core, &req, "get_proof", move |c, caller| {
-            let p = c.proof(caller, &id)?;
-            Ok(pb::GetProofResponse {
-                entries: p.entries.into_iter().map(convert::log_entry_to).collect(),
-                consistent: p.consistent,
-                head_seq: p.head.0,
-                head_hash: p.head.1,
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "get_proof",
+            move |c, caller| {
+                let p = c.proof(caller, &id)?;
+                Ok(pb::GetProofResponse {
+                    entries: p.entries.into_iter().map(convert::log_entry_to).collect(),
+                    consistent: p.consistent,
+                    head_seq: p.head.0,
+                    head_hash: p.head.1,
+                })
+            },
+        )
         .await
     }
 }
@@ -596,11 +682,12 @@ fn item_result(
 /// `idnode.v1.Admin`.
 pub struct AdminService {
     core: Arc<Core>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl AdminService {
-    pub fn new(core: Arc<Core>) -> AdminService {
-        AdminService { core }
+    pub fn new(core: Arc<Core>, telemetry: Arc<Telemetry>) -> AdminService {
+        AdminService { core, telemetry }
     }
 }
 
@@ -614,14 +701,20 @@ impl pb::admin_server::Admin for AdminService {
         let prefix = self.core.parse_prefix(&r.prefix).map_err(status)?;
         let (name, industry) = (r.name.clone(), r.industry_code.clone());
         let ttl = (r.token_ttl_secs > 0).then_some(r.token_ttl_secs);
-        call(&self.core, &req, "create_enterprise", move |c, caller| {
-            let (enterprise, token) =
-                c.create_enterprise(caller, &prefix, &name, &industry, ttl)?;
-            Ok(pb::CreateEnterpriseResponse {
-                enterprise: Some(convert::enterprise_to(&enterprise, 0)),
-                token,
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "create_enterprise",
+            move |c, caller| {
+                let (enterprise, token) =
+                    c.create_enterprise(caller, &prefix, &name, &industry, ttl)?;
+                Ok(pb::CreateEnterpriseResponse {
+                    enterprise: Some(convert::enterprise_to(&enterprise, 0)),
+                    token,
+                })
+            },
+        )
         .await
     }
 
@@ -629,19 +722,25 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::ListEnterprisesRequest>,
     ) -> Result<Response<pb::ListEnterprisesResponse>, Status> {
-        call(&self.core, &req, "list_enterprises", |c, caller| {
-            let all = c.list_enterprises(caller)?;
-            let enterprises = all
-                .iter()
-                .map(|e| {
-                    let count = crate::identifier::Prefix::parse(&e.prefix)
-                        .map_err(Error::internal)
-                        .and_then(|p| c.count_of(&p))?;
-                    Ok(convert::enterprise_to(e, count))
-                })
-                .collect::<Result<_, Error>>()?;
-            Ok(pb::ListEnterprisesResponse { enterprises })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "list_enterprises",
+            |c, caller| {
+                let all = c.list_enterprises(caller)?;
+                let enterprises = all
+                    .iter()
+                    .map(|e| {
+                        let count = crate::identifier::Prefix::parse(&e.prefix)
+                            .map_err(Error::internal)
+                            .and_then(|p| c.count_of(&p))?;
+                        Ok(convert::enterprise_to(e, count))
+                    })
+                    .collect::<Result<_, Error>>()?;
+                Ok(pb::ListEnterprisesResponse { enterprises })
+            },
+        )
         .await
     }
 
@@ -655,11 +754,17 @@ impl pb::admin_server::Admin for AdminService {
             .map_err(status)?;
         let keep = req.get_ref().keep_previous;
         let ttl = (req.get_ref().token_ttl_secs > 0).then_some(req.get_ref().token_ttl_secs);
-        call(&self.core, &req, "rotate_token", move |c, caller| {
-            Ok(pb::RotateTokenResponse {
-                token: c.rotate_token(caller, &prefix, keep, ttl)?,
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "rotate_token",
+            move |c, caller| {
+                Ok(pb::RotateTokenResponse {
+                    token: c.rotate_token(caller, &prefix, keep, ttl)?,
+                })
+            },
+        )
         .await
     }
 
@@ -671,10 +776,16 @@ impl pb::admin_server::Admin for AdminService {
             .core
             .parse_prefix(&req.get_ref().prefix)
             .map_err(status)?;
-        call(&self.core, &req, "revoke_tokens", move |c, caller| {
-            c.revoke_tokens(caller, &prefix)?;
-            Ok(pb::RevokeTokensResponse {})
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "revoke_tokens",
+            move |c, caller| {
+                c.revoke_tokens(caller, &prefix)?;
+                Ok(pb::RevokeTokensResponse {})
+            },
+        )
         .await
     }
 
@@ -682,34 +793,40 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::GetNodeInfoRequest>,
     ) -> Result<Response<pb::GetNodeInfoResponse>, Status> {
-        call(&self.core, &req, "get_node_info", |c, _| {
-            let cfg = c.config();
-            let (mut local, mut forwarded) = (0, 0);
-            for via in Interface::ALL {
-                let (l, f) = c.resolutions().get(via);
-                local += l;
-                forwarded += f;
-            }
-            let mut info = pb::GetNodeInfoResponse {
-                node_prefix: cfg.node_prefix.to_string(),
-                node_name: cfg.node_name.clone(),
-                registered: c.node_total()?,
-                enterprises: c.enterprise_count() as u32,
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                resolved_local: local,
-                resolved_forwarded: forwarded,
-                ..Default::default()
-            };
-            if let Some(remote) = c.remote() {
-                let s = remote.stats();
-                info.cache_hits = s.cache_hits;
-                info.stale_answers = s.stale_answers;
-                info.upstream_calls = s.upstream_calls;
-                info.remote_calls = s.remote_calls;
-                info.upstream = remote.describe();
-            }
-            Ok(info)
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "get_node_info",
+            |c, _| {
+                let cfg = c.config();
+                let (mut local, mut forwarded) = (0, 0);
+                for via in Interface::ALL {
+                    let (l, f) = c.resolutions().get(via);
+                    local += l;
+                    forwarded += f;
+                }
+                let mut info = pb::GetNodeInfoResponse {
+                    node_prefix: cfg.node_prefix.to_string(),
+                    node_name: cfg.node_name.clone(),
+                    registered: c.node_total()?,
+                    enterprises: c.enterprise_count() as u32,
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    resolved_local: local,
+                    resolved_forwarded: forwarded,
+                    ..Default::default()
+                };
+                if let Some(remote) = c.remote() {
+                    let s = remote.stats();
+                    info.cache_hits = s.cache_hits;
+                    info.stale_answers = s.stale_answers;
+                    info.upstream_calls = s.upstream_calls;
+                    info.remote_calls = s.remote_calls;
+                    info.upstream = remote.describe();
+                }
+                Ok(info)
+            },
+        )
         .await
     }
 
@@ -722,10 +839,16 @@ impl pb::admin_server::Admin for AdminService {
             .parse_prefix(&req.get_ref().prefix)
             .map_err(status)?;
         let quota = convert::quota_from(req.get_ref().quota.unwrap_or_default());
-        call(&self.core, &req, "set_quota", move |c, caller| {
-            c.set_quota(caller, &prefix, quota)?;
-            Ok(pb::SetQuotaResponse {})
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "set_quota",
+            move |c, caller| {
+                c.set_quota(caller, &prefix, quota)?;
+                Ok(pb::SetQuotaResponse {})
+            },
+        )
         .await
     }
 
@@ -734,10 +857,16 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::BackupRequest>,
     ) -> Result<Response<pb::BackupResponse>, Status> {
         let destination = req.get_ref().destination.clone();
-        call(&self.core, &req, "backup", move |c, caller| {
-            c.backup(caller, std::path::Path::new(&destination))
-                .map(convert::backup_to)
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "backup",
+            move |c, caller| {
+                c.backup(caller, std::path::Path::new(&destination))
+                    .map(convert::backup_to)
+            },
+        )
         .await
     }
 
@@ -749,15 +878,21 @@ impl pb::admin_server::Admin for AdminService {
             .core
             .parse_prefix(&req.get_ref().prefix)
             .map_err(status)?;
-        call(&self.core, &req, "get_usage", move |c, caller| {
-            let u = c.usage(caller, &prefix)?;
-            Ok(pb::GetUsageResponse {
-                prefix: u.prefix,
-                quota: Some(convert::quota_to(&u.quota)),
-                registered: u.registered,
-                registered_today: u.registered_today,
-            })
-        })
+        call(
+            &self.core,
+            &self.telemetry,
+            &req,
+            "get_usage",
+            move |c, caller| {
+                let u = c.usage(caller, &prefix)?;
+                Ok(pb::GetUsageResponse {
+                    prefix: u.prefix,
+                    quota: Some(convert::quota_to(&u.quota)),
+                    registered: u.registered,
+                    registered_today: u.registered_today,
+                })
+            },
+        )
         .await
     }
 }

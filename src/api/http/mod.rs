@@ -35,7 +35,7 @@ use crate::auth::Caller;
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
 use crate::resolver::{Core, CreateOutcome, Filter, Interface, Presented, Update};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Figures, Forwarding, Telemetry};
 use convert::code;
 
 /// Most identifiers one listing page returns (also the page of a listing without
@@ -49,6 +49,7 @@ const MAX_SKIP: usize = 10_000;
 pub struct HttpState {
     pub core: Arc<Core>,
     pub admission: Arc<Admission>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// The routes of the HTTP interface.
@@ -402,7 +403,7 @@ async fn read(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     observed(
-        s.core.telemetry(),
+        &s.telemetry,
         "get",
         read_inner(&s, &handle, raw.as_deref(), &headers, client),
     )
@@ -462,7 +463,7 @@ async fn write(
     body: Bytes,
 ) -> Result<Response, Failure> {
     observed(
-        s.core.telemetry(),
+        &s.telemetry,
         "put",
         write_inner(&s, &handle, raw.as_deref(), &headers, body, client),
     )
@@ -603,7 +604,7 @@ async fn remove(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     observed(
-        s.core.telemetry(),
+        &s.telemetry,
         "delete",
         remove_inner(&s, &handle, raw.as_deref(), &headers, client),
     )
@@ -659,7 +660,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     observed(
-        s.core.telemetry(),
+        &s.telemetry,
         "list",
         list_inner(&s, raw.as_deref(), &headers, client),
     )
@@ -784,29 +785,60 @@ async fn healthz(State(s): State<HttpState>) -> Response {
 async fn metrics(State(s): State<HttpState>) -> Response {
     // A scrape that cannot render is an error, never an empty 200 (an empty page reads as
     // "no series" to Prometheus).
-    let mut text = match s.core.blocking(|c| Ok(c.telemetry().render(c))).await {
-        Ok(text) => text,
-        Err(e) => return Failure::from(e).into_response(),
-    };
-    let r = s.admission.refused();
-    text.push_str(
-        "# HELP idnode_refused_total Requests and connections refused by admission limits.\n",
-    );
-    text.push_str("# TYPE idnode_refused_total counter\n");
-    for (limit, n) in [
-        ("client_rate", r.rate),
-        ("in_flight", r.busy),
-        ("timeout", r.timeouts),
-        ("connections", r.connections),
-        ("idle", r.idle),
-        ("read_queue", s.core.reads_refused()),
-    ] {
-        text.push_str(&format!("idnode_refused_total{{limit=\"{limit}\"}} {n}\n"));
+    let admission = Arc::clone(&s.admission);
+    let telemetry = Arc::clone(&s.telemetry);
+    let rendered = s
+        .core
+        .blocking(move |c| Ok(telemetry.render(&figures(c, &admission))))
+        .await;
+    match rendered {
+        Ok(text) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            text,
+        )
+            .into_response(),
+        Err(e) => Failure::from(e).into_response(),
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+}
+
+/// What `/metrics` shows besides the requests recorded in the registry. Blocking (counts
+/// and store properties).
+fn figures(core: &Core, admission: &Admission) -> Figures {
+    let counts = core
+        .counts(&Caller::Admin)
+        .map_err(|e| tracing::warn!(error = %e, "metrics: counts unavailable"))
+        .ok();
+    let r = admission.refused();
+    Figures {
+        registered: counts.as_ref().map(|c| c.node_total),
+        registered_by_prefix: counts.map(|c| c.prefixes).unwrap_or_default(),
+        resolutions: Interface::ALL
+            .iter()
+            .map(|via| {
+                let (local, forwarded) = core.resolutions().get(*via);
+                (via.name(), local, forwarded)
+            })
+            .collect(),
+        forwarding: core.remote().map(|remote| {
+            let s = remote.stats();
+            Forwarding {
+                cache_hits: s.cache_hits,
+                cache_misses: s.forwarded.saturating_sub(s.cache_hits),
+                stale_answers: s.stale_answers,
+                upstream_calls: s.upstream_calls,
+                remote_calls: s.remote_calls,
+                failures: s.failures,
+            }
+        }),
+        store: core.store().properties(),
+        refused: vec![
+            ("client_rate", r.rate),
+            ("in_flight", r.busy),
+            ("timeout", r.timeouts),
+            ("connections", r.connections),
+            ("idle", r.idle),
+            ("read_queue", core.reads_refused()),
+        ],
+    }
 }
