@@ -1,40 +1,17 @@
-//! `idnode grant ...` and `idnode audit ...`.
+//! `idnode audit ...`: check a node's operation log against its records and the signed heads
+//! (read-only, offline), or show the log entries of one identifier (from a running node).
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 
-use super::Connection;
+use super::canonical::canonical_identifier;
+use super::connect::Connection;
 use idnode::api::grpc::pb;
 use idnode::audit::{self, SignedHead};
 use idnode::store::rocks::{RocksConfig, RocksStore};
 use idnode::store::{Store, Table};
-
-#[derive(Subcommand)]
-pub enum GrantCommand {
-    /// Let GRANTEE (an enterprise prefix) read the partner values under SCOPE (a prefix or
-    /// an identifier you own).
-    Add {
-        scope: String,
-        grantee: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// Take a grant back.
-    Revoke {
-        scope: String,
-        grantee: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-    /// The grants under a prefix you own.
-    List {
-        prefix: String,
-        #[command(flatten)]
-        conn: Connection,
-    },
-}
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -57,64 +34,6 @@ pub enum AuditCommand {
         #[command(flatten)]
         conn: Connection,
     },
-}
-
-pub async fn grant(cmd: GrantCommand) -> anyhow::Result<()> {
-    match cmd {
-        GrantCommand::Add {
-            scope,
-            grantee,
-            conn,
-        } => {
-            let c = conn.connect().await?;
-            c.registry()
-                .grant(pb::GrantRequest {
-                    scope: scope.clone(),
-                    grantee: grantee.clone(),
-                })
-                .await
-                .map_err(|s| c.fail(s))?;
-            println!(
-                "{} may read the partner values under {}",
-                super::canonical_prefix(&grantee),
-                super::canonical_scope(&scope)
-            );
-            Ok(())
-        }
-        GrantCommand::Revoke {
-            scope,
-            grantee,
-            conn,
-        } => {
-            let c = conn.connect().await?;
-            c.registry()
-                .revoke_grant(pb::GrantRequest {
-                    scope: scope.clone(),
-                    grantee: grantee.clone(),
-                })
-                .await
-                .map_err(|s| c.fail(s))?;
-            println!(
-                "revoked the grant of {} on {}",
-                super::canonical_prefix(&grantee),
-                super::canonical_scope(&scope)
-            );
-            Ok(())
-        }
-        GrantCommand::List { prefix, conn } => {
-            let c = conn.connect().await?;
-            let r = c
-                .registry()
-                .list_grants(pb::ListGrantsRequest { prefix })
-                .await
-                .map_err(|s| c.fail(s))?
-                .into_inner();
-            for g in r.grants {
-                println!("{:<40} {}", g.scope, g.grantee);
-            }
-            Ok(())
-        }
-    }
 }
 
 fn read_only(path: PathBuf) -> anyhow::Result<RocksStore> {
@@ -208,7 +127,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            let identifier = super::canonical_identifier(&identifier);
+            let identifier = canonical_identifier(&identifier);
             if c.json() {
                 let entries: Vec<_> = p
                     .entries

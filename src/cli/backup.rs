@@ -4,9 +4,47 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Subcommand;
 
-use super::Client;
+use super::connect::{Client, Connection};
 use idnode::api::grpc::pb;
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Back up the running node (admin token): its stores and key files, into DEST on the
+    /// node's machine. Incremental: repeat into the same DEST.
+    Backup {
+        dest: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Rebuild a data directory from a backup directory (the node must not be running on
+    /// it; the directory must hold no store yet).
+    Restore {
+        src: PathBuf,
+        /// The data directory to create (required unless --list).
+        #[arg(long, required_unless_present = "list")]
+        data_dir: Option<PathBuf>,
+        /// The backup number (default: the latest).
+        #[arg(long)]
+        backup_id: Option<u32>,
+        /// List the backups in SRC instead.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+pub async fn run(cmd: BackupCommand) -> anyhow::Result<()> {
+    match cmd {
+        BackupCommand::Backup { dest, conn } => backup(&conn.connect().await?, &dest, false).await,
+        BackupCommand::Restore {
+            src,
+            data_dir,
+            backup_id,
+            list,
+        } => restore(&src, data_dir.as_deref(), backup_id, list),
+    }
+}
 
 /// The backup directory as the node must see it: absolute (the node's working directory
 /// is not the caller's).

@@ -9,13 +9,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use clap::Args;
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::Connection;
+use super::connect::Connection;
 use idnode::api::grpc::pb;
 use idnode::bulk::gen::{self, GenConfig};
 use idnode::bulk::{self, Format};
+
+#[derive(Subcommand)]
+pub enum BulkCommand {
+    /// Write a synthetic, reproducible data set (JSON Lines or CSV).
+    Gen(GenArgs),
+    /// Import a data set: online over BatchCreate, or --offline into a stopped node.
+    Import(ImportArgs),
+}
+
+pub async fn run(cmd: BulkCommand) -> anyhow::Result<()> {
+    match cmd {
+        BulkCommand::Gen(g) => gen(g),
+        BulkCommand::Import(i) => import(i).await,
+    }
+}
 
 #[derive(Args)]
 pub struct GenArgs {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 
-use super::{show_record, Connection};
+use super::canonical::canonical_prefix;
+use super::connect::Connection;
+use super::record_print::show_record;
 use idnode::api::grpc::pb;
 use idnode::toplevel::TopLevelConfig;
 use idnode::upstream::ForwardConfig;
@@ -353,7 +355,7 @@ async fn node(cmd: NodeCommand) -> anyhow::Result<()> {
                 .map_err(|s| c.fail(s))?;
             println!(
                 "removed the delegation of {}",
-                super::canonical_prefix(&node_prefix)
+                canonical_prefix(&node_prefix)
             );
             Ok(())
         }
