@@ -204,24 +204,11 @@ pub async fn run(cmd: RecordCommand) -> anyhow::Result<()> {
                 }
                 pb::update_request::Change::Replace(pb::ValueList { values })
             } else {
-                // Add or modify by index, as the current record dictates.
-                let current = c
-                    .registry()
-                    .get(pb::GetRequest {
-                        identifier: identifier.clone(),
-                    })
-                    .await
-                    .map_err(|s| c.fail(s))?
-                    .into_inner()
-                    .record
-                    .unwrap_or_default();
-                let (modify, add) = values
-                    .into_iter()
-                    .partition(|v| current.values.iter().any(|x| x.index == v.index));
+                // Put by index: the node adds or replaces, as the record has the index.
                 pb::update_request::Change::Edit(pb::ValueEdit {
-                    add,
-                    modify,
+                    put: values,
                     remove,
+                    ..Default::default()
                 })
             };
             let r = c

@@ -51,11 +51,14 @@ pub enum Update {
     /// Replace every value.
     Replace(Vec<Value>),
     /// Add new values (error if the index exists), modify existing ones (error if it does
-    /// not) and remove indexes (error if absent), applied together or not at all.
+    /// not), remove indexes (error if absent) and put values (added or replacing, as the
+    /// record has the index or not), applied together under the identifier's latch or not
+    /// at all: no client reads the record first to decide.
     Edit {
         add: Vec<Value>,
         modify: Vec<Value>,
         remove: Vec<u32>,
+        put: Vec<Value>,
     },
 }
 
@@ -269,6 +272,30 @@ impl Core {
             .unwrap_or_else(|| Err(Error::internal("create without outcome")))
     }
 
+    /// Registers `id` with `record`, or replaces the values of the record it has (a Handle
+    /// `PUT` that may overwrite). Returns true when it registered. Another writer creating
+    /// or deleting `id` in between makes it try again (at most three times), so the
+    /// outcome is one or the other, never an error of the race.
+    pub fn put(&self, caller: &Caller, id: Identifier, record: Record) -> Result<bool> {
+        for _ in 0..3 {
+            match self.update(caller, &id, Update::Replace(record.values.clone())) {
+                Ok(_) => return Ok(false),
+                Err(e) if e.kind == ErrorKind::NotFound && e.reason.is_none() => {}
+                Err(e) => return Err(e),
+            }
+            match self.create(caller, id.clone(), record.clone()) {
+                Ok(CreateOutcome::Created) => return Ok(true),
+                Ok(CreateOutcome::AlreadyPresent) => return Ok(false),
+                Err(e) if e.kind == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("{id} changed under three attempts to write it: retry"),
+        ))
+    }
+
     pub(super) fn commit(&self, batch: Batch) -> Result<()> {
         self.store
             .write(batch, self.config.durability)
@@ -479,19 +506,20 @@ impl Core {
                 add,
                 modify,
                 remove,
+                put,
             } => {
                 let mut by_index: std::collections::BTreeMap<u32, Value> =
                     current.values.into_iter().map(|v| (v.index, v)).collect();
                 for i in &remove {
                     if by_index.remove(i).is_none() {
-                        return Err(Error::not_found(format!(
-                            "{id} has no value at index {i} to remove"
+                        return Err(Error::value_not_found(format!(
+                            "{id} has no value at index {i}"
                         )));
                     }
                 }
                 for mut v in modify {
                     if !by_index.contains_key(&v.index) {
-                        return Err(Error::not_found(format!(
+                        return Err(Error::value_not_found(format!(
                             "{id} has no value at index {} to modify",
                             v.index
                         )));
@@ -501,12 +529,20 @@ impl Core {
                 }
                 for mut v in add {
                     if by_index.contains_key(&v.index) {
-                        return Err(Error::new(
-                            ErrorKind::AlreadyExists,
-                            format!("{id} already has a value at index {}", v.index),
-                        ));
+                        return Err(Error::value_exists(format!(
+                            "{id} already has a value at index {}",
+                            v.index
+                        )));
                     }
                     v.timestamp = ts;
+                    by_index.insert(v.index, v);
+                }
+                for mut v in put {
+                    // An unchanged value keeps its timestamp, as in a replacement.
+                    v.timestamp = match by_index.get(&v.index) {
+                        Some(old) if old.same_content(&v) => old.timestamp,
+                        _ => ts,
+                    };
                     by_index.insert(v.index, v);
                 }
                 Record {

@@ -14,6 +14,7 @@ fn edit(
         add,
         modify,
         remove,
+        put: vec![],
     })
 }
 
@@ -817,6 +818,7 @@ async fn templates_validate_records_on_write() {
                 add: vec![],
                 modify: vec![],
                 remove: vec![3],
+                put: vec![],
             })),
         })
         .await
@@ -974,4 +976,80 @@ async fn acknowledged_records_survive_a_restart() {
         .unwrap()
         .into_inner();
     assert_eq!(counts.node_total, 200);
+}
+
+/// `put` sets values by index in one operation under the identifier's latch: added where
+/// the index is free, replacing otherwise; an unchanged value keeps its timestamp. The CLI
+/// and the Handle API use it instead of reading the record first.
+#[tokio::test]
+async fn put_adds_or_replaces_by_index_in_one_update() {
+    let node = TestNode::start_empty().await;
+    let token = node.enterprise("88.101.5", "Put Co").await;
+    let mut reg = node.registry(Some(&token));
+    reg.create(create(record(
+        "88.101.5/P-1",
+        vec![text(1, "URL", "https://e.cn/1"), text(2, "EMAIL", "a@e.cn")],
+    )))
+    .await
+    .unwrap();
+    let before = reg
+        .get(pb::GetRequest {
+            identifier: "88.101.5/P-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    let after = reg
+        .update(pb::UpdateRequest {
+            identifier: "88.101.5/P-1".into(),
+            change: Some(pb::update_request::Change::Edit(pb::ValueEdit {
+                put: vec![
+                    text(1, "URL", "https://e.cn/changed"),
+                    text(2, "EMAIL", "a@e.cn"),
+                    text(5, "NOTE", "new"),
+                ],
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    let at = |r: &pb::Record, i: u32| r.values.iter().find(|v| v.index == i).cloned().unwrap();
+    assert_eq!(after.values.len(), 3);
+    assert_eq!(at(&after, 1).data, b"https://e.cn/changed");
+    assert_eq!(at(&after, 5).data, b"new");
+    assert_eq!(at(&after, 2).timestamp, at(&before, 2).timestamp);
+    // `add` of a taken index is refused as a value that exists, nothing changes.
+    let e = reg
+        .update(pb::UpdateRequest {
+            identifier: "88.101.5/P-1".into(),
+            change: Some(pb::update_request::Change::Edit(pb::ValueEdit {
+                add: vec![text(5, "NOTE", "again")],
+                put: vec![text(6, "NOTE", "six")],
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    assert_eq!(
+        e.metadata()
+            .get("x-idnode-reason")
+            .map(|v| v.to_str().unwrap()),
+        Some("201")
+    );
+    let now = reg
+        .get(pb::GetRequest {
+            identifier: "88.101.5/P-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    assert_eq!(now.values.len(), 3, "all or nothing");
 }

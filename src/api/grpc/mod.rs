@@ -215,6 +215,7 @@ impl pb::registry_server::Registry for RegistryService {
                 add: convert::values_from(edit.add).map_err(status)?,
                 modify: convert::values_from(edit.modify).map_err(status)?,
                 remove: edit.remove,
+                put: convert::values_from(edit.put).map_err(status)?,
             },
             None => {
                 return Err(Status::invalid_argument(

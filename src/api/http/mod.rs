@@ -520,6 +520,7 @@ async fn write_inner(
         ))
     };
 
+    let id_for_edit = id.clone();
     if idx.is_empty() && !various {
         let record = crate::record::Record::new(values);
         let (target, creator) = (id.clone(), caller.clone());
@@ -542,16 +543,9 @@ async fn write_inner(
                 Err(e) => Err(e.into()),
             };
         }
-        // Overwrite: replace when present, else create.
+        // Overwrite: replace when present, else create (one core operation).
         s.core
-            .blocking(move |c| {
-                match c.update(&creator, &target, Update::Replace(record.values.clone())) {
-                    Err(e) if e.kind == ErrorKind::NotFound => {
-                        c.create(&creator, target, record).map(|_| ())
-                    }
-                    other => other.map(|_| ()),
-                }
-            })
+            .blocking(move |c| c.put(&creator, target, record))
             .await?;
         return done(StatusCode::OK, code::SUCCESS);
     }
@@ -569,29 +563,24 @@ async fn write_inner(
             )));
         }
     }
-    let target = id.clone();
+    // Without overwrite a value already at an index is a conflict (Handle 201); with it,
+    // values are put: added or replacing, as the record has the index.
+    let edit = match overwrite {
+        true => Update::Edit {
+            add: Vec::new(),
+            modify: Vec::new(),
+            remove: Vec::new(),
+            put: values,
+        },
+        false => Update::Edit {
+            add: values,
+            modify: Vec::new(),
+            remove: Vec::new(),
+            put: Vec::new(),
+        },
+    };
     s.core
-        .blocking(move |c| {
-            let current = c.get(&caller, &target)?;
-            let (modify, add): (Vec<_>, Vec<_>) = values
-                .into_iter()
-                .partition(|v| current.value(v.index).is_some());
-            if !overwrite && !modify.is_empty() {
-                return Err(Error::value_exists(format!(
-                    "{target} already has a value at index {}",
-                    modify[0].index
-                )));
-            }
-            c.update(
-                &caller,
-                &target,
-                Update::Edit {
-                    add,
-                    modify,
-                    remove: Vec::new(),
-                },
-            )
-        })
+        .blocking(move |c| c.update(&caller, &id_for_edit, edit))
         .await?;
     done(StatusCode::OK, code::SUCCESS)
 }
@@ -629,22 +618,13 @@ async fn remove_inner(
             if idx.is_empty() {
                 return c.delete(&caller, &target);
             }
-            let current = c.get(&caller, &target)?;
-            if let Some(missing) = idx.iter().find(|i| current.value(**i).is_none()) {
-                return Err(Error::value_not_found(format!(
-                    "{target} has no value at index {missing}"
-                )));
-            }
-            c.update(
-                &caller,
-                &target,
-                Update::Edit {
-                    add: Vec::new(),
-                    modify: Vec::new(),
-                    remove: idx,
-                },
-            )
-            .map(|_| ())
+            let edit = Update::Edit {
+                add: Vec::new(),
+                modify: Vec::new(),
+                remove: idx,
+                put: Vec::new(),
+            };
+            c.update(&caller, &target, edit).map(|_| ())
         })
         .await?;
     Ok(reply(

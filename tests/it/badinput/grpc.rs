@@ -61,6 +61,7 @@ fn edit(identifier: &str, add: Vec<pb::Value>, modify: Vec<pb::Value>) -> pb::Up
             add,
             modify,
             remove: vec![],
+            put: vec![],
         })),
     }
 }
