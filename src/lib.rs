@@ -12,6 +12,8 @@
 //! - [`error`]: the protocol-neutral `Error` and `ErrorKind`.
 //! - [`failpoint`]: failure injection for crash-safety tests (`IDNODE_FAILPOINT`, test-only).
 //! - [`audit`]: verification of the hash-chained operation log and of signed log heads.
+//! - [`blocking`]: how blocking work leaves the async workers (the blocking pool, the store-read
+//!   threads).
 //! - [`bulk`]: synthetic data sets, import formats (JSON Lines, CSV), offline import.
 //! - [`dataset`]: the JSON record format of files (seeds, `register --file`, output).
 //! - [`store`]: the `Store` trait, its RocksDB and in-memory implementations, the on-disk codec.
@@ -34,6 +36,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod blocking;
 pub mod bulk;
 pub mod config;
 pub mod credentials;

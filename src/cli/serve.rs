@@ -113,7 +113,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listeners = idnode::node::bind(&config).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signalled = crate::signals(shutdown.clone())?;
-    let opened = idnode::node::open(&config, args.reset_admin_token)?;
+    // RocksDB's open and seeding block: off the async workers, like all store work.
+    let reset = args.reset_admin_token;
+    let config = std::sync::Arc::new(config);
+    let opening = std::sync::Arc::clone(&config);
+    let opened = idnode::blocking::run(move || idnode::node::open(&opening, reset)).await??;
     let addr = listeners.grpc_addr()?;
     match opened.admin_bootstrap {
         idnode::resolver::AdminBootstrap::Created => println!(

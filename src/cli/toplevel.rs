@@ -143,7 +143,12 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                 goal,
                 ..Default::default()
             };
-            let top = idnode::node::toplevel::open(&data_dir, config, 64 << 20, reset_admin_token)?;
+            // RocksDB's open blocks: off the async workers, like all store work.
+            let dir = data_dir.clone();
+            let top = idnode::blocking::run(move || {
+                idnode::node::toplevel::open(&dir, config, 64 << 20, reset_admin_token)
+            })
+            .await??;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding gRPC on {addr}"))?;

@@ -13,7 +13,6 @@ mod latch;
 mod log;
 mod places;
 mod quota;
-mod reads;
 mod register;
 mod templates;
 
@@ -201,7 +200,7 @@ pub struct Core {
     rates: crate::limits::Rates<Prefix>,
     latches: Latches,
     /// Where resolutions wait for the disk.
-    reads: reads::ReadPool,
+    reads: crate::blocking::ReadPool,
     /// Enterprise accounts by prefix: few, read on every write, so kept in memory and
     /// written through.
     enterprises: RwLock<HashMap<String, Enterprise>>,
@@ -250,7 +249,7 @@ impl Core {
                 .write(batch, config.durability)
                 .map_err(Error::internal)?;
         }
-        let reads = reads::ReadPool::start(config.read_threads, config.read_queue)?;
+        let reads = crate::blocking::ReadPool::start(config.read_threads, config.read_queue)?;
         let core = Core {
             store,
             config,
@@ -304,17 +303,15 @@ impl Core {
         &self.store
     }
 
-    /// Runs blocking core work off the async runtime: the single crossing point from async
-    /// adapters to the synchronous store.
+    /// Runs blocking core work off the async runtime ([`crate::blocking::run`]): how the
+    /// adapters reach the synchronous store.
     pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Core) -> Result<T> + Send + 'static,
     {
         let core = Arc::clone(self);
-        tokio::task::spawn_blocking(move || f(&core))
-            .await
-            .map_err(|e| Error::internal(format!("blocking task failed: {e}")))?
+        crate::blocking::run(move || f(&core)).await?
     }
 
     /// Parses an identifier with this node's limits.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub use forward::{Answer, ForwardConfig, ForwardStats, Forwarder};
 
 use crate::auth::Caller;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::identifier::{Identifier, Prefix};
 use crate::record::Value;
 use crate::toplevel::{Endpoints, Referral, Report, TopLevel};
@@ -80,17 +80,13 @@ impl Reporter for LocalReporter {
     async fn heartbeat(&self, endpoints: &Endpoints) -> Result<()> {
         let top = Arc::clone(&self.top);
         let (caller, endpoints) = (Caller::Node(self.node_prefix.clone()), endpoints.clone());
-        tokio::task::spawn_blocking(move || top.heartbeat(&caller, endpoints).map(|_| ()))
-            .await
-            .map_err(Error::internal)?
+        crate::blocking::run(move || top.heartbeat(&caller, endpoints).map(|_| ())).await?
     }
 
     async fn report(&self, report: &Report) -> Result<()> {
         let top = Arc::clone(&self.top);
         let (caller, report) = (Caller::Node(self.node_prefix.clone()), report.clone());
-        tokio::task::spawn_blocking(move || top.report(&caller, report))
-            .await
-            .map_err(Error::internal)?
+        crate::blocking::run(move || top.report(&caller, report)).await?
     }
 
     fn describe(&self) -> String {

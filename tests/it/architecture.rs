@@ -42,6 +42,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("credentials", Shared),
     ("secrets", Shared),
     ("limits", Shared),
+    ("blocking", Shared),
     ("resolver", Core),
     ("toplevel", Core),
     ("upstream", Core),

@@ -51,7 +51,7 @@ pub async fn serve_udp(handler: Arc<DnsHandler>, socket: UdpSocket, shutdown: Ca
         }
     }
     shutdown.cancelled().await;
-    let _ = tokio::task::spawn_blocking(move || {
+    let _ = crate::blocking::run(move || {
         for t in receivers {
             let _ = t.join();
         }

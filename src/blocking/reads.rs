@@ -24,7 +24,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// capacity; a read whose request gave up (timed out, disconnected) is skipped when its
 /// turn comes. The queue fills only when the store falls that far behind: then a read is
 /// refused at once (`ResourceExhausted`, counted) rather than queued.
-pub(crate) struct ReadPool {
+pub struct ReadPool {
     jobs: crossbeam_channel::Sender<Job>,
     refused: AtomicU64,
 }
@@ -32,7 +32,7 @@ pub(crate) struct ReadPool {
 impl ReadPool {
     /// Starts `threads` readers (at least one) behind a queue of `capacity` reads (at
     /// least one).
-    pub(crate) fn start(threads: usize, capacity: usize) -> Result<ReadPool> {
+    pub fn start(threads: usize, capacity: usize) -> Result<ReadPool> {
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(capacity.max(1));
         for i in 0..threads.max(1) {
             let queue = queue.clone();
@@ -57,7 +57,7 @@ impl ReadPool {
     /// future is dropped before its turn.
     ///
     /// Errors: `ResourceExhausted` when the queue is full (never waits for room).
-    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T> + Send + 'static,
@@ -87,7 +87,7 @@ impl ReadPool {
     }
 
     /// Reads refused because the queue was full.
-    pub(crate) fn refused(&self) -> u64 {
+    pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
 }
