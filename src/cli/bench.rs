@@ -17,7 +17,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
-use idnode::api::grpc::{pb, BearerAuth};
+use idnode::api::grpc::client::BearerAuth;
+use idnode::api::grpc::pb;
 use idnode::bulk::gen::{self, GenConfig};
 
 #[derive(Subcommand)]

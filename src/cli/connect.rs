@@ -12,7 +12,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use idnode::api::grpc::{pb, BearerAuth};
+use idnode::api::grpc::client::BearerAuth;
+use idnode::api::grpc::pb;
 
 /// TLS toward an `https://` node. Without `--ca` the system's roots are trusted (which
 /// honour `SSL_CERT_FILE` and `SSL_CERT_DIR`).

@@ -15,8 +15,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
-use crate::api::admission::{Admission, GrpcAdmissionLayer};
+use crate::api::admission::Admission;
 use crate::api::dns::{self, DnsHandler};
+use crate::api::grpc::admission::GrpcAdmissionLayer;
 use crate::api::grpc::client::{GrpcPeers, GrpcUpstream};
 use crate::api::grpc::toplevel::TopLevelService;
 use crate::api::grpc::{pb, AdminService, RegistryService, ResolverService};

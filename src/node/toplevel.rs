@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use super::{open_store, reflection, reflection_v1alpha, NodeError};
-use crate::api::admission::{Admission, GrpcAdmissionLayer};
+use crate::api::admission::Admission;
+use crate::api::grpc::admission::GrpcAdmissionLayer;
 use crate::api::grpc::client::GrpcPeers;
 use crate::api::grpc::pb;
 use crate::api::grpc::toplevel::TopLevelService;

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use idnode::api::grpc::{pb, BearerAuth};
+use idnode::api::grpc::client::BearerAuth;
+use idnode::api::grpc::pb;
 use tonic::transport::Channel;
 
 use crate::support::{record, text};

@@ -80,7 +80,7 @@ impl TopNode {
             .unwrap();
         pb::top_level_client::TopLevelClient::with_interceptor(
             channel,
-            idnode::api::grpc::BearerAuth::new(token).unwrap(),
+            idnode::api::grpc::client::BearerAuth::new(token).unwrap(),
         )
     }
 }

@@ -682,7 +682,7 @@ impl TopLevelNode {
         pb::top_level_client::TopLevelClient::new(
             tonic::service::interceptor::InterceptedService::new(
                 channel,
-                idnode::api::grpc::BearerAuth::new(token).unwrap(),
+                idnode::api::grpc::client::BearerAuth::new(token).unwrap(),
             ),
         )
         .max_encoding_message_size(64 << 20)

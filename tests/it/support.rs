@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use idnode::api::grpc::{pb, BearerAuth};
+use idnode::api::grpc::client::BearerAuth;
+use idnode::api::grpc::pb;
 use idnode::config::{Config, FileConfig, Overrides};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

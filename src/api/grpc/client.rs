@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tonic::transport::Channel;
-use tonic::Code;
+use tonic::{Code, Request, Status};
 
-use super::{convert, pb, BearerAuth};
+use super::{convert, pb};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Prefix};
 use crate::record::Value;
@@ -214,5 +214,33 @@ impl Peers for GrpcPeers {
                     })
             })
             .collect()
+    }
+}
+
+/// Client-side interceptor adding `authorization: Bearer <token>` to every call (used by the
+/// CLI and by nodes talking to each other).
+#[derive(Clone, Default)]
+pub struct BearerAuth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl BearerAuth {
+    /// Errors if the token has characters that cannot go in a header.
+    pub fn new(token: Option<&str>) -> Result<BearerAuth, Error> {
+        token
+            .map(|t| {
+                format!("Bearer {}", t.trim()).parse().map_err(|_| {
+                    Error::invalid("the token contains characters not allowed in a header")
+                })
+            })
+            .transpose()
+            .map(BearerAuth)
+    }
+}
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
     }
 }

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::convert::status;
 use super::{bearer, convert, pb};
 use crate::auth::Caller;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::identifier::{Identifier, Prefix};
 use crate::toplevel::{Endpoints, InterfaceCount, NodeStatus, Report, TopLevel};
 use crate::upstream::Forwarder;
@@ -35,12 +35,12 @@ where
     let token = bearer(req)?;
     let client = req.remote_addr().map(|a| a.ip());
     let top = Arc::clone(top);
-    tokio::task::spawn_blocking(move || {
+    crate::blocking::run(move || {
         let caller = top.caller(token.as_deref(), client)?;
         f(&top, &caller)
     })
     .await
-    .map_err(|e| status(Error::internal(e)))?
+    .and_then(|r| r)
     .map(Response::new)
     .map_err(status)
 }

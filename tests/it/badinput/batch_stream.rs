@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
-use idnode::api::grpc::{pb, BearerAuth};
+use idnode::api::grpc::client::BearerAuth;
+use idnode::api::grpc::pb;
 use tokio::net::UdpSocket;
 use tonic::transport::Channel;
 use tonic::Code;
