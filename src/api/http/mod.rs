@@ -695,24 +695,8 @@ async fn list_inner(
         .core
         .blocking(move |c| {
             let total = c.listing_total(&caller, &prefix)?;
-            let (mut seen, mut out, mut cursor) = (0usize, Vec::new(), cursor);
-            loop {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    return Err(Error::new(ErrorKind::Unavailable, "listing abandoned"));
-                }
-                let want = (skip + take - seen).min(1000);
-                let listing = c.list(&caller, &prefix, cursor.as_deref(), want)?;
-                for id in listing.identifiers {
-                    if seen >= skip {
-                        out.push(id.to_string());
-                    }
-                    seen += 1;
-                }
-                cursor = listing.next_cursor;
-                if cursor.is_none() || out.len() >= take {
-                    return Ok((out, cursor, total));
-                }
-            }
+            let (handles, next) = list_page(c, &caller, &prefix, cursor, skip, take, &stop)?;
+            Ok((handles, next, total))
         })
         .await?;
     drop(abandoned);
@@ -730,6 +714,38 @@ async fn list_inner(
         body["nextCursor"] = json!(next);
     }
     Ok(reply(StatusCode::OK, body))
+}
+
+/// One page of a listing: `take` identifiers after skipping `skip` (from `cursor`), read in
+/// store pages of at most 1000 keys; `stop` (the request was abandoned) ends it before the
+/// next store page. Returns the identifiers and the cursor after them, if more follow.
+fn list_page(
+    c: &Core,
+    caller: &Caller,
+    prefix: &crate::identifier::Prefix,
+    mut cursor: Option<String>,
+    skip: usize,
+    take: usize,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(Vec<String>, Option<String>), Error> {
+    let (mut seen, mut out) = (0usize, Vec::new());
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Unavailable, "listing abandoned"));
+        }
+        let want = (skip + take - seen).min(1000);
+        let listing = c.list(caller, prefix, cursor.as_deref(), want)?;
+        for id in listing.identifiers {
+            if seen >= skip {
+                out.push(id.to_string());
+            }
+            seen += 1;
+        }
+        cursor = listing.next_cursor;
+        if cursor.is_none() || out.len() >= take {
+            return Ok((out, cursor));
+        }
+    }
 }
 
 /// Set when the request that started blocking work is dropped before the work is done.
@@ -820,5 +836,50 @@ fn figures(core: &Core, admission: &Admission) -> Figures {
             ("idle", r.idle),
             ("read_queue", core.reads_refused()),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::identifier::Prefix;
+    use crate::record::{Record, Value};
+    use crate::resolver::CoreConfig;
+    use crate::store::memory::MemoryStore;
+
+    /// A listing stops at its next store page once its request is gone.
+    #[test]
+    fn an_abandoned_listing_stops_and_a_dropped_request_abandons_it() {
+        let core = Core::open(
+            Arc::new(MemoryStore::new()),
+            CoreConfig::new(Prefix::parse("88.101").unwrap()),
+            None,
+        )
+        .unwrap();
+        let prefix = Prefix::parse("88.101.5").unwrap();
+        core.create_enterprise(&Caller::Admin, &prefix, "Listing Co", "", None)
+            .unwrap();
+        for i in 0..1500 {
+            let id = Identifier::parse(&format!("88.101.5/L-{i:04}")).unwrap();
+            let record = Record::new(vec![Value::text(1, "URL", "https://e.cn")]);
+            core.create(&Caller::Admin, id, record).unwrap();
+        }
+        let go = AtomicBool::new(false);
+        let (ids, next) = list_page(&core, &Caller::Admin, &prefix, None, 1000, 400, &go).unwrap();
+        assert_eq!((ids.len(), ids[0].as_str()), (400, "88.101.5/L-1000"));
+        assert_eq!(next.as_deref(), Some("L-1399"));
+
+        let abandoned = Abandoned::default();
+        let stop = abandoned.flag();
+        assert!(!stop.load(Ordering::Relaxed));
+        drop(abandoned);
+        assert!(
+            stop.load(Ordering::Relaxed),
+            "dropping the request sets the flag"
+        );
+        let e = list_page(&core, &Caller::Admin, &prefix, None, 1000, 400, &stop).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unavailable);
     }
 }
