@@ -16,8 +16,32 @@ use crate::support::{record, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idnode");
 
+/// A node process, killed (SIGKILL) and reaped when dropped, so a failing test leaves no
+/// node behind.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the node; returns it, its gRPC URL and its HTTP base URL (for /metrics).
-fn start(dir: &Path, sync: bool) -> (Child, String, String) {
+fn start(dir: &Path, sync: bool) -> (Running, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "serve",
@@ -45,7 +69,7 @@ fn start(dir: &Path, sync: bool) -> (Child, String, String) {
         .and_then(|l| l.split_whitespace().next())
         .expect("the banner names the HTTP address")
         .to_owned();
-    (child, url, http)
+    (Running(child), url, http)
 }
 
 /// How many times RocksDB fsynced the WAL since the node started (its statistics, as
