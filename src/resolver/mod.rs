@@ -277,6 +277,15 @@ impl Core {
         Ok(core)
     }
 
+    /// A core over an in-memory store serving `node_prefix`, for unit tests of the
+    /// modules above the core (which never import `store` themselves).
+    #[cfg(test)]
+    pub(crate) fn in_memory(node_prefix: &str) -> Core {
+        let store = Arc::new(crate::store::memory::MemoryStore::new());
+        let prefix = Prefix::parse(node_prefix).expect("a valid node prefix");
+        Core::open(store, CoreConfig::new(prefix), None).expect("an in-memory core opens")
+    }
+
     /// Sets what [`Core::backup`] copies (once; later calls are ignored).
     pub fn set_backups(&self, set: Arc<BackupSet>) {
         let _ = self.backups.set(set);

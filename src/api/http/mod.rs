@@ -846,18 +846,11 @@ mod tests {
     use super::*;
     use crate::identifier::Prefix;
     use crate::record::{Record, Value};
-    use crate::resolver::CoreConfig;
-    use crate::store::memory::MemoryStore;
 
     /// A listing stops at its next store page once its request is gone.
     #[test]
     fn an_abandoned_listing_stops_and_a_dropped_request_abandons_it() {
-        let core = Core::open(
-            Arc::new(MemoryStore::new()),
-            CoreConfig::new(Prefix::parse("88.101").unwrap()),
-            None,
-        )
-        .unwrap();
+        let core = Core::in_memory("88.101");
         let prefix = Prefix::parse("88.101.5").unwrap();
         core.create_enterprise(&Caller::Admin, &prefix, "Listing Co", "", None)
             .unwrap();
