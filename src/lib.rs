@@ -24,8 +24,8 @@
 //! - [`secrets`]: secret files (tokens, the node key): written with mode 0600, read back.
 //! - [`tls`]: rustls server and client identities, the development CA.
 //! - [`toplevel`]: the mock national top-level node: delegations, referrals, liveness, statistics.
-//! - [`upstream`]: forwarding: the `Upstream` trait (gRPC client or embedded top-level) and the
-//!   caching, single-flight, serve-stale `Forwarder`.
+//! - [`upstream`]: forwarding: the `Locator`, `Reporter` and `Peers` seams and the caching,
+//!   single-flight, serve-stale `Forwarder` (the core's `resolver::Remote`).
 //! - [`api`]: protocol adapters: gRPC, DNS, HTTP (Handle.Net REST, /metrics, /healthz).
 //! - [`telemetry`]: per-node Prometheus metrics.
 //! - [`config`]: TOML file + flags → validated `Config`.
