@@ -200,6 +200,7 @@ pub struct Config {
     pub block_cache_bytes: usize,
     /// The record cache in front of the store (0: none).
     pub record_cache_bytes: usize,
+    /// Memtables of all column families together (`[store] memtable_mb`, 1 GiB by default).
     pub memtable_bytes: usize,
     pub max_message_bytes: usize,
     pub seed: bool,

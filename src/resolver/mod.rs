@@ -1,11 +1,12 @@
 //! The core of a node: routing, resolution, registration, accounts and templates.
 //!
-//! Every interface (gRPC today; DNS and HTTP later) is an adapter that decodes its wire
-//! format, calls [`Core`] with typed values and a [`Caller`], and encodes the answer. The
-//! core owns every rule (ownership, visibility, limits, templates, counts); it never sees a
-//! wire type. It calls the `Store` synchronously: async adapters cross over in
-//! [`Core::blocking`], except resolutions: anonymous reads of cached records run inline
-//! (measured cheaper), the others on the store-read threads (`reads`).
+//! Every interface (gRPC, DNS, HTTP) is an adapter that decodes its wire format, calls
+//! [`Core`] with typed values and a [`Caller`], and encodes the answer. The core owns every
+//! rule (ownership, visibility, limits, templates, counts, edits); it never sees a wire type.
+//! It calls the `Store` synchronously: async adapters cross over in [`Core::blocking`],
+//! except resolutions: anonymous reads of cached records run inline (measured cheaper), the
+//! others on the store-read threads (`crate::blocking::ReadPool`). Identifiers elsewhere go
+//! through [`Remote`], which the wiring supplies.
 
 mod accounts;
 mod grants;

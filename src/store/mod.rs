@@ -43,7 +43,8 @@ pub enum Table {
     Grants,
     /// Operation log: sequence number (u64 big-endian) → hash-chained entry.
     Oplog,
-    /// `<identifier>\0<seq>` → empty: the log entries of one identifier.
+    /// `<identifier>\0<seq>` → the log entries of one identifier: empty, or for a bulk
+    /// entry the record's 32-byte content hash (64 hex digits in stores written before).
     OplogIndex,
     /// Top-level node only: `<node prefix>\0<seq>` → a signed log head reported by the node.
     Heads,
