@@ -28,6 +28,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Its name in the `outcome` label of request metrics, the same on every interface
+    /// (`ok` is the outcome without an error).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::ResourceExhausted => "resource_exhausted",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
     pub const ALL: [ErrorKind; 8] = [
         ErrorKind::InvalidArgument,
         ErrorKind::NotFound,

@@ -97,14 +97,6 @@ impl Refusal {
             },
         }
     }
-
-    /// Its label in request metrics.
-    pub fn outcome(self) -> &'static str {
-        match self {
-            Refusal::Rate => "limited",
-            Refusal::Busy => "busy",
-        }
-    }
 }
 
 /// Counts of what admission refused, for `/metrics`.

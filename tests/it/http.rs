@@ -494,6 +494,27 @@ async fn health_and_metrics() {
         .resolve(crate::support::resolve("88.101.5/M-1"))
         .await
         .unwrap();
+    node.resolver(None)
+        .resolve(crate::support::resolve("88.101.5/NOPE"))
+        .await
+        .unwrap_err();
+    // A DNS query for a name with nothing below it: NXDOMAIN.
+    let mut query = hickory_proto::op::Message::query();
+    query.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii("nope._.5.101.88.id.example.").unwrap(),
+        hickory_proto::rr::RecordType::TXT,
+    ));
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket
+        .send_to(&query.to_vec().unwrap(), node.dns_addr.unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let wait = std::time::Duration::from_secs(5);
+    tokio::time::timeout(wait, socket.recv_from(&mut buf))
+        .await
+        .expect("a DNS answer")
+        .unwrap();
     let (status, h) = api.get("/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -516,7 +537,10 @@ async fn health_and_metrics() {
         .unwrap();
     for needle in [
         "idnode_requests_total{interface=\"http\",op=\"get\",outcome=\"ok\"} 1",
-        "idnode_requests_total{interface=\"http\",op=\"get\",outcome=\"client_error\"} 1",
+        // One outcome vocabulary on every interface: `ok` or the error kind.
+        "idnode_requests_total{interface=\"http\",op=\"get\",outcome=\"not_found\"} 1",
+        "idnode_requests_total{interface=\"grpc\",op=\"resolve\",outcome=\"not_found\"} 1",
+        "idnode_requests_total{interface=\"dns\",op=\"query\",outcome=\"not_found\"} 1",
         "idnode_requests_total{interface=\"grpc\",op=\"resolve\",outcome=\"ok\"} 1",
         "idnode_requests_total{interface=\"grpc\",op=\"create\",outcome=\"ok\"} 1",
         "idnode_request_seconds_bucket{interface=\"grpc\",op=\"resolve\"",

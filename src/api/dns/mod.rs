@@ -208,7 +208,7 @@ impl DnsHandler {
                 self.admission.timed_out();
                 let mut response = self.response_to(&q.request);
                 response.metadata.response_code = rcode(ErrorKind::Unavailable);
-                self.reply(response, q.limit, "timeout", q.started)
+                self.reply(response, q.limit, ErrorKind::Unavailable.name(), q.started)
             }
         }
     }
@@ -252,7 +252,7 @@ impl DnsHandler {
             rcode(refusal.error().kind),
         );
         m.add_queries(request.queries.iter().cloned());
-        self.reply(m, limit, refusal.outcome(), started)
+        self.reply(m, limit, refusal.error().kind.name(), started)
     }
 
     /// The place the question's name stands for, when the identifier it names is not
@@ -298,7 +298,7 @@ impl DnsHandler {
                     return Begun::Done(None); // a response: never answer those
                 }
                 let msg = Message::error_msg(id, OpCode::Query, ResponseCode::FormErr);
-                self.count("formerr", started);
+                self.count(ErrorKind::InvalidArgument.name(), started);
                 return Begun::Done(msg.to_vec().ok());
             }
         };
@@ -323,14 +323,23 @@ impl DnsHandler {
             Begun::Done(self.reply(m, limit, outcome, started))
         };
         if request.metadata.op_code != OpCode::Query {
-            return fail(response, ResponseCode::NotImp, "notimp");
+            return fail(
+                response,
+                ResponseCode::NotImp,
+                ErrorKind::InvalidArgument.name(),
+            );
         }
         if request.queries.len() != 1 {
-            return fail(response, ResponseCode::FormErr, "formerr");
+            return fail(
+                response,
+                ResponseCode::FormErr,
+                ErrorKind::InvalidArgument.name(),
+            );
         }
         let query = &request.queries[0];
         if query.query_class() != DNSClass::IN || !self.config.zone.zone_of(query.name()) {
-            return fail(response, ResponseCode::Refused, "refused");
+            // Not a name of this zone: nothing here answers for it.
+            return fail(response, ResponseCode::Refused, ErrorKind::NotFound.name());
         }
         response.metadata.authoritative = true;
         if query.name().num_labels() == self.config.zone.num_labels() {
@@ -347,7 +356,7 @@ impl DnsHandler {
                 Some(place) => Asked::Place(place),
                 None => {
                     response.add_authority(self.soa.clone());
-                    return fail(response, ResponseCode::NXDomain, "nxdomain");
+                    return fail(response, ResponseCode::NXDomain, ErrorKind::NotFound.name());
                 }
             },
         };
@@ -383,11 +392,11 @@ impl DnsHandler {
                 response.metadata.response_code = rcode(e.kind);
                 if response.metadata.response_code == ResponseCode::NXDomain {
                     response.add_authority(self.soa.clone());
-                    return self.reply(response, q.limit, "nxdomain", q.started);
+                    return self.reply(response, q.limit, e.kind.name(), q.started);
                 }
                 let name = q.request.queries[0].name();
                 tracing::debug!(%name, error = %e, "DNS query failed");
-                self.reply(response, q.limit, "error", q.started)
+                self.reply(response, q.limit, e.kind.name(), q.started)
             }
         }
     }

@@ -25,20 +25,6 @@ pub fn code(kind: ErrorKind) -> Code {
     }
 }
 
-/// A metrics label for an error kind.
-pub fn outcome(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidArgument => "invalid_argument",
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::AlreadyExists => "already_exists",
-        ErrorKind::PermissionDenied => "permission_denied",
-        ErrorKind::Unauthenticated => "unauthenticated",
-        ErrorKind::ResourceExhausted => "resource_exhausted",
-        ErrorKind::Unavailable => "unavailable",
-        ErrorKind::Internal => "internal",
-    }
-}
-
 /// Metadata key carrying the machine-readable reason of a refusal (e.g. `604`).
 pub const REASON_HEADER: &str = "x-idnode-reason";
 

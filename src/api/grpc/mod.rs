@@ -99,7 +99,7 @@ fn observe<R>(
 ) {
     let outcome = match r {
         Ok(_) => "ok",
-        Err(e) => convert::outcome(e.kind),
+        Err(e) => e.kind.name(),
     };
     telemetry.request("grpc", op, outcome, started.elapsed());
 }

@@ -228,8 +228,9 @@ fn reply(status: StatusCode, body: Json) -> Response {
         .into_response()
 }
 
-/// A failed request: HTTP status, Handle response code, message.
+/// A failed request: its kind (for metrics), HTTP status, Handle response code, message.
 struct Failure {
+    kind: ErrorKind,
     status: StatusCode,
     code: i64,
     message: String,
@@ -237,8 +238,9 @@ struct Failure {
 }
 
 impl Failure {
-    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Failure {
+    fn new(kind: ErrorKind, status: StatusCode, code: i64, message: impl Into<String>) -> Failure {
         Failure {
+            kind,
             status,
             code,
             message: message.into(),
@@ -255,7 +257,7 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let (status, code) = convert::failure(&e);
-        Failure::new(status, code, e.message)
+        Failure::new(e.kind, status, code, e.message)
     }
 }
 
@@ -274,8 +276,14 @@ fn credentials(headers: &HeaderMap) -> Result<Option<(String, Option<String>)>, 
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let unauthorized =
-        |m: &str| Failure::new(StatusCode::UNAUTHORIZED, code::AUTHENTICATION_NEEDED, m);
+    let unauthorized = |m: &str| {
+        Failure::new(
+            ErrorKind::Unauthenticated,
+            StatusCode::UNAUTHORIZED,
+            code::AUTHENTICATION_NEEDED,
+            m,
+        )
+    };
     let value = value
         .to_str()
         .map_err(|_| unauthorized("the Authorization header is not ASCII"))?;
@@ -355,7 +363,13 @@ fn presented(headers: &HeaderMap, client: SocketAddr) -> Result<Presented, Failu
 
 fn parse_id(core: &Core, text: &str) -> Result<Identifier, Failure> {
     core.parse_identifier(text).map_err(|e| {
-        Failure::new(StatusCode::BAD_REQUEST, code::INVALID_HANDLE, e.message).about(text)
+        Failure::new(
+            ErrorKind::InvalidArgument,
+            StatusCode::BAD_REQUEST,
+            code::INVALID_HANDLE,
+            e.message,
+        )
+        .about(text)
     })
 }
 
@@ -369,6 +383,7 @@ fn indexes(pairs: &[(String, String)]) -> Result<(Vec<u32>, bool), Failure> {
         }
         out.push(v.parse().map_err(|_| {
             Failure::new(
+                ErrorKind::InvalidArgument,
                 StatusCode::BAD_REQUEST,
                 code::PROTOCOL_ERROR,
                 format!("index {v:?} is not a number"),
@@ -388,8 +403,7 @@ async fn observed(
     let r = work.await;
     let outcome = match &r {
         Ok(_) => "ok",
-        Err(f) if f.status.is_client_error() => "client_error",
-        Err(_) => "error",
+        Err(f) => f.kind.name(),
     };
     t.request("http", op, outcome, started.elapsed());
     r
@@ -479,7 +493,14 @@ async fn write_inner(
     body: Bytes,
     client: SocketAddr,
 ) -> Result<Response, Failure> {
-    let protocol = |m: String| Failure::new(StatusCode::BAD_REQUEST, code::PROTOCOL_ERROR, m);
+    let protocol = |m: String| {
+        Failure::new(
+            ErrorKind::InvalidArgument,
+            StatusCode::BAD_REQUEST,
+            code::PROTOCOL_ERROR,
+            m,
+        )
+    };
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -495,6 +516,7 @@ async fn write_inner(
     let q = convert::query_pairs(raw);
     if convert::flag(&q, "mintNewSuffix") == Some(true) {
         return Err(Failure::new(
+            ErrorKind::InvalidArgument,
             StatusCode::NOT_IMPLEMENTED,
             code::NOT_SUPPORTED,
             "mintNewSuffix is not supported: choose the suffix",
@@ -536,6 +558,7 @@ async fn write_inner(
                     kind: ErrorKind::AlreadyExists,
                     ..
                 }) => Err(Failure::new(
+                    ErrorKind::AlreadyExists,
                     StatusCode::CONFLICT,
                     code::HANDLE_ALREADY_EXISTS,
                     format!("{id} already exists"),
@@ -654,7 +677,14 @@ async fn list_inner(
     client: SocketAddr,
 ) -> Result<Response, Failure> {
     let q = convert::query_pairs(raw);
-    let protocol = |m: &str| Failure::new(StatusCode::BAD_REQUEST, code::PROTOCOL_ERROR, m);
+    let protocol = |m: &str| {
+        Failure::new(
+            ErrorKind::InvalidArgument,
+            StatusCode::BAD_REQUEST,
+            code::PROTOCOL_ERROR,
+            m,
+        )
+    };
     let prefix_text = convert::all(&q, "prefix")
         .next()
         .ok_or_else(|| protocol("prefix is required"))?
