@@ -26,8 +26,6 @@ use crate::upstream::{ForwardConfig, Forwarder, LocalLocator};
 pub struct OpenedTopLevel {
     pub top: Arc<TopLevel>,
     pub store: SharedStore,
-    /// What `Backup` copies: the store and the token files.
-    pub backup: Arc<BackupSet>,
     pub admin_token_file: PathBuf,
     pub admin_bootstrap: AdminBootstrap,
     /// Delegations added from the seed on this start.
@@ -65,7 +63,6 @@ pub fn open(
     Ok(OpenedTopLevel {
         top,
         store,
-        backup,
         admin_token_file,
         admin_bootstrap,
         seeded,

@@ -45,6 +45,7 @@ impl Core {
                     false => "admin token created",
                 };
                 let entry = self.credentials_entry(
+                    "tokens",
                     &Caller::Admin,
                     "admin".to_owned(),
                     format!("{detail}; valid: {}", credential.id),
@@ -55,16 +56,17 @@ impl Core {
         )
     }
 
-    /// The log entry of a change of `target`'s credentials: `stored` is every credential
-    /// valid afterwards, as stored.
+    /// The log entry (`op`: `tokens` or `enterprise`) of a change of `target`'s credentials:
+    /// `stored` is every credential valid afterwards, as stored.
     fn credentials_entry(
         &self,
+        op: &'static str,
         caller: &Caller,
         target: String,
         detail: String,
         stored: &[(String, Vec<u8>)],
     ) -> crate::oplog::Draft {
-        let mut draft = self.entry("tokens", caller, target, Some(detail), None);
+        let mut draft = self.entry(op, caller, target, Some(detail), None);
         draft.content = Some(crate::oplog::credentials_digest(stored));
         draft
     }
@@ -159,17 +161,13 @@ impl Core {
             minted.credential.id.as_bytes(),
             credential.clone(),
         );
-        let mut entry = self.entry(
+        let entry = self.credentials_entry(
             "enterprise",
             caller,
             prefix.to_string(),
-            Some(enterprise.name.clone()),
-            None,
+            enterprise.name.clone(),
+            &[(minted.credential.id.clone(), credential)],
         );
-        entry.content = Some(crate::oplog::credentials_digest(&[(
-            minted.credential.id.clone(),
-            credential,
-        )]));
         self.commit_logged(batch, vec![entry])?;
         self.enterprises
             .write()
@@ -296,7 +294,7 @@ impl Core {
         // Logged without any secret: which credential ids are valid now, and the digest
         // of their stored form (hashes and expiry), which the audit recomputes.
         detail.push_str(&format!("valid: {}", enterprise.credential_ids.join(",")));
-        let entry = self.credentials_entry(caller, prefix.to_string(), detail, &stored);
+        let entry = self.credentials_entry("tokens", caller, prefix.to_string(), detail, &stored);
         self.commit_logged(batch, vec![entry])?;
         self.enterprises
             .write()

@@ -41,7 +41,7 @@ impl Presented {
     }
 }
 
-use crate::auth::{Caller, Enterprise};
+use crate::auth::{now, Caller, Enterprise};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Limits, Prefix};
 use crate::record::{Classification, Format, Record, RecordLimits, Value};
@@ -636,8 +636,4 @@ impl Core {
             .unwrap_or(self.config.node_prefix.as_str())
             .to_owned()
     }
-}
-
-fn now() -> i64 {
-    crate::auth::now()
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::SignedHead;
-use crate::auth::{self, Caller, Subject};
+use crate::auth::{self, now, Caller, Subject};
 use crate::credentials::{authenticate, ensure_admin_token, AdminBootstrap};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::Prefix;
@@ -171,13 +171,6 @@ pub struct TopLevel {
     failures: AuthFailures,
     /// What a backup copies (its store and key files), set by the wiring.
     backups: std::sync::OnceLock<Arc<BackupSet>>,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn head_key(prefix: &str, seq: u64) -> Vec<u8> {
