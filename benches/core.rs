@@ -110,7 +110,7 @@ fn resolver(c: &mut Criterion) {
             )
         })
         .collect();
-    core.batch_create(&Caller::Admin, items);
+    core.batch_register(&Caller::Admin, items);
     let mut i = 0u32;
     let filter = Filter::default();
     c.bench_function("resolver/local-hit", |b| {

@@ -116,7 +116,7 @@ import() {
   local online
   online=$("$B" import "$d.jsonl" --node http://127.0.0.1:7400 --token-file "$d.online/admin.token" --json | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
   stop "$SERVE_PID"
-  row "online import (BatchCreate), $N_IMPORT records" "raw RocksDB WriteBatch: $raw/s" "idnode: $online/s" "$(echo "$online $raw" | awk '{printf "%.2f", $1/$2}')"
+  row "online import (BatchRegister), $N_IMPORT records" "raw RocksDB WriteBatch: $raw/s" "idnode: $online/s" "$(echo "$online $raw" | awk '{printf "%.2f", $1/$2}')"
 }
 
 offline() {

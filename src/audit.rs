@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::oplog::{
     credential_target, credentials_digest, entries_of, entry_hash, indexed_hash, is_bulk,
-    is_credential_op, matches_record, read_head, BulkDigest, LogEntry, PendingImport, GENESIS,
-    PENDING_IMPORT,
+    is_credential_op, is_register, matches_record, read_head, BulkDigest, LogEntry, PendingImport,
+    GENESIS, PENDING_IMPORT,
 };
 use crate::store::{codec, Store, Table};
 
@@ -259,7 +259,7 @@ pub fn verify(
             let entries = entries_of(store, &target)?;
             let is_record_op = entries
                 .last()
-                .is_some_and(|e| e.op == "create" || e.op == "update" || is_bulk(&e.op));
+                .is_some_and(|e| is_register(&e.op) || e.op == "update" || is_bulk(&e.op));
             let in_templates = store
                 .get(Table::Templates, target.as_bytes())
                 .map_err(Error::internal)?

@@ -32,7 +32,7 @@ pub struct RecordJson {
 pub struct ValueJson {
     pub index: u32,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub value_type: String,
     pub data: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
@@ -124,7 +124,7 @@ impl ValueJson {
             .collect::<Result<_, _>>()?;
         Ok(Value {
             index,
-            kind: self.kind.clone(),
+            value_type: self.value_type.clone(),
             format,
             data,
             ttl: self.ttl.filter(|t| *t > 0).unwrap_or(DEFAULT_TTL),
@@ -141,7 +141,7 @@ impl ValueJson {
         };
         ValueJson {
             index: v.index,
-            kind: v.kind.clone(),
+            value_type: v.value_type.clone(),
             data,
             format: Some(v.format.name().to_owned()),
             ttl: Some(v.ttl),

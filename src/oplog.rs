@@ -57,11 +57,19 @@ pub struct Draft {
 pub type Digest32 = [u8; 32];
 
 /// True for the operations whose one entry covers many records (an offline `import`, a
-/// `batch_create` message); each record's content hash is in its log index entry (32
+/// `batch_register` message); each record's content hash is in its log index entry (32
 /// bytes; 64 hex digits in stores written before that), and the entry's `content` is the
-/// SHA-256 over every (identifier, hex content hash) pair in order.
+/// SHA-256 over every (identifier, hex content hash) pair in order. Stores written before
+/// the glossary's renames name the message `batch_create`; their entries stay as written
+/// (the chain hashes them), so both names are read.
 pub fn is_bulk(op: &str) -> bool {
-    op == "import" || op == "batch_create"
+    matches!(op, "import" | "batch_register" | "batch_create")
+}
+
+/// True for an entry that registered one identifier's record (`create` in stores written
+/// before the renames).
+pub fn is_register(op: &str) -> bool {
+    matches!(op, "register" | "create")
 }
 
 /// The `content` of a bulk entry, built pair by pair: SHA-256 over its records'
@@ -273,6 +281,13 @@ pub fn matches_record(last: Option<&LogEntry>, record: Option<&[u8]>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_written_before_the_renames_are_still_read() {
+        assert!(is_register("register") && is_register("create"));
+        assert!(is_bulk("batch_register") && is_bulk("batch_create") && is_bulk("import"));
+        assert!(!is_register("update") && !is_bulk("register"));
+    }
 
     #[test]
     fn index_values_hold_raw_or_hex_hashes() {

@@ -198,7 +198,7 @@ pub struct Value {
     /// Unique within the record, ≥ 1.
     pub index: u32,
     /// `URL`, `EMAIL`, `HS_ADMIN`, an industry attribute key, ...
-    pub kind: String,
+    pub value_type: String,
     pub format: Format,
     pub data: Vec<u8>,
     /// Seconds a resolver may cache this value.
@@ -211,10 +211,10 @@ pub struct Value {
 
 impl Value {
     /// A public string value with the default TTL.
-    pub fn text(index: u32, kind: &str, data: &str) -> Value {
+    pub fn text(index: u32, value_type: &str, data: &str) -> Value {
         Value {
             index,
-            kind: kind.to_owned(),
+            value_type: value_type.to_owned(),
             format: Format::String,
             data: data.as_bytes().to_vec(),
             ttl: DEFAULT_TTL,
@@ -232,7 +232,7 @@ impl Value {
     /// Equal in everything a client chooses (the timestamp is the node's).
     pub fn same_content(&self, other: &Value) -> bool {
         self.index == other.index
-            && self.kind == other.kind
+            && self.value_type == other.value_type
             && self.format == other.format
             && self.data == other.data
             && self.ttl == other.ttl
@@ -241,7 +241,7 @@ impl Value {
     }
 
     fn approx_bytes(&self) -> usize {
-        32 + self.kind.len()
+        32 + self.value_type.len()
             + self.data.len()
             + self
                 .references
@@ -307,7 +307,7 @@ impl Record {
     pub fn template_ref(&self) -> Option<&str> {
         self.values
             .iter()
-            .find(|v| v.kind == TEMPLATE_TYPE)
+            .find(|v| v.value_type == TEMPLATE_TYPE)
             .and_then(|v| v.data_str())
     }
 
@@ -343,17 +343,17 @@ impl Record {
             if !seen.insert(index) {
                 return Err(RecordError::DuplicateIndex(index));
             }
-            if v.kind.is_empty() {
+            if v.value_type.is_empty() {
                 return Err(RecordError::EmptyType { index });
             }
-            if v.kind.len() > limits.max_type_bytes {
+            if v.value_type.len() > limits.max_type_bytes {
                 return Err(RecordError::TypeTooLong {
                     index,
-                    len: v.kind.len(),
+                    len: v.value_type.len(),
                     max: limits.max_type_bytes,
                 });
             }
-            if v.kind.chars().any(char::is_control) {
+            if v.value_type.chars().any(char::is_control) {
                 return Err(RecordError::TypeControlChar { index });
             }
             if v.data.len() > limits.max_data_bytes {

@@ -259,7 +259,7 @@ impl Template {
     /// attribute's text of the declared type and within its length bounds.
     pub fn check(&self, record: &Record) -> Result<(), TemplateError> {
         for a in &self.attributes {
-            let mut matching = record.values.iter().filter(|v| v.kind == a.key);
+            let mut matching = record.values.iter().filter(|v| v.value_type == a.key);
             let Some(value) = matching.next() else {
                 if a.required {
                     return Err(TemplateError::Missing {
@@ -343,7 +343,7 @@ mod tests {
         ];
         let mut next = 3;
         for (k, v) in extra {
-            if let Some(existing) = values.iter_mut().find(|x| x.kind == *k) {
+            if let Some(existing) = values.iter_mut().find(|x| x.value_type == *k) {
                 existing.data = v.as_bytes().to_vec();
             } else {
                 values.push(Value::text(next, k, v));

@@ -43,7 +43,7 @@ fn world() -> &'static World {
             ),
             (id("88.101.5/Big.Record_1"), Record::new(big)),
         ];
-        core.batch_create(&Caller::Admin, items);
+        core.batch_register(&Caller::Admin, items);
         let zone = hickory_proto::rr::Name::from_ascii("id.example.").unwrap();
         World {
             // Time: deferred answers run under the request timeout.

@@ -27,10 +27,10 @@ const PRODUCTS: [(&str, &str); 8] = [
     ("PCB", "电路板组件"),
 ];
 
-fn value(index: u32, kind: &str, data: String) -> ValueJson {
+fn value(index: u32, value_type: &str, data: String) -> ValueJson {
     ValueJson {
         index,
-        kind: kind.to_owned(),
+        value_type: value_type.to_owned(),
         data,
         format: None,
         ttl: None,
@@ -131,7 +131,7 @@ mod tests {
             total += rec
                 .values
                 .iter()
-                .map(|v| v.data.len() + v.kind.len())
+                .map(|v| v.data.len() + v.value_type.len())
                 .sum::<usize>();
         }
         let mean = total / 1000;

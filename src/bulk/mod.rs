@@ -114,7 +114,7 @@ impl<R: BufRead> Reader<R> {
             };
             let value = ValueJson {
                 index,
-                kind: fields[2].clone(),
+                value_type: fields[2].clone(),
                 data: fields[3].clone(),
                 format: None,
                 ttl,

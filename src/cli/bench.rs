@@ -43,11 +43,11 @@ pub enum Op {
     Resolve,
     /// DNS TXT queries over UDP.
     ResolveDns,
-    /// gRPC Create of new identifiers.
-    Create,
-    /// gRPC BatchCreate, 100 records per message.
-    BatchCreate,
-    /// Resolve and Create in the ratio of --mix.
+    /// gRPC Register of new identifiers.
+    Register,
+    /// gRPC BatchRegister, 100 records per message.
+    BatchRegister,
+    /// Resolve and Register in the ratio of --mix.
     Mixed,
 }
 
@@ -240,7 +240,7 @@ fn load_keys(args: &BenchArgs) -> anyhow::Result<Keys> {
             },
             n,
         ),
-        _ if matches!(args.op, Op::Create | Op::BatchCreate) => {
+        _ if matches!(args.op, Op::Register | Op::BatchRegister) => {
             KeyList::Listed(vec!["88.101.1/unused".into()])
         }
         _ => bail!("give --keys FILE or --gen-count N for resolve load"),
@@ -331,7 +331,7 @@ impl Worker {
     ) -> Result<(), String> {
         let op = match args.op {
             Op::Mixed if rng.random_range(0..100) < args.mix => Op::Resolve,
-            Op::Mixed => Op::Create,
+            Op::Mixed => Op::Register,
             op => op,
         };
         let grpc_err = |s: tonic::Status| match s.code() {
@@ -350,11 +350,11 @@ impl Worker {
                     .map(|_| ())
                     .map_err(grpc_err)
             }
-            Op::Create => {
+            Op::Register => {
                 let record = bench_record(&args.create_prefix, run, seq, 0);
                 let id = record.identifier.clone();
                 self.registry
-                    .create(pb::CreateRequest {
+                    .register(pb::RegisterRequest {
                         record: Some(record),
                     })
                     .await
@@ -362,14 +362,16 @@ impl Worker {
                 self.ack([id.as_str()]);
                 Ok(())
             }
-            Op::BatchCreate => {
+            Op::BatchRegister => {
                 let records: Vec<_> = (0..100)
                     .map(|j| bench_record(&args.create_prefix, run, seq, j))
                     .collect();
                 let ids: Vec<String> = records.iter().map(|r| r.identifier.clone()).collect();
                 let mut s = self
                     .registry
-                    .batch_create(tokio_stream::iter(vec![pb::BatchCreateRequest { records }]))
+                    .batch_register(tokio_stream::iter(vec![pb::BatchRegisterRequest {
+                        records,
+                    }]))
                     .await
                     .map_err(grpc_err)?
                     .into_inner();
@@ -436,9 +438,9 @@ impl Worker {
 }
 
 fn bench_record(prefix: &str, run: u64, seq: u64, j: u64) -> pb::Record {
-    let text = |index: u32, kind: &str, data: String| pb::Value {
+    let text = |index: u32, value_type: &str, data: String| pb::Value {
         index,
-        r#type: kind.into(),
+        r#type: value_type.into(),
         data: data.into_bytes(),
         ..Default::default()
     };

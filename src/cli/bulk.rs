@@ -21,7 +21,7 @@ use idnode::bulk::{self, Format};
 pub enum BulkCommand {
     /// Write a synthetic, reproducible data set (JSON Lines or CSV).
     Gen(GenArgs),
-    /// Import a data set: online over BatchCreate, or --offline into a stopped node.
+    /// Import a data set: online over BatchRegister, or --offline into a stopped node.
     Import(ImportArgs),
 }
 
@@ -102,7 +102,7 @@ pub fn gen(a: GenArgs) -> anyhow::Result<()> {
                         "{},{},{},{},,",
                         bulk::csv_field(&r.identifier),
                         v.index,
-                        bulk::csv_field(&v.kind),
+                        bulk::csv_field(&v.value_type),
                         bulk::csv_field(&v.data)
                     )?;
                 }
@@ -203,11 +203,11 @@ pub struct ImportArgs {
     /// With --offline: memory for sorting before runs spill to disk, MiB (at least 1).
     #[arg(long, default_value_t = 1024)]
     pub memory_mb: usize,
-    /// Records per BatchCreate message (the node's default `max_batch_items`; at 10M
+    /// Records per BatchRegister message (the node's default `max_batch_items`; at 10M
     /// records 2000 imported ~15 % faster than 1000, 5000 no faster).
     #[arg(long, default_value_t = 2000)]
     pub chunk: usize,
-    /// BatchCreate messages in flight.
+    /// BatchRegister messages in flight.
     #[arg(long, default_value_t = 4)]
     pub in_flight: usize,
     /// Continue after the position recorded in the progress file.
@@ -301,7 +301,7 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     let (reader, size, bytes) = open_input(&a.file)?;
     let c = a.conn.connect().await?;
     let chunk = a.chunk.clamp(1, 2000);
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::BatchCreateRequest>(a.in_flight.max(1));
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::BatchRegisterRequest>(a.in_flight.max(1));
     // Reading and parsing run on a blocking thread; bad lines are failures too.
     let (bad_tx, mut bad_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
     let producer = tokio::task::spawn_blocking(move || -> u64 {
@@ -341,7 +341,7 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
                 }
             }
             if records.len() == chunk {
-                let msg = pb::BatchCreateRequest {
+                let msg = pb::BatchRegisterRequest {
                     records: std::mem::replace(&mut records, Vec::with_capacity(chunk)),
                 };
                 if tx.blocking_send(msg).is_err() {
@@ -350,13 +350,13 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
             }
         }
         if !records.is_empty() {
-            let _ = tx.blocking_send(pb::BatchCreateRequest { records });
+            let _ = tx.blocking_send(pb::BatchRegisterRequest { records });
         }
         position
     });
     let mut stream = c
         .registry()
-        .batch_create(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .batch_register(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .map_err(|s| c.fail(s))?
         .into_inner();
@@ -370,7 +370,7 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     });
     let bar = progress(size, "bytes");
     let started = Instant::now();
-    let (mut created, mut present, mut failed) = (0u64, 0u64, 0u64);
+    let (mut registered, mut present, mut failed) = (0u64, 0u64, 0u64);
     let mut acknowledged = skip;
     let mut bad_lines: HashMap<u64, String> = HashMap::new();
     let mut last_save = Instant::now();
@@ -389,8 +389,8 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
         }
         for r in msg.results {
             let position = skip + r.position;
-            match (r.code, r.created) {
-                (0, true) => created += 1,
+            match (r.code, r.registered) {
+                (0, true) => registered += 1,
                 (0, false) => present += 1,
                 _ => {
                     failed += 1;
@@ -407,7 +407,7 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
             acknowledged = position + 1;
         }
         bar.set_position(bytes.load(Ordering::Relaxed));
-        bar.set_message(format!("{created} created, {failed} failed"));
+        bar.set_message(format!("{registered} registered, {failed} failed"));
         if last_save.elapsed() > Duration::from_secs(1) {
             std::fs::write(&progress_path, acknowledged.to_string())?;
             failures.flush()?;
@@ -419,9 +419,9 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     failures.flush()?;
     std::fs::write(&progress_path, acknowledged.to_string())?;
     let secs = started.elapsed().as_secs_f64();
-    let done = created + present + failed;
+    let done = registered + present + failed;
     let summary = serde_json::json!({
-        "records": total, "skipped": skip, "created": created, "already_present": present,
+        "records": total, "skipped": skip, "registered": registered, "already_present": present,
         "failed": failed, "seconds": secs, "records_per_second": done as f64 / secs.max(1e-9),
         "acknowledged_position": acknowledged, "failures_file": failures_path,
     });
@@ -429,7 +429,7 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
         println!("{summary}");
     } else {
         println!(
-            "{done} records in {secs:.1} s ({:.0}/s): {created} created, {present} already present, {failed} failed (see {}); acknowledged through position {acknowledged}",
+            "{done} records in {secs:.1} s ({:.0}/s): {registered} registered, {present} already present, {failed} failed (see {}); acknowledged through position {acknowledged}",
             done as f64 / secs.max(1e-9),
             failures_path.display()
         );
@@ -489,7 +489,7 @@ fn offline(a: ImportArgs) -> anyhow::Result<()> {
     f.flush()?;
     core.store().flush().map_err(|e| anyhow!("{e}"))?;
     let summary = serde_json::json!({
-        "records": report.read, "created": report.imported, "already_present": report.already_present,
+        "records": report.read, "registered": report.imported, "already_present": report.already_present,
         "failed": report.failures.len(), "seconds": report.seconds,
         "records_per_second": report.read as f64 / report.seconds.max(1e-9),
         "spilled_runs": report.spilled_runs, "failures_file": failures_path,
@@ -498,7 +498,7 @@ fn offline(a: ImportArgs) -> anyhow::Result<()> {
         println!("{summary}");
     } else {
         println!(
-            "{} records in {:.1} s ({:.0}/s, {} sorted runs spilled): {} created, {} already present, {} failed (see {})",
+            "{} records in {:.1} s ({:.0}/s, {} sorted runs spilled): {} registered, {} already present, {} failed (see {})",
             report.read,
             report.seconds,
             report.read as f64 / report.seconds.max(1e-9),

@@ -43,15 +43,15 @@ pub async fn run(cmd: InfoCommand) -> anyhow::Result<()> {
                 let prefixes: serde_json::Map<String, serde_json::Value> = r
                     .prefixes
                     .iter()
-                    .map(|p| (p.prefix.clone(), p.count.into()))
+                    .map(|p| (p.prefix.clone(), p.registered.into()))
                     .collect();
                 c.print_json(
-                    &serde_json::json!({ "node_total": r.node_total, "prefixes": prefixes }),
+                    &serde_json::json!({ "node_registered": r.node_registered, "prefixes": prefixes }),
                 )
             } else {
-                println!("node total: {}", r.node_total);
+                println!("registered on the node: {}", r.node_registered);
                 for p in r.prefixes {
-                    println!("  {:<20} {}", p.prefix, p.count);
+                    println!("  {:<20} {}", p.prefix, p.registered);
                 }
                 Ok(())
             }

@@ -28,7 +28,7 @@ fn print_values(identifier: &str, values: &[Value]) {
         } else {
             "  [non-public]"
         };
-        println!("  {:>5}  {:<22} {data}{private}", v.index, v.kind);
+        println!("  {:>5}  {:<22} {data}{private}", v.index, v.value_type);
     }
 }
 

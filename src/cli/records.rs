@@ -303,42 +303,42 @@ async fn register(c: &Client, records: Vec<pb::Record>) -> anyhow::Result<()> {
         let id = canonical_identifier(&record.identifier);
         let r = c
             .registry()
-            .create(pb::CreateRequest {
+            .register(pb::RegisterRequest {
                 record: Some(record),
             })
             .await
             .map_err(|s| c.fail(s))?
             .into_inner();
-        let state = if r.created {
+        let state = if r.registered {
             "registered"
         } else {
             "already registered (identical)"
         };
         return if c.json() {
-            c.print_json(&serde_json::json!({ "identifier": id, "created": r.created }))
+            c.print_json(&serde_json::json!({ "identifier": id, "registered": r.registered }))
         } else {
             println!("{state} {id}");
             Ok(())
         };
     }
     let total = records.len();
-    let chunks: Vec<pb::BatchCreateRequest> = records
+    let chunks: Vec<pb::BatchRegisterRequest> = records
         .chunks(1000)
-        .map(|c| pb::BatchCreateRequest {
+        .map(|c| pb::BatchRegisterRequest {
             records: c.to_vec(),
         })
         .collect();
     let mut stream = c
         .registry()
-        .batch_create(tokio_stream::iter(chunks))
+        .batch_register(tokio_stream::iter(chunks))
         .await
         .map_err(|s| c.fail(s))?
         .into_inner();
-    let (mut created, mut present, mut failed) = (0, 0, Vec::new());
+    let (mut registered, mut present, mut failed) = (0, 0, Vec::new());
     while let Some(resp) = stream.message().await.map_err(|s| c.fail(s))? {
         for r in resp.results {
-            match (r.code, r.created) {
-                (0, true) => created += 1,
+            match (r.code, r.registered) {
+                (0, true) => registered += 1,
                 (0, false) => present += 1,
                 _ => failed.push(r),
             }
@@ -349,10 +349,10 @@ async fn register(c: &Client, records: Vec<pb::Record>) -> anyhow::Result<()> {
             .iter()
             .map(|f| serde_json::json!({ "position": f.position, "identifier": f.identifier, "code": f.code, "message": f.message }))
             .collect();
-        c.print_json(&serde_json::json!({ "total": total, "created": created, "already_present": present, "failed": failures }))?;
+        c.print_json(&serde_json::json!({ "total": total, "registered": registered, "already_present": present, "failed": failures }))?;
     } else {
         println!(
-            "{total} records: {created} registered, {present} already present, {} failed",
+            "{total} records: {registered} registered, {present} already present, {} failed",
             failed.len()
         );
         for f in &failed {

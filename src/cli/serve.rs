@@ -40,7 +40,7 @@ pub struct ServeArgs {
     /// Join this top-level node (gRPC URL) instead of running an embedded one.
     #[arg(long)]
     upstream: Option<String>,
-    /// This node's node token, issued by the top-level admin (`idnode top-level node add`).
+    /// This node's node token, issued by the top-level admin (`idnode top-level delegation add`).
     #[arg(long)]
     upstream_token_file: Option<PathBuf>,
     /// The gRPC URL other nodes should use to reach this one.
@@ -161,7 +161,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "idnode {} serving node prefix {} ({} identifiers) on grpc://{addr}{}, data in {}",
         env!("CARGO_PKG_VERSION"),
         config.core.node_prefix,
-        opened.core.node_total()?,
+        opened.core.node_registered()?,
         if config.tls.is_some() { " (TLS)" } else { "" },
         config.data_dir.display()
     );

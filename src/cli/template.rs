@@ -56,7 +56,7 @@ pub async fn run(cmd: TemplateCommand) -> anyhow::Result<()> {
                     .into_inner();
                 println!(
                     "{} {id}",
-                    if r.created {
+                    if r.registered {
                         "registered"
                     } else {
                         "already registered"

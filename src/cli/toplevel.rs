@@ -50,7 +50,7 @@ pub enum TopLevelCommand {
     },
     /// The delegation table.
     #[command(subcommand)]
-    Node(NodeCommand),
+    Delegation(DelegationCommand),
     /// Registrations and resolutions per node and in total, with progress toward the goal.
     Stats {
         #[command(flatten)]
@@ -78,7 +78,7 @@ pub enum TopLevelCommand {
 }
 
 #[derive(Subcommand)]
-pub enum NodeCommand {
+pub enum DelegationCommand {
     /// Delegate a node prefix to a secondary node; prints the node token once.
     Add {
         node_prefix: String,
@@ -180,7 +180,7 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
             .await?;
             Ok(())
         }
-        TopLevelCommand::Node(n) => node(n).await,
+        TopLevelCommand::Delegation(d) => delegation(d).await,
         TopLevelCommand::Backup { dest, conn } => {
             super::backup::backup(&conn.connect().await?, &dest, true).await
         }
@@ -280,9 +280,9 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn node(cmd: NodeCommand) -> anyhow::Result<()> {
+async fn delegation(cmd: DelegationCommand) -> anyhow::Result<()> {
     match cmd {
-        NodeCommand::Add {
+        DelegationCommand::Add {
             node_prefix,
             node_id,
             name,
@@ -292,7 +292,7 @@ async fn node(cmd: NodeCommand) -> anyhow::Result<()> {
             let c = conn.connect().await?;
             let r = c
                 .toplevel()
-                .add_node(pb::AddNodeRequest {
+                .add_delegation(pb::AddDelegationRequest {
                     node_prefix,
                     node_id,
                     name,
@@ -304,7 +304,7 @@ async fn node(cmd: NodeCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            let n = r.node.ok_or_else(|| anyhow!("empty answer"))?;
+            let n = r.delegation.ok_or_else(|| anyhow!("empty answer"))?;
             if c.json() {
                 c.print_json(&serde_json::json!({ "node_prefix": n.node_prefix, "node_id": n.node_id, "token": r.token }))
             } else {
@@ -315,17 +315,17 @@ async fn node(cmd: NodeCommand) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        NodeCommand::List { conn } => {
+        DelegationCommand::List { conn } => {
             let c = conn.connect().await?;
             let r = c
                 .toplevel()
-                .list_nodes(pb::ListNodesRequest {})
+                .list_delegations(pb::ListDelegationsRequest {})
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
             if c.json() {
                 let all: Vec<_> = r
-                    .nodes
+                    .delegations
                     .iter()
                     .map(|n| {
                         serde_json::json!({
@@ -337,7 +337,7 @@ async fn node(cmd: NodeCommand) -> anyhow::Result<()> {
                     .collect();
                 return c.print_json(&all);
             }
-            for n in r.nodes {
+            for n in r.delegations {
                 let grpc = n.endpoints.unwrap_or_default().grpc;
                 println!(
                     "{:<8} {:<36} {:<5} {:<24} {}",
@@ -350,10 +350,10 @@ async fn node(cmd: NodeCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        NodeCommand::Remove { node_prefix, conn } => {
+        DelegationCommand::Remove { node_prefix, conn } => {
             let c = conn.connect().await?;
             c.toplevel()
-                .remove_node(pb::RemoveNodeRequest {
+                .remove_delegation(pb::RemoveDelegationRequest {
                     node_prefix: node_prefix.clone(),
                 })
                 .await

@@ -157,7 +157,7 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
                 .map(|r| &r.node_prefix != me)
                 .unwrap_or(true)
             {
-                top.top.add_node(
+                top.top.add_delegation(
                     &Caller::Admin,
                     me,
                     "self",
@@ -228,7 +228,7 @@ pub fn report(core: &Core, key: &ed25519_dalek::SigningKey) -> Result<Report, cr
     );
     Ok(Report {
         head: Some(head),
-        registered: counts.node_total,
+        registered: counts.node_registered,
         prefixes: counts.prefixes,
         resolutions: Interface::ALL
             .iter()

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::Caller;
 use crate::dataset::RecordJson;
-use crate::resolver::{BatchItem, Core, CreateOutcome};
+use crate::resolver::{BatchItem, Core, RegisterOutcome};
 use crate::store::{Batch, Table};
 use crate::template::Template;
 
@@ -110,8 +110,8 @@ pub fn load_once(core: &Core, seed: &Seed, token_dir: &Path) -> Result<Option<Se
     }
     for t in &seed.templates {
         match core.register_template(&Caller::Admin, t.clone()) {
-            Ok(CreateOutcome::Created) => report.templates += 1,
-            Ok(CreateOutcome::AlreadyPresent) => {}
+            Ok(RegisterOutcome::Registered) => report.templates += 1,
+            Ok(RegisterOutcome::AlreadyPresent) => {}
             Err(e) => return Err(format!("seed template {}: {e}", t.identifier)),
         }
     }
@@ -125,10 +125,10 @@ pub fn load_once(core: &Core, seed: &Seed, token_dir: &Path) -> Result<Option<Se
                 Ok((core.parse_identifier(&r.identifier), record))
             })
             .collect::<Result<_, String>>()?;
-        for (r, outcome) in chunk.iter().zip(core.batch_create(&Caller::Admin, items)) {
+        for (r, outcome) in chunk.iter().zip(core.batch_register(&Caller::Admin, items)) {
             match outcome {
-                Ok(CreateOutcome::Created) => report.records += 1,
-                Ok(CreateOutcome::AlreadyPresent) => {}
+                Ok(RegisterOutcome::Registered) => report.records += 1,
+                Ok(RegisterOutcome::AlreadyPresent) => {}
                 Err(e) => return Err(format!("seed record {}: {e}", r.identifier)),
             }
         }

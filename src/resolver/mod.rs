@@ -25,7 +25,7 @@ pub use crate::credentials::AdminBootstrap;
 pub use grants::{Grant, Scope};
 pub use places::Place;
 pub use quota::Usage;
-pub use register::{BatchItem, Counts, CreateOutcome, Listing, Update, IMPORT_STAGING};
+pub use register::{BatchItem, Counts, Listing, RegisterOutcome, Update, IMPORT_STAGING};
 
 /// What a client presented: a bearer token (if any) and where it came from (its IP
 /// address, for limiting failed authentications; `None`: unknown).
@@ -63,7 +63,7 @@ pub struct CoreConfig {
     pub identifier_limits: Limits,
     pub record_limits: RecordLimits,
     pub durability: Durability,
-    /// Most records one `BatchCreate` message may carry.
+    /// Most records one `BatchRegister` message may carry.
     pub max_batch_items: usize,
     /// Largest page `List` returns.
     pub max_page_size: usize,
@@ -100,7 +100,7 @@ pub struct Filter {
 
 impl Filter {
     pub fn admits(&self, v: &Value) -> bool {
-        (self.types.is_empty() || self.types.contains(&v.kind))
+        (self.types.is_empty() || self.types.contains(&v.value_type))
             && (self.indexes.is_empty() || self.indexes.contains(&v.index))
     }
 }
@@ -593,7 +593,7 @@ impl Core {
     }
 
     /// Identifiers registered on this node.
-    pub fn node_total(&self) -> Result<i64> {
+    pub fn node_registered(&self) -> Result<i64> {
         self.store
             .counter(Table::Counters, register::NODE_COUNT)
             .map_err(Error::internal)

@@ -38,10 +38,10 @@ pub(super) fn today() -> i64 {
 
 /// The result of a successful create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateOutcome {
+pub enum RegisterOutcome {
     /// The record was written.
-    Created,
-    /// An identical record already existed (a retried create): nothing was written.
+    Registered,
+    /// An identical record already existed (a retried registration): nothing was written.
     AlreadyPresent,
 }
 
@@ -69,7 +69,7 @@ pub type BatchItem = (Result<Identifier>, Record);
 /// Registered-identifier counts, maintained on every write.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Counts {
-    pub node_total: i64,
+    pub node_registered: i64,
     /// `(prefix, count)` for each prefix the caller may see, in prefix order.
     pub prefixes: Vec<(String, i64)>,
 }
@@ -96,7 +96,7 @@ struct Prepared {
 /// keeps both cores busy during an online import.
 pub struct PreparedBatch {
     /// Per item: its error when it failed the checks, `None` when it is in `prepared`.
-    results: Vec<Option<Result<CreateOutcome>>>,
+    results: Vec<Option<Result<RegisterOutcome>>>,
     prepared: Vec<(usize, Prepared)>,
 }
 
@@ -265,7 +265,12 @@ impl Core {
     /// Errors: `AlreadyExists` if it exists with different content (identical content is
     /// `Ok(AlreadyPresent)`, so retries are safe); `InvalidArgument` for rule violations;
     /// `Unauthenticated`/`PermissionDenied` if the caller does not own the prefix.
-    pub fn create(&self, caller: &Caller, id: Identifier, record: Record) -> Result<CreateOutcome> {
+    pub fn register(
+        &self,
+        caller: &Caller,
+        id: Identifier,
+        record: Record,
+    ) -> Result<RegisterOutcome> {
         let p = self.prepare(caller, id, record)?;
         self.write_prepared(caller, vec![p], false)?
             .pop()
@@ -283,9 +288,9 @@ impl Core {
                 Err(e) if e.kind == ErrorKind::NotFound && e.reason.is_none() => {}
                 Err(e) => return Err(e),
             }
-            match self.create(caller, id.clone(), record.clone()) {
-                Ok(CreateOutcome::Created) => return Ok(true),
-                Ok(CreateOutcome::AlreadyPresent) => return Ok(false),
+            match self.register(caller, id.clone(), record.clone()) {
+                Ok(RegisterOutcome::Registered) => return Ok(true),
+                Ok(RegisterOutcome::AlreadyPresent) => return Ok(false),
                 Err(e) if e.kind == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -304,16 +309,16 @@ impl Core {
 
     /// Registers many records; one result per item, in order. A bad item fails alone; the
     /// good ones are written in one atomic batch.
-    pub fn batch_create(
+    pub fn batch_register(
         &self,
         caller: &Caller,
         items: Vec<BatchItem>,
-    ) -> Vec<Result<CreateOutcome>> {
+    ) -> Vec<Result<RegisterOutcome>> {
         let batch = self.prepare_batch(caller, items);
         self.write_batch(caller, batch)
     }
 
-    /// The first half of [`Core::batch_create`]: every check that reads no record, and the
+    /// The first half of [`Core::batch_register`]: every check that reads no record, and the
     /// encoding. Takes no latch or lock, so it may run beside another batch's write.
     pub fn prepare_batch(&self, caller: &Caller, items: Vec<BatchItem>) -> PreparedBatch {
         let mut results = Vec::with_capacity(items.len());
@@ -330,10 +335,14 @@ impl Core {
         PreparedBatch { results, prepared }
     }
 
-    /// The second half of [`Core::batch_create`]: under the records' latches, the checks
+    /// The second half of [`Core::batch_register`]: under the records' latches, the checks
     /// against stored records and quotas, then one atomic, logged write. `caller` must be
     /// the one the batch was prepared for.
-    pub fn write_batch(&self, caller: &Caller, batch: PreparedBatch) -> Vec<Result<CreateOutcome>> {
+    pub fn write_batch(
+        &self,
+        caller: &Caller,
+        batch: PreparedBatch,
+    ) -> Vec<Result<RegisterOutcome>> {
         let PreparedBatch {
             mut results,
             prepared,
@@ -360,7 +369,7 @@ impl Core {
     }
 
     /// Writes the records of `prepared` that are new, under their latches, with one log
-    /// entry per record, or with `bulk` one `batch_create` entry covering them all (a
+    /// entry per record, or with `bulk` one `batch_register` entry covering them all (a
     /// record's content hash then sits in its log index entry: one small index write per
     /// record instead of a whole entry, which halved the log's share of an online import).
     /// The encoded records move into the write batch (no copy).
@@ -369,7 +378,7 @@ impl Core {
         caller: &Caller,
         prepared: Vec<Prepared>,
         bulk: bool,
-    ) -> Result<Vec<Result<CreateOutcome>>> {
+    ) -> Result<Vec<Result<RegisterOutcome>>> {
         // Enterprises with registration quotas: their creates are serialised by a quota
         // latch so that the check and the write are one step.
         let mut budgets: HashMap<String, Option<u64>> = HashMap::new();
@@ -411,7 +420,7 @@ impl Core {
             };
             let earlier = old.as_ref().or(in_batch.get(p.id.as_str()).copied());
             outcomes.push(match earlier {
-                Some(r) if r.same_content(&p.record) => Ok(CreateOutcome::AlreadyPresent),
+                Some(r) if r.same_content(&p.record) => Ok(RegisterOutcome::AlreadyPresent),
                 Some(_) => Err(Error::new(
                     ErrorKind::AlreadyExists,
                     format!("{} is already registered with other values", p.id),
@@ -431,10 +440,10 @@ impl Core {
                             covers.push((p.id.to_string(), content_digest(&p.bytes)));
                         } else {
                             let id = p.id.to_string();
-                            drafts.push(self.entry("create", caller, id, None, Some(&p.bytes)));
+                            drafts.push(self.entry("register", caller, id, None, Some(&p.bytes)));
                         }
                         in_batch.insert(p.id.as_str(), &p.record);
-                        Ok(CreateOutcome::Created)
+                        Ok(RegisterOutcome::Registered)
                     }
                 },
             });
@@ -453,7 +462,7 @@ impl Core {
                 // In identifier order, the order `audit::verify` reads the index in.
                 covers.sort_unstable();
                 let mut draft = self.entry(
-                    "batch_create",
+                    "batch_register",
                     caller,
                     "batch".into(),
                     Some(format!("{} records", covers.len())),
@@ -471,7 +480,7 @@ impl Core {
             let new_records = prepared
                 .into_iter()
                 .zip(&outcomes)
-                .filter(|(_, o)| matches!(o, Ok(CreateOutcome::Created)));
+                .filter(|(_, o)| matches!(o, Ok(RegisterOutcome::Registered)));
             for (p, _) in new_records {
                 batch.put(Table::Records, p.id.as_bytes(), p.bytes);
             }
@@ -631,7 +640,7 @@ impl Core {
         if *caller == Caller::Anonymous {
             return Err(Error::unauthenticated("counts need a token"));
         }
-        let node_total = self
+        let node_registered = self
             .store
             .counter(Table::Counters, NODE_COUNT)
             .map_err(Error::internal)?;
@@ -660,7 +669,7 @@ impl Core {
             }
         }
         Ok(Counts {
-            node_total,
+            node_registered,
             prefixes,
         })
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Core, CreateOutcome};
+use super::{Core, RegisterOutcome};
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Prefix};
@@ -14,7 +14,11 @@ impl Core {
     /// Registers (or, with identical content, re-registers) a template under a prefix the
     /// caller owns. A template is immutable once registered: publish a new identifier (or
     /// version) to change it, so records validated against it stay valid.
-    pub fn register_template(&self, caller: &Caller, template: Template) -> Result<CreateOutcome> {
+    pub fn register_template(
+        &self,
+        caller: &Caller,
+        template: Template,
+    ) -> Result<RegisterOutcome> {
         let id = self.parse_identifier(&template.identifier)?;
         self.require_owner(caller, &id.prefix())?;
         template
@@ -27,7 +31,7 @@ impl Core {
         let _latch = self.latches.lock(id.as_str());
         if let Some(existing) = self.load_template(&id)? {
             return if *existing == template {
-                Ok(CreateOutcome::AlreadyPresent)
+                Ok(RegisterOutcome::AlreadyPresent)
             } else {
                 Err(Error::new(
                     ErrorKind::AlreadyExists,
@@ -40,7 +44,7 @@ impl Core {
         let mut batch = Batch::new();
         batch.put(Table::Templates, id.as_bytes(), bytes);
         self.commit_logged(batch, vec![draft])?;
-        Ok(CreateOutcome::Created)
+        Ok(RegisterOutcome::Registered)
     }
 
     /// A template by identifier (public).

@@ -70,14 +70,14 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
     let size: usize = record
         .values
         .iter()
-        .map(|v| 24 + v.kind.len() + v.data.len())
+        .map(|v| 24 + v.value_type.len() + v.data.len())
         .sum();
     let mut out = Vec::with_capacity(4 + size);
     out.push(RECORD_FORMAT_V1);
     put_varint(&mut out, record.values.len() as u64);
     for v in &record.values {
         put_varint(&mut out, v.index as u64);
-        put_bytes(&mut out, v.kind.as_bytes());
+        put_bytes(&mut out, v.value_type.as_bytes());
         out.push(format_byte(v.format));
         put_bytes(&mut out, &v.data);
         put_varint(&mut out, v.ttl as u64);
@@ -156,7 +156,7 @@ pub fn decode_record(buf: &[u8]) -> Result<Record, DecodeError> {
     let mut values = Vec::with_capacity(n.min(buf.len() / 8));
     for _ in 0..n {
         let index = r.u32("index")?;
-        let kind = r.string("type")?;
+        let value_type = r.string("type")?;
         let at = r.pos;
         let format = match r.byte()? {
             0 => Format::String,
@@ -190,7 +190,7 @@ pub fn decode_record(buf: &[u8]) -> Result<Record, DecodeError> {
         }
         values.push(Value {
             index,
-            kind,
+            value_type,
             format,
             data,
             ttl,
@@ -254,9 +254,9 @@ mod tests {
             prop::collection::vec(("[a-z0-9]{1,8}", any::<u32>()), 0..3),
         )
             .prop_map(
-                |(index, kind, format, data, ttl, timestamp, bits, refs)| Value {
+                |(index, value_type, format, data, ttl, timestamp, bits, refs)| Value {
                     index,
-                    kind,
+                    value_type,
                     format,
                     data,
                     ttl,

@@ -302,7 +302,7 @@ impl TopLevel {
     }
 
     /// Delegates `prefix` to a node and mints its node token (top-level admin only).
-    pub fn add_node(
+    pub fn add_delegation(
         &self,
         caller: &Caller,
         prefix: &Prefix,
@@ -364,7 +364,7 @@ impl TopLevel {
     }
 
     /// Removes a delegation, its node tokens and its last report (top-level admin only).
-    pub fn remove_node(&self, caller: &Caller, prefix: &Prefix) -> Result<()> {
+    pub fn remove_delegation(&self, caller: &Caller, prefix: &Prefix) -> Result<()> {
         Self::require_admin(caller)?;
         let mut delegations = self.delegations.write().unwrap_or_else(|e| e.into_inner());
         let d = delegations

@@ -58,7 +58,7 @@ pub fn load_once(
             continue;
         }
         let (_, token) = top
-            .add_node(
+            .add_delegation(
                 &Caller::Admin,
                 &prefix,
                 &n.node_id,

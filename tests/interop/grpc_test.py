@@ -10,9 +10,9 @@ reflection messages needed are encoded by hand. Stubs are generated from the com
 proto files into a temporary directory with grpc_tools.protoc.
 
 Checks: server reflection (v1) lists idnode.v1.Resolver and idnode.v1.Registry and serves
-the Registry descriptor; Registry/Create with a bearer token creates PREFIX/GRPCIO-<random>
-(created = true); anonymous Resolver/Resolve returns the URL; an identical Create is
-idempotent (created = false); resolving an absent identifier is NOT_FOUND; Create without
+the Registry descriptor; Registry/Register with a bearer token creates PREFIX/GRPCIO-<random>
+(registered = true); anonymous Resolver/Resolve returns the URL; an identical Register is
+idempotent (registered = false); resolving an absent identifier is NOT_FOUND; Register without
 a token is UNAUTHENTICATED. The record is deleted at the end (best effort).
 
 Exit status 0 when every step passed, 1 on the first failure.
@@ -242,7 +242,7 @@ def check_reflection(channel):
             got = [descriptor_pb2.FileDescriptorProto.FromString(r).name for r in dep_files]
             check(name in got, "file_by_filename %s returned %r" % (name, got))
         ok("dependencies fetched by file name: %s" % ", ".join(missing))
-    check("Create" in methods, "Registry methods %r lack Create" % methods)
+    check("Register" in methods, "Registry methods %r lack Register" % methods)
 
     # Informational: older clients (grpcurl before 1.8.8, grpcio-reflection) speak v1alpha.
     try:
@@ -292,11 +292,11 @@ def main():
         record = types.Record(identifier=identifier, values=[
             types.Value(index=1, type="URL", data=url)])
 
-        step("Registry/Create %s (bearer token)" % identifier)
-        resp = registry.Create(reg.CreateRequest(record=record), metadata=auth, timeout=TIMEOUT)
+        step("Registry/Register %s (bearer token)" % identifier)
+        resp = registry.Register(reg.RegisterRequest(record=record), metadata=auth, timeout=TIMEOUT)
         created = True
-        check(resp.created is True, "created = %r, expected True" % resp.created)
-        ok("created = True")
+        check(resp.registered is True, "registered = %r, expected True" % resp.registered)
+        ok("registered = True")
 
         step("Resolver/Resolve %s (anonymous)" % identifier)
         resp = resolver.Resolve(res.ResolveRequest(identifier=identifier), timeout=TIMEOUT)
@@ -312,10 +312,10 @@ def main():
         check([v.data for v in resp.values] == [url], "filtered resolve returned %r" % list(resp.values))
         ok("one URL value")
 
-        step("Registry/Create again with identical content (idempotent)")
-        resp = registry.Create(reg.CreateRequest(record=record), metadata=auth, timeout=TIMEOUT)
-        check(resp.created is False, "created = %r, expected False" % resp.created)
-        ok("created = False")
+        step("Registry/Register again with identical content (idempotent)")
+        resp = registry.Register(reg.RegisterRequest(record=record), metadata=auth, timeout=TIMEOUT)
+        check(resp.registered is False, "registered = %r, expected False" % resp.registered)
+        ok("registered = False")
 
         missing = "88.101.5/DOES-NOT-EXIST-xyz"
         step("Resolver/Resolve %s -> NOT_FOUND" % missing)
@@ -328,17 +328,17 @@ def main():
         else:
             raise Failure("Resolve of %s succeeded" % missing)
 
-        step("Registry/Create without a token -> UNAUTHENTICATED")
+        step("Registry/Register without a token -> UNAUTHENTICATED")
         anon = types.Record(identifier=identifier + "-ANON", values=[
             types.Value(index=1, type="URL", data=url)])
         try:
-            registry.Create(reg.CreateRequest(record=anon), timeout=TIMEOUT)
+            registry.Register(reg.RegisterRequest(record=anon), timeout=TIMEOUT)
         except grpc.RpcError as err:
             check(err.code() == grpc.StatusCode.UNAUTHENTICATED,
                   "expected UNAUTHENTICATED, got %s: %s" % (err.code(), err.details()))
             ok("UNAUTHENTICATED (%s)" % err.details())
         else:
-            raise Failure("anonymous Create succeeded")
+            raise Failure("anonymous Register succeeded")
 
         step("Registry/Delete %s (cleanup)" % identifier)
         registry.Delete(reg.DeleteRequest(identifier=identifier), metadata=auth, timeout=TIMEOUT)

@@ -3,7 +3,7 @@
 use idnode::api::grpc::pb;
 use tonic::Code;
 
-use crate::support::{create, record, text, TestNode};
+use crate::support::{record, register_request, text, TestNode};
 
 fn ent(prefix: &str, name: &str) -> pb::CreateEnterpriseRequest {
     pb::CreateEnterpriseRequest {
@@ -16,7 +16,10 @@ fn ent(prefix: &str, name: &str) -> pb::CreateEnterpriseRequest {
 
 async fn can_write(node: &TestNode, token: &str, id: &str) -> Result<(), Code> {
     node.registry(Some(token))
-        .create(create(record(id, vec![text(1, "URL", "https://e.cn")])))
+        .register(register_request(record(
+            id,
+            vec![text(1, "URL", "https://e.cn")],
+        )))
         .await
         .map(|_| ())
         .map_err(|s| s.code())

@@ -81,14 +81,14 @@ async fn register(node: &TestNode, token: &str, range: std::ops::Range<usize>) {
     let requests = tokio_stream::iter(
         items
             .chunks(500)
-            .map(|c| pb::BatchCreateRequest {
+            .map(|c| pb::BatchRegisterRequest {
                 records: c.to_vec(),
             })
             .collect::<Vec<_>>(),
     );
     let mut responses = node
         .registry(Some(token))
-        .batch_create(requests)
+        .batch_register(requests)
         .await
         .unwrap()
         .into_inner();
@@ -335,7 +335,7 @@ async fn a_top_level_node_is_backed_up_the_same_way() {
     let admin = admin_file.to_str().unwrap();
     idnode(&[
         "top-level",
-        "node",
+        "delegation",
         "add",
         "88.150",
         "node-150",

@@ -1,4 +1,4 @@
-//! BatchCreate: long streams, per-item results, bounded chunks.
+//! BatchRegister: long streams, per-item results, bounded chunks.
 
 use idnode::api::grpc::pb;
 use tonic::Code;
@@ -65,12 +65,13 @@ async fn a_hundred_thousand_records_with_bad_items_mixed_in() {
     node.enterprise("88.101.8", "Other Co").await;
 
     // Generate lazily: the client never holds the whole stream either.
-    let requests = tokio_stream::iter((0..N).step_by(CHUNK).map(|start| pb::BatchCreateRequest {
-        records: (start..(start + CHUNK).min(N)).map(|i| item(i).0).collect(),
-    }));
+    let requests =
+        tokio_stream::iter((0..N).step_by(CHUNK).map(|start| pb::BatchRegisterRequest {
+            records: (start..(start + CHUNK).min(N)).map(|i| item(i).0).collect(),
+        }));
     let mut responses = node
         .registry(Some(&token))
-        .batch_create(requests)
+        .batch_register(requests)
         .await
         .unwrap()
         .into_inner();
@@ -87,8 +88,8 @@ async fn a_hundred_thousand_records_with_bad_items_mixed_in() {
             if expected == Code::Ok {
                 // Repeats of identical content succeed without writing.
                 let repeat = i > 0 && i % 1000 == 0;
-                assert_eq!(r.created, !repeat, "item {i}");
-                created += r.created as i64;
+                assert_eq!(r.registered, !repeat, "item {i}");
+                created += r.registered as i64;
             } else {
                 assert!(!r.message.is_empty());
                 failed += 1;
@@ -103,8 +104,8 @@ async fn a_hundred_thousand_records_with_bad_items_mixed_in() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, created);
-    assert_eq!(counts.prefixes[0].count, created);
+    assert_eq!(counts.node_registered, created);
+    assert_eq!(counts.prefixes[0].registered, created);
     // Spot-check the stored values.
     for i in [0usize, 1, 4_999, 99_999] {
         let r = node
@@ -134,7 +135,7 @@ async fn batch_rules() {
     // Anonymous streams are refused up front.
     let e = node
         .registry(None)
-        .batch_create(tokio_stream::iter(vec![pb::BatchCreateRequest {
+        .batch_register(tokio_stream::iter(vec![pb::BatchRegisterRequest {
             records: vec![good(1)],
         }]))
         .await
@@ -143,16 +144,16 @@ async fn batch_rules() {
 
     // A chunk over the limit ends the stream with RESOURCE_EXHAUSTED after earlier answers.
     let requests = vec![
-        pb::BatchCreateRequest {
+        pb::BatchRegisterRequest {
             records: vec![good(1), good(2)],
         },
-        pb::BatchCreateRequest {
+        pb::BatchRegisterRequest {
             records: (0..2001).map(good).collect(),
         },
     ];
     let mut responses = node
         .registry(Some(&token))
-        .batch_create(tokio_stream::iter(requests))
+        .batch_register(tokio_stream::iter(requests))
         .await
         .unwrap()
         .into_inner();
@@ -166,7 +167,7 @@ async fn batch_rules() {
     changed.values[0].data = b"x".to_vec();
     let mut responses = node
         .registry(Some(&token))
-        .batch_create(tokio_stream::iter(vec![pb::BatchCreateRequest {
+        .batch_register(tokio_stream::iter(vec![pb::BatchRegisterRequest {
             records: vec![good(5), good(5), changed],
         }]))
         .await
@@ -175,7 +176,7 @@ async fn batch_rules() {
     let r = responses.message().await.unwrap().unwrap().results;
     let got: Vec<_> = r
         .iter()
-        .map(|r| (Code::from_i32(r.code), r.created))
+        .map(|r| (Code::from_i32(r.code), r.registered))
         .collect();
     assert_eq!(
         got,
@@ -191,7 +192,7 @@ async fn batch_rules() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, 3);
+    assert_eq!(counts.node_registered, 3);
 }
 
 /// Messages are prepared while the previous one is written, but each is answered as soon
@@ -203,13 +204,13 @@ async fn each_message_is_answered_before_the_next_is_sent() {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut responses = node
         .registry(Some(&token))
-        .batch_create(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .batch_register(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .unwrap()
         .into_inner();
     for chunk in 0..5usize {
         let records: Vec<_> = (chunk * 10..chunk * 10 + 10).map(good).collect();
-        tx.send(pb::BatchCreateRequest { records }).await.unwrap();
+        tx.send(pb::BatchRegisterRequest { records }).await.unwrap();
         let answer = tokio::time::timeout(std::time::Duration::from_secs(10), responses.message())
             .await
             .expect("answered without the next message")

@@ -104,7 +104,7 @@ async fn online_and_offline_imports_give_identical_stores() {
     assert_eq!(
         (
             r["skipped"].as_u64(),
-            r["created"].as_u64(),
+            r["registered"].as_u64(),
             r["failed"].as_u64()
         ),
         (Some(1200), Some(1800), Some(2))
@@ -133,7 +133,7 @@ async fn online_and_offline_imports_give_identical_stores() {
     ]));
     assert_eq!(
         (
-            r["created"].as_u64(),
+            r["registered"].as_u64(),
             r["already_present"].as_u64(),
             r["failed"].as_u64()
         ),
@@ -145,7 +145,7 @@ async fn online_and_offline_imports_give_identical_stores() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, 3000);
+    assert_eq!(counts.node_registered, 3000);
     node.stop().await;
 
     // Offline into a fresh directory, twice (the second run changes nothing); a small
@@ -164,7 +164,7 @@ async fn online_and_offline_imports_give_identical_stores() {
         "--json",
     ]));
     assert_eq!(
-        (r["created"].as_u64(), r["failed"].as_u64()),
+        (r["registered"].as_u64(), r["failed"].as_u64()),
         (Some(3000), Some(2))
     );
     let r = json_line(&idnode(&[
@@ -176,7 +176,7 @@ async fn online_and_offline_imports_give_identical_stores() {
         "--json",
     ]));
     assert_eq!(
-        (r["created"].as_u64(), r["already_present"].as_u64()),
+        (r["registered"].as_u64(), r["already_present"].as_u64()),
         (Some(0), Some(3000))
     );
 
@@ -353,7 +353,7 @@ async fn bench_reports_what_it_measured() {
     let out = idnode(&[
         "bench",
         "--op",
-        "batch-create",
+        "batch-register",
         "--node",
         &url,
         "--token-file",
@@ -406,7 +406,7 @@ async fn bench_reports_what_it_measured() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, 500 + 1000);
+    assert_eq!(counts.node_registered, 500 + 1000);
     let cmp = idnode(&[
         "bench-compare",
         report.to_str().unwrap(),

@@ -246,7 +246,7 @@ fn serve_resolve_register_restart() {
         "--json",
     ]));
     let counts: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(counts["node_total"], 101);
+    assert_eq!(counts["node_registered"], 101);
     node.stop();
 
     // A second start keeps the data and does not seed again.
@@ -382,7 +382,7 @@ fn client_commands_reach_tls_and_mutual_tls_nodes() {
     ])))
     .unwrap();
     assert_eq!(
-        (r["created"].as_u64(), r["failed"].as_u64()),
+        (r["registered"].as_u64(), r["failed"].as_u64()),
         (Some(200), Some(0)),
         "{r}"
     );
@@ -468,7 +468,7 @@ fn client_commands_reach_tls_and_mutual_tls_nodes() {
     .concat();
     let r: serde_json::Value = serde_json::from_str(&stdout(&idnode(&import))).unwrap();
     assert_eq!(
-        (r["created"].as_u64(), r["failed"].as_u64()),
+        (r["registered"].as_u64(), r["failed"].as_u64()),
         (Some(200), Some(0)),
         "{r}"
     );
@@ -646,7 +646,7 @@ fn offline_import_needs_a_node_directory_or_create() {
         "--json",
     ]));
     let r: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    assert_eq!(r["created"], 20, "{r}");
+    assert_eq!(r["registered"], 20, "{r}");
     // Now it is a node directory: no --create needed.
     let out = stdout(&idnode(&[
         "import",

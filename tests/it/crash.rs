@@ -148,9 +148,9 @@ async fn rounds(sync: bool) {
             .token;
         }
         let (registry, _) = clients(&url, &token).await;
-        // Writers: two streaming BatchCreate clients and two single-Create clients.
+        // Writers: two streaming BatchRegister clients and two single-Register clients.
         const WRITERS: u64 = 4;
-        // Acknowledged calls (a Create or a BatchCreate message: one store write each).
+        // Acknowledged calls (a Register or a BatchRegister message: one store write each).
         let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut writers = Vec::new();
         for w in 0..WRITERS {
@@ -169,7 +169,7 @@ async fn rounds(sync: bool) {
                             })
                             .collect();
                         let Ok(resp) = registry
-                            .batch_create(tokio_stream::iter(vec![pb::BatchCreateRequest {
+                            .batch_register(tokio_stream::iter(vec![pb::BatchRegisterRequest {
                                 records,
                             }]))
                             .await
@@ -189,10 +189,10 @@ async fn rounds(sync: bool) {
                     } else {
                         let n = (w << 40) | chunk;
                         let id = format!("88.101.5/R{round}-{n}");
-                        let req = pb::CreateRequest {
+                        let req = pb::RegisterRequest {
                             record: Some(record(&id, vec![text(1, "URL", &value_of(round, n))])),
                         };
-                        if registry.create(req).await.is_err() {
+                        if registry.register(req).await.is_err() {
                             return;
                         }
                         calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -287,7 +287,7 @@ async fn rounds(sync: bool) {
             .unwrap()
             .into_inner();
         assert_eq!(
-            counts.node_total, present,
+            counts.node_registered, present,
             "round {round}: counts equal the records present"
         );
         assert!(present as usize >= expected.len());
@@ -315,14 +315,14 @@ async fn sigterm_drains_in_flight_streams_and_refuses_new_connections() {
     let (mut child, url, _) = start(dir.path(), false);
     let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     let (mut registry, _) = clients(&url, admin.trim()).await;
-    // A BatchCreate stream in flight: one chunk answered before SIGTERM, one after.
+    // A BatchRegister stream in flight: one chunk answered before SIGTERM, one after.
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut answers = registry
-        .batch_create(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .batch_register(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .unwrap()
         .into_inner();
-    let chunk = |k: u32| pb::BatchCreateRequest {
+    let chunk = |k: u32| pb::BatchRegisterRequest {
         records: (0..10)
             .map(|i| record(&format!("88.101/T{k}-{i}"), vec![text(1, "URL", "u")]))
             .collect(),
@@ -367,7 +367,7 @@ async fn sigterm_drains_in_flight_streams_and_refuses_new_connections() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, 20);
+    assert_eq!(counts.node_registered, 20);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

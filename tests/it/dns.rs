@@ -9,7 +9,7 @@ use idnode::identifier::Identifier;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::support::{create, private, record, text, TestNode};
+use crate::support::{private, record, register_request, text, TestNode};
 
 const URI: RecordType = RecordType::Unknown(256);
 
@@ -94,7 +94,7 @@ async fn node_with_records() -> (TestNode, SocketAddr) {
     let mut url = text(1, "URL", "https://trace.example.cn/p/BAT-2025-000001");
     url.ttl = 120;
     node.registry(Some(&t))
-        .create(create(record(
+        .register(register_request(record(
             "88.101.5/BAT-2025-000001",
             vec![
                 url,
@@ -282,7 +282,7 @@ async fn node_with_a_tree() -> (TestNode, SocketAddr, String) {
     node.enterprise("88.101.6", "Empty Co").await;
     for id in ["88.101.5/BAT-2025-000001", LONG, SPLIT, "88.101.5.7/x"] {
         node.registry(Some(&t))
-            .create(create(record(
+            .register(register_request(record(
                 id,
                 vec![text(1, "URL", &format!("https://e.cn/{id}"))],
             )))
@@ -514,7 +514,7 @@ async fn large_answers_truncate_over_udp_and_are_complete_over_tcp() {
         .map(|i| text(i, "note", &"x".repeat(150)))
         .collect();
     node.registry(Some(&t))
-        .create(create(record("88.101.5/BIG", values)))
+        .register(register_request(record("88.101.5/BIG", values)))
         .await
         .unwrap();
     let addr = node.dns_addr.unwrap();
@@ -542,7 +542,7 @@ async fn dns_goes_through_the_same_core_as_grpc() {
     let (node, addr) = node_with_records().await;
     let t = node.enterprise("88.101.6", "Other").await;
     node.registry(Some(&t))
-        .create(create(record(
+        .register(register_request(record(
             "88.101.6/Ab.c/d",
             vec![text(1, "URL", "https://e.cn/abcd")],
         )))

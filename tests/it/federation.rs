@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::support::{config, create, record, resolve, text, TestNode};
+use crate::support::{config, record, register_request, resolve, text, TestNode};
 
 struct TopNode {
     addr: SocketAddr,
@@ -136,11 +136,11 @@ async fn province() -> Province {
         let mut client = client.clone();
         async move {
             let nodes = client
-                .list_nodes(pb::ListNodesRequest {})
+                .list_delegations(pb::ListDelegationsRequest {})
                 .await
                 .unwrap()
                 .into_inner()
-                .nodes;
+                .delegations;
             nodes
                 .iter()
                 .filter(|n| n.node_prefix == "88.101" || n.node_prefix == "88.102")
@@ -194,7 +194,7 @@ async fn info(node: &TestNode) -> pb::GetNodeInfoResponse {
 async fn remote_identifiers_resolve_through_the_top_level_and_are_cached() {
     let p = province().await;
     p.b.registry(Some(&p.b_token))
-        .create(create(axle("AXLE-1", 2)))
+        .register(register_request(axle("AXLE-1", 2)))
         .await
         .unwrap();
 
@@ -334,15 +334,18 @@ async fn top_level_outage_and_recovery() {
     let p = province().await;
     let a_token = p.a.enterprise("88.101.5", "A Co").await;
     p.a.registry(Some(&a_token))
-        .create(create(record("88.101.5/OWN", vec![text(1, "URL", "u")])))
+        .register(register_request(record(
+            "88.101.5/OWN",
+            vec![text(1, "URL", "u")],
+        )))
         .await
         .unwrap();
     p.b.registry(Some(&p.b_token))
-        .create(create(axle("CACHED", 1)))
+        .register(register_request(axle("CACHED", 1)))
         .await
         .unwrap();
     p.b.registry(Some(&p.b_token))
-        .create(create(axle("UNCACHED", 1)))
+        .register(register_request(axle("UNCACHED", 1)))
         .await
         .unwrap();
     p.a.resolver(None)
@@ -394,7 +397,7 @@ async fn top_level_outage_and_recovery() {
 async fn remote_node_outage_serves_stale_within_the_bound_then_unavailable() {
     let p = province().await;
     p.b.registry(Some(&p.b_token))
-        .create(create(axle("STALE", 1)))
+        .register(register_request(axle("STALE", 1)))
         .await
         .unwrap();
     p.a.resolver(None)
@@ -441,7 +444,7 @@ async fn a_delegation_loop_ends_in_an_error_within_the_timeout() {
     p.top
         .client(Some(&p.top.admin_token))
         .await
-        .add_node(pb::AddNodeRequest {
+        .add_delegation(pb::AddDelegationRequest {
             node_prefix: "88.150".into(),
             node_id: "loop".into(),
             name: "points back at A".into(),
@@ -478,7 +481,7 @@ async fn a_delegation_loop_ends_in_an_error_within_the_timeout() {
 async fn concurrent_misses_share_one_upstream_call() {
     let p = province().await;
     p.b.registry(Some(&p.b_token))
-        .create(create(axle("HOT", 60)))
+        .register(register_request(axle("HOT", 60)))
         .await
         .unwrap();
     let before = info(&p.a).await;
@@ -515,7 +518,7 @@ async fn statistics_of_both_nodes_are_summed_at_the_top_level() {
     let a_token = p.a.enterprise("88.101.5", "A Co").await;
     for i in 0..7 {
         p.a.registry(Some(&a_token))
-            .create(create(record(
+            .register(register_request(record(
                 &format!("88.101.5/S{i}"),
                 vec![text(1, "URL", "u")],
             )))
@@ -524,7 +527,7 @@ async fn statistics_of_both_nodes_are_summed_at_the_top_level() {
     }
     for i in 0..4 {
         p.b.registry(Some(&p.b_token))
-            .create(create(axle(&format!("S{i}"), 60)))
+            .register(register_request(axle(&format!("S{i}"), 60)))
             .await
             .unwrap();
     }
@@ -579,8 +582,8 @@ async fn statistics_of_both_nodes_are_summed_at_the_top_level() {
     let _ = &mut top;
 }
 
-fn new_node() -> pb::AddNodeRequest {
-    pb::AddNodeRequest {
+fn new_node() -> pb::AddDelegationRequest {
+    pb::AddDelegationRequest {
         node_prefix: "88.160".into(),
         node_id: "x".into(),
         name: "x".into(),
@@ -597,11 +600,11 @@ async fn node_calls_need_a_node_token_and_admin_calls_the_admin_token() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    let e = anon.add_node(new_node()).await.unwrap_err();
+    let e = anon.add_delegation(new_node()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     let node_token = std::fs::read_to_string(p.top.dir.join("node-tokens/88.101.token")).unwrap();
     let mut as_node = p.top.client(Some(node_token.trim())).await;
-    let e = as_node.add_node(new_node()).await.unwrap_err();
+    let e = as_node.add_delegation(new_node()).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     let e = p
         .top
@@ -638,7 +641,7 @@ async fn the_embedded_top_level_serves_other_nodes() {
     let b = TestNode::start_with(c).await;
     let t = b.enterprise("88.102.3", "B Co").await;
     b.registry(Some(&t))
-        .create(create(axle("EMB-1", 60)))
+        .register(register_request(axle("EMB-1", 60)))
         .await
         .unwrap();
     // B announced itself to A's embedded top-level node: A forwards to B...
@@ -665,7 +668,7 @@ async fn dns_and_http_forward_like_grpc() {
     use hickory_proto::rr::{Name, RData, RecordType};
     let p = province().await;
     p.b.registry(Some(&p.b_token))
-        .create(create(axle("DNS-1", 60)))
+        .register(register_request(axle("DNS-1", 60)))
         .await
         .unwrap();
     let zone = Name::from_ascii("id.example.").unwrap();

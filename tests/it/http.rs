@@ -4,7 +4,7 @@ use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{create, private, record, text, TestNode};
+use crate::support::{private, record, register_request, text, TestNode};
 
 struct Api {
     base: String,
@@ -73,7 +73,7 @@ async fn setup() -> (TestNode, Api, String) {
 async fn read_shapes_and_filters() {
     let (node, api, token) = setup().await;
     node.registry(Some(&token))
-        .create(create(record(
+        .register(register_request(record(
             "88.101.5/BAT-1",
             vec![
                 text(1, "URL", "https://e.cn/1"),
@@ -416,7 +416,7 @@ async fn listing_by_prefix_with_pages() {
     let (node, api, token) = setup().await;
     for i in 0..7 {
         node.registry(Some(&token))
-            .create(create(record(
+            .register(register_request(record(
                 &format!("88.101.5/L-{i}"),
                 vec![text(1, "URL", "u")],
             )))
@@ -485,7 +485,10 @@ async fn listing_by_prefix_with_pages() {
 async fn health_and_metrics() {
     let (node, api, token) = setup().await;
     node.registry(Some(&token))
-        .create(create(record("88.101.5/M-1", vec![text(1, "URL", "u")])))
+        .register(register_request(record(
+            "88.101.5/M-1",
+            vec![text(1, "URL", "u")],
+        )))
         .await
         .unwrap();
     api.get("/api/handles/88.101.5/M-1", None).await;
@@ -542,7 +545,7 @@ async fn health_and_metrics() {
         "idnode_requests_total{interface=\"grpc\",op=\"resolve\",outcome=\"not_found\"} 1",
         "idnode_requests_total{interface=\"dns\",op=\"query\",outcome=\"not_found\"} 1",
         "idnode_requests_total{interface=\"grpc\",op=\"resolve\",outcome=\"ok\"} 1",
-        "idnode_requests_total{interface=\"grpc\",op=\"create\",outcome=\"ok\"} 1",
+        "idnode_requests_total{interface=\"grpc\",op=\"register\",outcome=\"ok\"} 1",
         "idnode_request_seconds_bucket{interface=\"grpc\",op=\"resolve\"",
         "idnode_registered_identifiers 1",
         "idnode_registered_identifiers_by_prefix{prefix=\"88.101.5\"} 1",
@@ -617,7 +620,7 @@ async fn every_enterprise_has_its_admin_handle() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, 0);
+    assert_eq!(counts.node_registered, 0);
     let new_token = node.enterprise("88.101.8", "Second Co").await;
     let (status, r) = api
         .put(

@@ -270,14 +270,14 @@ async fn requests_in_flight_are_bounded() {
     })
     .await;
     let token = node.seed_token("88.101.5");
-    // Two BatchCreate streams left open hold both slots: their response headers have
+    // Two BatchRegister streams left open hold both slots: their response headers have
     // arrived, their request streams are not finished.
     let mut held = Vec::new();
     for _ in 0..2 {
-        let (tx, rx) = tokio::sync::mpsc::channel::<pb::BatchCreateRequest>(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::BatchRegisterRequest>(1);
         let responses = node
             .registry(Some(&token))
-            .batch_create(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .batch_register(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await
             .expect("the stream is admitted")
             .into_inner();
@@ -761,7 +761,7 @@ async fn the_top_level_node_bounds_requests_in_flight_and_ends_slow_ones() {
     .await;
     top.client(Some(&top.admin_token))
         .await
-        .add_node(pb::AddNodeRequest {
+        .add_delegation(pb::AddDelegationRequest {
             node_prefix: "88.199".into(),
             node_id: "silent".into(),
             name: "never answers".into(),
@@ -876,7 +876,7 @@ async fn the_top_level_node_limits_message_sizes() {
     .await;
     let mut admin = top.client(Some(&top.admin_token)).await;
     let e = admin
-        .add_node(pb::AddNodeRequest {
+        .add_delegation(pb::AddDelegationRequest {
             node_prefix: "88.150".into(),
             node_id: "big".into(),
             name: "x".repeat(100 << 10),
@@ -887,7 +887,7 @@ async fn the_top_level_node_limits_message_sizes() {
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     // A message within the limit is served.
     admin
-        .add_node(pb::AddNodeRequest {
+        .add_delegation(pb::AddDelegationRequest {
             node_prefix: "88.150".into(),
             node_id: "small".into(),
             name: "small".into(),
@@ -902,19 +902,25 @@ async fn the_top_level_node_limits_message_sizes() {
 async fn the_top_level_node_locks_out_failed_authentications() {
     let top = TopLevelNode::start(TopLevelLimits::default(), ForwardConfig::default()).await;
     let mut admin = top.client(Some(&top.admin_token)).await;
-    admin.list_nodes(pb::ListNodesRequest {}).await.unwrap();
+    admin
+        .list_delegations(pb::ListDelegationsRequest {})
+        .await
+        .unwrap();
     // Ten failed authentications lock this client out, even with the admin token.
     for i in 0..10 {
         let forged = format!("idn_{:016x}_{}", i, "0".repeat(64));
         let e = top
             .client(Some(&forged))
             .await
-            .list_nodes(pb::ListNodesRequest {})
+            .list_delegations(pb::ListDelegationsRequest {})
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     }
-    let e = admin.list_nodes(pb::ListNodesRequest {}).await.unwrap_err();
+    let e = admin
+        .list_delegations(pb::ListDelegationsRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     assert_eq!(reason(&e), Some("406"));
     // Anonymous requests go on.

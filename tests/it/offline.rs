@@ -245,14 +245,14 @@ fn setup() -> Setup {
     std::fs::write(&base, base_text).unwrap();
     let base_dir = work.path().join("base");
     let r = summary(&import(&base_dir, &base, None));
-    assert_eq!(r["created"], BASE as u64, "{r}");
+    assert_eq!(r["registered"], BASE as u64, "{r}");
     let before = state(&base_dir);
 
     let reference = work.path().join("reference");
     copy_dir(&base_dir, &reference);
     let r = summary(&import(&reference, &big, None));
     assert_eq!(
-        (r["created"].as_u64(), r["already_present"].as_u64()),
+        (r["registered"].as_u64(), r["already_present"].as_u64()),
         (Some((BIG - 100) as u64), Some(100)),
         "{r}"
     );
@@ -373,7 +373,7 @@ fn offline_import_killed_at_any_phase_converges() {
     s.assert_rerun_converges(&dir, "killed during the completion");
     let r = summary(&import(&dir, &s.big, None));
     assert_eq!(
-        (r["created"].as_u64(), r["already_present"].as_u64()),
+        (r["registered"].as_u64(), r["already_present"].as_u64()),
         (Some(0), Some(BIG as u64)),
         "{r}"
     );
@@ -413,7 +413,7 @@ async fn offline_import_failing_at_any_phase_converges() {
             .into_inner();
         node.stop().await;
         let now = state(&dir);
-        assert_eq!(counts.node_total, now.records.len() as i64, "{point}");
+        assert_eq!(counts.node_registered, now.records.len() as i64, "{point}");
         assert!(!now.pending && !now.staged, "{point}");
         assert_counts_match_scan(&now);
         assert_audit_clean(&dir, point);
@@ -427,6 +427,6 @@ async fn offline_import_failing_at_any_phase_converges() {
             "{point}: both imports' entries"
         );
         let r = summary(&import(&dir, &s.big, None));
-        assert_eq!(r["created"].as_u64(), Some(0), "{point}: {r}");
+        assert_eq!(r["registered"].as_u64(), Some(0), "{point}: {r}");
     }
 }

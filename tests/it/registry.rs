@@ -1,9 +1,9 @@
-//! Resolve, Create, Update, Delete, Get, List, counts, templates, auth rules over gRPC.
+//! Resolve, Register, Update, Delete, Get, List, counts, templates, auth rules over gRPC.
 
 use idnode::api::grpc::pb;
 use tonic::Code;
 
-use crate::support::{create, private, record, resolve, text, TestNode};
+use crate::support::{private, record, register_request, resolve, text, TestNode};
 
 fn edit(
     add: Vec<pb::Value>,
@@ -50,7 +50,7 @@ async fn full_lifecycle_with_owner_token() {
     let mut reg = node.registry(Some(&token));
     let id = "88.101.7/PART/2025:001";
     let r = reg
-        .create(create(record(
+        .register(register_request(record(
             id,
             vec![
                 text(1, "URL", "https://example.cn/p/1"),
@@ -61,7 +61,7 @@ async fn full_lifecycle_with_owner_token() {
         .await
         .unwrap()
         .into_inner();
-    assert!(r.created);
+    assert!(r.registered);
 
     // Anonymous sees public values; the owner sees all; filters apply.
     let anon = node
@@ -242,21 +242,21 @@ async fn create_is_idempotent_for_identical_records_only() {
         vec![text(1, "URL", "https://example.cn/x1")],
     );
     assert!(
-        reg.create(create(r.clone()))
+        reg.register(register_request(r.clone()))
             .await
             .unwrap()
             .into_inner()
-            .created
+            .registered
     );
     // A retry with the same content (prefix case differs: still the same identifier).
     let mut retry = r.clone();
     retry.identifier = "88.101.AB/X1".into();
     assert!(
-        !reg.create(create(retry))
+        !reg.register(register_request(retry))
             .await
             .unwrap()
             .into_inner()
-            .created
+            .registered
     );
     let resolved = node
         .resolver(None)
@@ -275,14 +275,14 @@ async fn create_is_idempotent_for_identical_records_only() {
         "88.101.ab/X1",
         vec![text(1, "URL", "https://example.cn/other")],
     );
-    let e = reg.create(create(other)).await.unwrap_err();
+    let e = reg.register(register_request(other)).await.unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
     let counts = reg
         .get_counts(pb::GetCountsRequest {})
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, 1);
+    assert_eq!(counts.node_registered, 1);
 }
 
 #[tokio::test]
@@ -303,7 +303,11 @@ async fn auth_rules() {
     // No token, a malformed token, a well-formed unknown token.
     let forged = format!("idn_{}_{}", "0".repeat(16), "0".repeat(64));
     for token in [None, Some("nonsense"), Some(forged.as_str())] {
-        let e = node.registry(token).create(create(r())).await.unwrap_err();
+        let e = node
+            .registry(token)
+            .register(register_request(r()))
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "{token:?}");
     }
     // Someone else's valid token with the right id but wrong secret.
@@ -311,7 +315,7 @@ async fn auth_rules() {
     let wrong_secret = format!("idn_{id_part}_{}", "f".repeat(64));
     let e = node
         .registry(Some(&wrong_secret))
-        .create(create(r()))
+        .register(register_request(r()))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
@@ -327,15 +331,18 @@ async fn auth_rules() {
         rec.identifier = id.into();
         let e = node
             .registry(Some(&b))
-            .create(create(rec))
+            .register(register_request(rec))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "{id}");
     }
-    node.registry(Some(&a)).create(create(r())).await.unwrap();
+    node.registry(Some(&a))
+        .register(register_request(r()))
+        .await
+        .unwrap();
     // A deeper prefix under its own is the owner's.
     node.registry(Some(&a))
-        .create(create(record(
+        .register(register_request(record(
             "88.101.7.3/SUB",
             vec![text(1, "URL", "https://example.cn")],
         )))
@@ -503,7 +510,10 @@ async fn invalid_input_is_rejected_with_the_rule() {
         ),
     ];
     for (rec, code, words) in cases {
-        let e = reg.create(create(rec.clone())).await.unwrap_err();
+        let e = reg
+            .register(register_request(rec.clone()))
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), code, "{}: {e:?}", rec.identifier);
         assert!(
             e.message().contains(words),
@@ -512,7 +522,7 @@ async fn invalid_input_is_rejected_with_the_rule() {
         );
     }
     let e = reg
-        .create(pb::CreateRequest { record: None })
+        .register(pb::RegisterRequest { record: None })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -522,7 +532,7 @@ async fn invalid_input_is_rejected_with_the_rule() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, 0);
+    assert_eq!(counts.node_registered, 0);
     let listed = reg
         .list(pb::ListRequest {
             prefix: "88.101.7".into(),
@@ -542,7 +552,7 @@ async fn list_pages_through_a_prefix_in_order() {
     let other = node.enterprise("88.101.70", "B").await;
     let mut reg = node.registry(Some(&t));
     for i in 0..25 {
-        reg.create(create(record(
+        reg.register(register_request(record(
             &format!("88.101.7/item-{i:03}"),
             vec![text(1, "URL", "https://e.cn")],
         )))
@@ -551,13 +561,13 @@ async fn list_pages_through_a_prefix_in_order() {
     }
     // Neighbouring prefixes must not leak into the listing.
     node.registry(Some(&other))
-        .create(create(record(
+        .register(register_request(record(
             "88.101.70/item-000",
             vec![text(1, "URL", "https://e.cn")],
         )))
         .await
         .unwrap();
-    reg.create(create(record(
+    reg.register(register_request(record(
         "88.101.7.1/item-000",
         vec![text(1, "URL", "https://e.cn")],
     )))
@@ -616,7 +626,7 @@ async fn counts_follow_every_write() {
     let b = node.enterprise("88.101.8", "B").await;
     for i in 0..5 {
         node.registry(Some(&a))
-            .create(create(record(
+            .register(register_request(record(
                 &format!("88.101.7/c{i}"),
                 vec![text(1, "URL", "u")],
             )))
@@ -625,12 +635,15 @@ async fn counts_follow_every_write() {
     }
     // A sub-prefix counts toward its enterprise.
     node.registry(Some(&a))
-        .create(create(record("88.101.7.2/c", vec![text(1, "URL", "u")])))
+        .register(register_request(record(
+            "88.101.7.2/c",
+            vec![text(1, "URL", "u")],
+        )))
         .await
         .unwrap();
     for i in 0..3 {
         node.registry(Some(&b))
-            .create(create(record(
+            .register(register_request(record(
                 &format!("88.101.8/c{i}"),
                 vec![text(1, "URL", "u")],
             )))
@@ -644,7 +657,10 @@ async fn counts_follow_every_write() {
         .await
         .unwrap();
     node.registry(Some(&node.admin_token))
-        .create(create(record("88.101/NODE-DOC", vec![text(1, "URL", "u")])))
+        .register(register_request(record(
+            "88.101/NODE-DOC",
+            vec![text(1, "URL", "u")],
+        )))
         .await
         .unwrap();
     let admin = node
@@ -653,11 +669,11 @@ async fn counts_follow_every_write() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(admin.node_total, 9);
+    assert_eq!(admin.node_registered, 9);
     let per: std::collections::BTreeMap<_, _> = admin
         .prefixes
         .iter()
-        .map(|p| (p.prefix.as_str(), p.count))
+        .map(|p| (p.prefix.as_str(), p.registered))
         .collect();
     assert_eq!(
         per,
@@ -671,10 +687,13 @@ async fn counts_follow_every_write() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(mine.node_total, 9);
+    assert_eq!(mine.node_registered, 9);
     assert_eq!(mine.prefixes.len(), 1);
     assert_eq!(
-        (mine.prefixes[0].prefix.as_str(), mine.prefixes[0].count),
+        (
+            mine.prefixes[0].prefix.as_str(),
+            mine.prefixes[0].registered
+        ),
         ("88.101.8", 2)
     );
     let info = node
@@ -733,7 +752,7 @@ async fn templates_validate_records_on_write() {
         .await
         .unwrap()
         .into_inner()
-        .created
+        .registered
     );
     assert!(
         !reg.register_template(pb::RegisterTemplateRequest {
@@ -742,7 +761,7 @@ async fn templates_validate_records_on_write() {
         .await
         .unwrap()
         .into_inner()
-        .created
+        .registered
     );
     let mut changed = template();
     changed.name = "other".into();
@@ -796,7 +815,10 @@ async fn templates_validate_records_on_write() {
         ),
     ];
     for (values, attribute) in cases {
-        let e = reg.create(create(with(values))).await.unwrap_err();
+        let e = reg
+            .register(register_request(with(values)))
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         assert!(
             e.message().contains(attribute),
@@ -804,7 +826,7 @@ async fn templates_validate_records_on_write() {
             e.message()
         );
     }
-    reg.create(create(with(vec![
+    reg.register(register_request(with(vec![
         text(2, "partNumber", "AB-1"),
         text(3, "productionDate", "2025-02-03"),
     ])))
@@ -829,7 +851,7 @@ async fn templates_validate_records_on_write() {
     let mut unknown = with(vec![]);
     unknown.identifier = "88.101.7/T-2".into();
     unknown.values.last_mut().unwrap().data = b"88.101.7/NO-SUCH".to_vec();
-    let e = reg.create(create(unknown)).await.unwrap_err();
+    let e = reg.register(register_request(unknown)).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("unknown template"));
     let listed = node
@@ -862,7 +884,7 @@ async fn seeded_templates_and_records_agree() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, 100);
+    assert_eq!(counts.node_registered, 100);
     assert_eq!(counts.prefixes.len(), 3);
     // A seed enterprise's token works for its own prefix.
     let token = node.seed_token("88.101.8");
@@ -883,7 +905,7 @@ async fn seeded_templates_and_records_agree() {
             .iter()
             .find(|p| p.prefix == "88.101.8")
             .unwrap()
-            .count
+            .registered
     );
 }
 
@@ -950,7 +972,7 @@ async fn acknowledged_records_survive_a_restart() {
     let t = node.enterprise("88.101.7", "A").await;
     for i in 0..200 {
         node.registry(Some(&t))
-            .create(create(record(
+            .register(register_request(record(
                 &format!("88.101.7/r{i}"),
                 vec![text(1, "URL", &format!("https://e.cn/{i}"))],
             )))
@@ -975,7 +997,7 @@ async fn acknowledged_records_survive_a_restart() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(counts.node_total, 200);
+    assert_eq!(counts.node_registered, 200);
 }
 
 /// `put` sets values by index in one operation under the identifier's latch: added where
@@ -986,7 +1008,7 @@ async fn put_adds_or_replaces_by_index_in_one_update() {
     let node = TestNode::start_empty().await;
     let token = node.enterprise("88.101.5", "Put Co").await;
     let mut reg = node.registry(Some(&token));
-    reg.create(create(record(
+    reg.register(register_request(record(
         "88.101.5/P-1",
         vec![text(1, "URL", "https://e.cn/1"), text(2, "EMAIL", "a@e.cn")],
     )))

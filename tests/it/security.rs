@@ -6,12 +6,12 @@ use std::time::Duration;
 use idnode::api::grpc::pb;
 use tonic::Code;
 
-use crate::support::{create, record, resolve, text, TestNode};
+use crate::support::{record, register_request, resolve, text, TestNode};
 
-fn classified(index: u32, kind: &str, class: pb::Classification) -> pb::Value {
+fn classified(index: u32, value_type: &str, class: pb::Classification) -> pb::Value {
     pb::Value {
         classification: class as i32,
-        ..text(index, kind, &format!("{kind}-data"))
+        ..text(index, value_type, &format!("{value_type}-data"))
     }
 }
 
@@ -39,7 +39,7 @@ async fn classification_by_caller_on_every_interface() {
     ];
     for id in ["88.101.5/C-1", "88.101.5/C-2", "88.101.5.9/C-3"] {
         node.registry(Some(&owner))
-            .create(create(record(id, values.clone())))
+            .register(register_request(record(id, values.clone())))
             .await
             .unwrap();
     }
@@ -222,7 +222,7 @@ async fn quotas_refuse_with_a_machine_readable_reason() {
         .unwrap();
     for i in 0..3 {
         node.registry(Some(&t))
-            .create(create(record(
+            .register(register_request(record(
                 &format!("88.101.5/Q{i}"),
                 vec![text(1, "URL", "u")],
             )))
@@ -231,7 +231,10 @@ async fn quotas_refuse_with_a_machine_readable_reason() {
     }
     let e = node
         .registry(Some(&t))
-        .create(create(record("88.101.5/Q3", vec![text(1, "URL", "u")])))
+        .register(register_request(record(
+            "88.101.5/Q3",
+            vec![text(1, "URL", "u")],
+        )))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted);
@@ -239,7 +242,10 @@ async fn quotas_refuse_with_a_machine_readable_reason() {
     assert!(e.message().starts_with("[604]"), "{}", e.message());
     // A retry of an existing record is still fine; a delete frees room.
     node.registry(Some(&t))
-        .create(create(record("88.101.5/Q0", vec![text(1, "URL", "u")])))
+        .register(register_request(record(
+            "88.101.5/Q0",
+            vec![text(1, "URL", "u")],
+        )))
         .await
         .unwrap();
     node.registry(Some(&t))
@@ -251,7 +257,7 @@ async fn quotas_refuse_with_a_machine_readable_reason() {
     // In a batch, items beyond the quota fail alone.
     let mut stream = node
         .registry(Some(&t))
-        .batch_create(tokio_stream::iter(vec![pb::BatchCreateRequest {
+        .batch_register(tokio_stream::iter(vec![pb::BatchRegisterRequest {
             records: (10..13)
                 .map(|i| record(&format!("88.101.5/B{i}"), vec![text(1, "URL", "u")]))
                 .collect(),
@@ -309,7 +315,10 @@ async fn quotas_refuse_with_a_machine_readable_reason() {
         .unwrap();
     let e = node
         .registry(Some(&t))
-        .create(create(record("88.101.5/D1", vec![text(1, "URL", "u")])))
+        .register(register_request(record(
+            "88.101.5/D1",
+            vec![text(1, "URL", "u")],
+        )))
         .await
         .unwrap_err();
     assert_eq!(reason(&e).as_deref(), Some("604"));
@@ -370,13 +379,19 @@ async fn tokens_expire_and_failed_authentications_are_limited() {
         .into_inner()
         .token;
     node.registry(Some(&short))
-        .create(create(record("88.101.5/E1", vec![text(1, "URL", "u")])))
+        .register(register_request(record(
+            "88.101.5/E1",
+            vec![text(1, "URL", "u")],
+        )))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let e = node
         .registry(Some(&short))
-        .create(create(record("88.101.5/E2", vec![text(1, "URL", "u")])))
+        .register(register_request(record(
+            "88.101.5/E2",
+            vec![text(1, "URL", "u")],
+        )))
         .await
         .unwrap_err();
     assert_eq!(
@@ -431,7 +446,7 @@ async fn the_operation_log_detects_tampering() {
     let t = node.enterprise("88.101.5", "Log Co").await;
     for i in 0..5 {
         node.registry(Some(&t))
-            .create(create(record(
+            .register(register_request(record(
                 &format!("88.101.5/L{i}"),
                 vec![text(1, "URL", &format!("u{i}"))],
             )))
@@ -462,7 +477,7 @@ async fn the_operation_log_detects_tampering() {
         .unwrap()
         .into_inner();
     let ops: Vec<_> = proof.entries.iter().map(|e| e.op.as_str()).collect();
-    assert_eq!(ops, ["create", "update"]);
+    assert_eq!(ops, ["register", "update"]);
     assert!(proof.consistent);
     assert!(proof.entries[0].seq < proof.entries[1].seq);
     assert_eq!(
@@ -647,7 +662,7 @@ async fn mutual_tls_between_nodes_and_https() {
     let b = TestNode::start_tls(node(b_dir.path(), "88.102"), &client_tls).await;
     let t = b.enterprise("88.102.3", "TLS Co").await;
     b.registry(Some(&t))
-        .create(create(record(
+        .register(register_request(record(
             "88.102.3/TLS-1",
             vec![text(1, "URL", "https://e.cn/tls")],
         )))
@@ -676,7 +691,7 @@ async fn mutual_tls_between_nodes_and_https() {
     .grpc()
     .unwrap();
     assert!(
-        list_nodes_over(&url, no_cert).await.is_err(),
+        list_delegations_over(&url, no_cert).await.is_err(),
         "a client without a certificate must be refused"
     );
     let other_dir = tempfile::tempdir().unwrap();
@@ -688,7 +703,7 @@ async fn mutual_tls_between_nodes_and_https() {
     .grpc()
     .unwrap();
     assert!(
-        list_nodes_over(&url, untrusting).await.is_err(),
+        list_delegations_over(&url, untrusting).await.is_err(),
         "a server certificate from another CA must be refused"
     );
     // With the right client certificate: served.
@@ -698,11 +713,11 @@ async fn mutual_tls_between_nodes_and_https() {
     }
     .grpc()
     .unwrap();
-    let nodes = list_nodes_over(&url, ok)
+    let nodes = list_delegations_over(&url, ok)
         .await
         .expect("served with a valid certificate");
     let a_node = nodes
-        .nodes
+        .delegations
         .iter()
         .find(|n| n.node_prefix == "88.101")
         .unwrap();
@@ -724,16 +739,16 @@ async fn mutual_tls_between_nodes_and_https() {
 }
 
 /// Lists the top-level node's delegations over TLS with the given client configuration.
-async fn list_nodes_over(
+async fn list_delegations_over(
     url: &str,
     tls: tonic::transport::ClientTlsConfig,
-) -> Result<pb::ListNodesResponse, Box<dyn std::error::Error>> {
+) -> Result<pb::ListDelegationsResponse, Box<dyn std::error::Error>> {
     let channel = tonic::transport::Channel::from_shared(url.to_owned())?
         .tls_config(tls)?
         .connect()
         .await?;
     Ok(pb::top_level_client::TopLevelClient::new(channel)
-        .list_nodes(pb::ListNodesRequest {})
+        .list_delegations(pb::ListDelegationsRequest {})
         .await?
         .into_inner())
 }
@@ -782,7 +797,7 @@ async fn https_get(
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
-/// A BatchCreate message is one log entry; each record's content hash sits in its index
+/// A BatchRegister message is one log entry; each record's content hash sits in its index
 /// entry, and the entry's digest over them makes rewriting a record and its hash together
 /// detectable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -795,7 +810,7 @@ async fn a_batch_entry_commits_to_every_record_it_covers() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start_in(dir.path(), false).await;
     let t = node.enterprise("88.101.5", "Batch Log Co").await;
-    let message = |from: usize| pb::BatchCreateRequest {
+    let message = |from: usize| pb::BatchRegisterRequest {
         records: (from..from + 40)
             .map(|i| {
                 record(
@@ -807,7 +822,7 @@ async fn a_batch_entry_commits_to_every_record_it_covers() {
     };
     let mut answers = node
         .registry(Some(&t))
-        .batch_create(tokio_stream::iter(vec![message(0), message(40)]))
+        .batch_register(tokio_stream::iter(vec![message(0), message(40)]))
         .await
         .unwrap()
         .into_inner();
@@ -823,7 +838,7 @@ async fn a_batch_entry_commits_to_every_record_it_covers() {
         .unwrap()
         .into_inner();
     assert_eq!(proof.entries.len(), 1);
-    assert_eq!(proof.entries[0].op, "batch_create");
+    assert_eq!(proof.entries[0].op, "batch_register");
     assert!(proof.consistent);
     node.stop().await;
 

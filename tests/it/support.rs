@@ -177,16 +177,16 @@ impl Drop for TestNode {
     }
 }
 
-pub fn text(index: u32, kind: &str, data: &str) -> pb::Value {
+pub fn text(index: u32, value_type: &str, data: &str) -> pb::Value {
     pb::Value {
         index,
-        r#type: kind.into(),
+        r#type: value_type.into(),
         data: data.as_bytes().to_vec(),
         ..Default::default()
     }
 }
 
-pub fn private(index: u32, kind: &str, data: &str) -> pb::Value {
+pub fn private(index: u32, value_type: &str, data: &str) -> pb::Value {
     pb::Value {
         permissions: Some(pb::Permissions {
             admin_read: true,
@@ -194,7 +194,7 @@ pub fn private(index: u32, kind: &str, data: &str) -> pb::Value {
             public_read: false,
             public_write: false,
         }),
-        ..text(index, kind, data)
+        ..text(index, value_type, data)
     }
 }
 
@@ -205,8 +205,8 @@ pub fn record(identifier: &str, values: Vec<pb::Value>) -> pb::Record {
     }
 }
 
-pub fn create(r: pb::Record) -> pb::CreateRequest {
-    pb::CreateRequest { record: Some(r) }
+pub fn register_request(r: pb::Record) -> pb::RegisterRequest {
+    pb::RegisterRequest { record: Some(r) }
 }
 
 /// A resolution of `identifier` with no filters.

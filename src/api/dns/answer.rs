@@ -25,7 +25,7 @@ const MAX_STRING: usize = 255;
 pub fn write_txt_text(out: &mut String, v: &Value) {
     use std::fmt::Write;
     let _ = write!(out, "{} {} ", v.index, v.format.name());
-    for c in v.kind.chars() {
+    for c in v.value_type.chars() {
         if c == '%' || c == ' ' || c.is_control() {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
@@ -44,7 +44,7 @@ pub fn write_txt_text(out: &mut String, v: &Value) {
 
 /// The documented TXT text of a value.
 pub fn txt_text(v: &Value) -> String {
-    let mut out = String::with_capacity(16 + v.kind.len() + v.data.len() * 4 / 3);
+    let mut out = String::with_capacity(16 + v.value_type.len() + v.data.len() * 4 / 3);
     write_txt_text(&mut out, v);
     out
 }
@@ -145,7 +145,7 @@ pub fn write(
             fits &= put_record(out, TXT, v.ttl, |o| put_character_strings(o, &text));
             answers += 1;
         }
-        if want_uri && v.kind.eq_ignore_ascii_case("URL") && v.format != Format::Binary {
+        if want_uri && v.value_type.eq_ignore_ascii_case("URL") && v.format != Format::Binary {
             // RFC 7553 §4.5: priority, weight, target.
             fits &= put_record(out, URI.into(), v.ttl, |o| {
                 put_u16(o, 10);

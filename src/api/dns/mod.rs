@@ -567,7 +567,7 @@ mod tests {
     fn txt_text_form() {
         let mut v = Value::text(1, "URL", "https://example.cn/p/1");
         assert_eq!(txt_text(&v), "1 string URL https://example.cn/p/1");
-        v.kind = "my type%".into();
+        v.value_type = "my type%".into();
         v.format = Format::Binary;
         v.data = vec![0, 1, 2];
         assert_eq!(txt_text(&v), "1 binary my%20type%25 AAEC");

@@ -140,7 +140,7 @@ impl pb::admin_server::Admin for AdminService {
                 let mut info = pb::GetNodeInfoResponse {
                     node_prefix: cfg.node_prefix.to_string(),
                     node_name: cfg.node_name.clone(),
-                    registered: c.node_total()?,
+                    registered: c.node_registered()?,
                     enterprises: c.enterprise_count() as u32,
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     resolved_local: local,

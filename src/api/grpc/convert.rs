@@ -98,7 +98,7 @@ pub fn value_from(v: pb::Value) -> Result<Value, Error> {
         .collect::<Result<_, _>>()?;
     Ok(Value {
         index: v.index,
-        kind: v.r#type,
+        value_type: v.r#type,
         format: format_from(v.format)?,
         data: v.data,
         ttl: if v.ttl == 0 { DEFAULT_TTL } else { v.ttl },
@@ -115,7 +115,7 @@ pub fn values_from(values: Vec<pb::Value>) -> Result<Vec<Value>, Error> {
 pub fn value_to(v: Value) -> pb::Value {
     pb::Value {
         index: v.index,
-        r#type: v.kind,
+        r#type: v.value_type,
         data: v.data,
         format: format_to(v.format) as i32,
         ttl: v.ttl,

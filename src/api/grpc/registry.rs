@@ -1,4 +1,4 @@
-//! `idnode.v1.Registry`: records, the `BatchCreate` stream, listings, counts, templates,
+//! `idnode.v1.Registry`: records, the `BatchRegister` stream, listings, counts, templates,
 //! grants and proofs.
 
 use std::pin::Pin;
@@ -12,7 +12,7 @@ use super::convert::{self, status};
 use super::{call, pb, presented};
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::resolver::{BatchItem, Core, CreateOutcome, Update};
+use crate::resolver::{BatchItem, Core, RegisterOutcome, Update};
 use crate::telemetry::Telemetry;
 
 /// `idnode.v1.Registry`.
@@ -28,7 +28,7 @@ impl RegistryService {
 }
 
 type BatchStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::BatchCreateResponse, Status>> + Send>>;
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::BatchRegisterResponse, Status>> + Send>>;
 
 fn record_from(
     core: &Core,
@@ -41,10 +41,10 @@ fn record_from(
 
 #[tonic::async_trait]
 impl pb::registry_server::Registry for RegistryService {
-    async fn create(
+    async fn register(
         &self,
-        mut req: Request<pb::CreateRequest>,
-    ) -> Result<Response<pb::CreateResponse>, Status> {
+        mut req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
         let record = req
             .get_mut()
             .record
@@ -55,11 +55,11 @@ impl pb::registry_server::Registry for RegistryService {
             &self.core,
             &self.telemetry,
             &req,
-            "create",
+            "register",
             move |c, caller| {
-                let outcome = c.create(caller, id, record)?;
-                Ok(pb::CreateResponse {
-                    created: outcome == CreateOutcome::Created,
+                let outcome = c.register(caller, id, record)?;
+                Ok(pb::RegisterResponse {
+                    registered: outcome == RegisterOutcome::Registered,
                 })
             },
         )
@@ -146,12 +146,12 @@ impl pb::registry_server::Registry for RegistryService {
         .await
     }
 
-    type BatchCreateStream = BatchStream;
+    type BatchRegisterStream = BatchStream;
 
-    async fn batch_create(
+    async fn batch_register(
         &self,
-        req: Request<Streaming<pb::BatchCreateRequest>>,
-    ) -> Result<Response<Self::BatchCreateStream>, Status> {
+        req: Request<Streaming<pb::BatchRegisterRequest>>,
+    ) -> Result<Response<Self::BatchRegisterStream>, Status> {
         let presented = presented(&req)?;
         let caller = self
             .core
@@ -159,7 +159,7 @@ impl pb::registry_server::Registry for RegistryService {
             .await
             .map_err(status)?;
         if caller == Caller::Anonymous {
-            return Err(Status::unauthenticated("BatchCreate needs a token"));
+            return Err(Status::unauthenticated("BatchRegister needs a token"));
         }
         let core = Arc::clone(&self.core);
         let max_items = core.config().max_batch_items;
@@ -194,7 +194,7 @@ impl pb::registry_server::Registry for RegistryService {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::debug!(error = %e, "BatchCreate stream ended by client");
+                        tracing::debug!(error = %e, "BatchRegister stream ended by client");
                         break;
                     }
                 };
@@ -206,7 +206,7 @@ impl pb::registry_server::Registry for RegistryService {
                     }
                     let _ = tx
                         .send(Err(Status::resource_exhausted(format!(
-                            "a BatchCreate message carries at most {max_items} records, got {}",
+                            "a BatchRegister message carries at most {max_items} records, got {}",
                             msg.records.len()
                         ))))
                         .await;
@@ -252,7 +252,7 @@ impl pb::registry_server::Registry for RegistryService {
                 writing = Some(tokio::spawn(async move {
                     core.blocking(move |c| {
                         let outcomes = c.write_batch(&who, prepared);
-                        Ok(pb::BatchCreateResponse {
+                        Ok(pb::BatchRegisterResponse {
                             results: outcomes
                                 .into_iter()
                                 .zip(names)
@@ -314,11 +314,14 @@ impl pb::registry_server::Registry for RegistryService {
             |c, caller| {
                 let counts = c.counts(caller)?;
                 Ok(pb::GetCountsResponse {
-                    node_total: counts.node_total,
+                    node_registered: counts.node_registered,
                     prefixes: counts
                         .prefixes
                         .into_iter()
-                        .map(|(prefix, count)| pb::PrefixCount { prefix, count })
+                        .map(|(prefix, count)| pb::PrefixCount {
+                            prefix,
+                            registered: count,
+                        })
                         .collect(),
                 })
             },
@@ -344,7 +347,7 @@ impl pb::registry_server::Registry for RegistryService {
             move |c, caller| {
                 let outcome = c.register_template(caller, template)?;
                 Ok(pb::RegisterTemplateResponse {
-                    created: outcome == CreateOutcome::Created,
+                    registered: outcome == RegisterOutcome::Registered,
                 })
             },
         )
@@ -502,32 +505,32 @@ fn grant_args(
     ))
 }
 
-/// Sends the answer of a written BatchCreate message; false when the stream must end (the
+/// Sends the answer of a written BatchRegister message; false when the stream must end (the
 /// client left, or the write failed).
 async fn answer(
-    tx: &mpsc::Sender<Result<pb::BatchCreateResponse, Status>>,
+    tx: &mpsc::Sender<Result<pb::BatchRegisterResponse, Status>>,
     writing: Writing,
 ) -> bool {
     send_written(tx, writing.await).await
 }
 
 async fn send_written(
-    tx: &mpsc::Sender<Result<pb::BatchCreateResponse, Status>>,
-    written: Result<Result<pb::BatchCreateResponse, Status>, tokio::task::JoinError>,
+    tx: &mpsc::Sender<Result<pb::BatchRegisterResponse, Status>>,
+    written: Result<Result<pb::BatchRegisterResponse, Status>, tokio::task::JoinError>,
 ) -> bool {
-    let answer =
-        written.unwrap_or_else(|e| Err(Status::internal(format!("BatchCreate write failed: {e}"))));
+    let answer = written
+        .unwrap_or_else(|e| Err(Status::internal(format!("BatchRegister write failed: {e}"))));
     let failed = answer.is_err();
     tx.send(answer).await.is_ok() && !failed
 }
 
-/// A BatchCreate message being written.
-type Writing = tokio::task::JoinHandle<Result<pb::BatchCreateResponse, Status>>;
+/// A BatchRegister message being written.
+type Writing = tokio::task::JoinHandle<Result<pb::BatchRegisterResponse, Status>>;
 
 fn item_result(
     position: u64,
     identifier: String,
-    outcome: Result<CreateOutcome, Error>,
+    outcome: Result<RegisterOutcome, Error>,
 ) -> pb::ItemResult {
     match outcome {
         Ok(o) => pb::ItemResult {
@@ -535,14 +538,14 @@ fn item_result(
             identifier,
             code: 0,
             message: String::new(),
-            created: o == CreateOutcome::Created,
+            registered: o == RegisterOutcome::Registered,
         },
         Err(e) => pb::ItemResult {
             position,
             identifier,
             code: convert::code(e.kind) as i32,
             message: e.message,
-            created: false,
+            registered: false,
         },
     }
 }

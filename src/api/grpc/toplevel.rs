@@ -54,8 +54,8 @@ fn endpoints_from(e: Option<pb::Endpoints>) -> Endpoints {
     }
 }
 
-fn node_to(s: &NodeStatus) -> pb::Node {
-    pb::Node {
+fn delegation_to(s: &NodeStatus) -> pb::Delegation {
+    pb::Delegation {
         node_prefix: s.delegation.prefix.clone(),
         node_id: s.delegation.node_id.clone(),
         name: s.delegation.name.clone(),
@@ -211,17 +211,17 @@ impl pb::top_level_server::TopLevel for TopLevelService {
         .await
     }
 
-    async fn add_node(
+    async fn add_delegation(
         &self,
-        mut req: Request<pb::AddNodeRequest>,
-    ) -> Result<Response<pb::AddNodeResponse>, Status> {
+        mut req: Request<pb::AddDelegationRequest>,
+    ) -> Result<Response<pb::AddDelegationResponse>, Status> {
         let r = std::mem::take(req.get_mut());
         let p = prefix(&r.node_prefix)?;
         let endpoints = endpoints_from(r.endpoints);
         call(&self.top, &req, move |t, caller| {
-            let (d, token) = t.add_node(caller, &p, &r.node_id, &r.name, endpoints)?;
-            Ok(pb::AddNodeResponse {
-                node: Some(node_to(&NodeStatus {
+            let (d, token) = t.add_delegation(caller, &p, &r.node_id, &r.name, endpoints)?;
+            Ok(pb::AddDelegationResponse {
+                delegation: Some(delegation_to(&NodeStatus {
                     delegation: d,
                     live: false,
                     last_heartbeat: 0,
@@ -244,26 +244,26 @@ impl pb::top_level_server::TopLevel for TopLevelService {
         .await
     }
 
-    async fn list_nodes(
+    async fn list_delegations(
         &self,
-        req: Request<pb::ListNodesRequest>,
-    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        req: Request<pb::ListDelegationsRequest>,
+    ) -> Result<Response<pb::ListDelegationsResponse>, Status> {
         call(&self.top, &req, |t, _| {
-            Ok(pb::ListNodesResponse {
-                nodes: t.nodes().iter().map(node_to).collect(),
+            Ok(pb::ListDelegationsResponse {
+                delegations: t.nodes().iter().map(delegation_to).collect(),
             })
         })
         .await
     }
 
-    async fn remove_node(
+    async fn remove_delegation(
         &self,
-        req: Request<pb::RemoveNodeRequest>,
-    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        req: Request<pb::RemoveDelegationRequest>,
+    ) -> Result<Response<pb::RemoveDelegationResponse>, Status> {
         let p = prefix(&req.get_ref().node_prefix)?;
         call(&self.top, &req, move |t, caller| {
-            t.remove_node(caller, &p)?;
-            Ok(pb::RemoveNodeResponse {})
+            t.remove_delegation(caller, &p)?;
+            Ok(pb::RemoveDelegationResponse {})
         })
         .await
     }

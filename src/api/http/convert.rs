@@ -114,7 +114,7 @@ pub fn value_to_json(v: &Value) -> Json {
             "value": base64::engine::general_purpose::STANDARD.encode(&v.data),
         }),
         Format::Json => match serde_json::from_slice::<Json>(&v.data) {
-            Ok(value) => json!({ "format": structured_format(&v.kind), "value": value }),
+            Ok(value) => json!({ "format": structured_format(&v.value_type), "value": value }),
             Err(_) => json!({ "format": "string", "value": String::from_utf8_lossy(&v.data) }),
         },
         Format::String => {
@@ -123,7 +123,7 @@ pub fn value_to_json(v: &Value) -> Json {
     };
     let mut out = json!({
         "index": v.index,
-        "type": v.kind,
+        "type": v.value_type,
         "data": data,
         "ttl": v.ttl,
         "timestamp": iso8601(v.timestamp),
@@ -146,8 +146,8 @@ pub fn value_to_json(v: &Value) -> Json {
 const STRUCTURED_FORMATS: [&str; 5] = ["admin", "vlist", "site", "key", "json"];
 
 /// The format a structured value is shown with, by its type.
-fn structured_format(kind: &str) -> &'static str {
-    match kind {
+fn structured_format(value_type: &str) -> &'static str {
+    match value_type {
         "HS_ADMIN" => "admin",
         "HS_VLIST" => "vlist",
         "HS_SITE" | "HS_SITE.PREFIX" => "site",
@@ -180,7 +180,7 @@ pub fn value_from_json(v: &Json) -> Result<Value, Error> {
             .ok_or_else(|| bad("a value needs an index"))?,
         "index",
     )?;
-    let kind = obj
+    let value_type = obj
         .get("type")
         .and_then(Json::as_str)
         .ok_or_else(|| bad(format!("value {index}: type must be a string")))?
@@ -266,7 +266,7 @@ pub fn value_from_json(v: &Json) -> Result<Value, Error> {
     };
     Ok(Value {
         index,
-        kind,
+        value_type,
         format,
         data,
         ttl,

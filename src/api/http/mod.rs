@@ -34,7 +34,7 @@ use crate::api::admission::Admission;
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
-use crate::resolver::{Core, CreateOutcome, Filter, Interface, Presented, Update};
+use crate::resolver::{Core, Filter, Interface, Presented, RegisterOutcome, Update};
 use crate::telemetry::{Figures, Forwarding, Telemetry};
 use convert::code;
 
@@ -549,11 +549,11 @@ async fn write_inner(
         if !overwrite {
             let outcome = s
                 .core
-                .blocking(move |c| c.create(&creator, target, record))
+                .blocking(move |c| c.register(&creator, target, record))
                 .await;
             return match outcome {
-                Ok(CreateOutcome::Created) => done(StatusCode::CREATED, code::SUCCESS),
-                Ok(CreateOutcome::AlreadyPresent)
+                Ok(RegisterOutcome::Registered) => done(StatusCode::CREATED, code::SUCCESS),
+                Ok(RegisterOutcome::AlreadyPresent)
                 | Err(Error {
                     kind: ErrorKind::AlreadyExists,
                     ..
@@ -795,7 +795,7 @@ impl Drop for Abandoned {
 }
 
 async fn healthz(State(s): State<HttpState>) -> Response {
-    let check = s.core.blocking(|c| c.node_total()).await;
+    let check = s.core.blocking(|c| c.node_registered()).await;
     match check {
         Ok(n) => reply(
             StatusCode::OK,
@@ -837,7 +837,7 @@ fn figures(core: &Core, admission: &Admission) -> Figures {
         .ok();
     let r = admission.refused();
     Figures {
-        registered: counts.as_ref().map(|c| c.node_total),
+        registered: counts.as_ref().map(|c| c.node_registered),
         registered_by_prefix: counts.map(|c| c.prefixes).unwrap_or_default(),
         resolutions: Interface::ALL
             .iter()
@@ -887,7 +887,7 @@ mod tests {
         for i in 0..1500 {
             let id = Identifier::parse(&format!("88.101.5/L-{i:04}")).unwrap();
             let record = Record::new(vec![Value::text(1, "URL", "https://e.cn")]);
-            core.create(&Caller::Admin, id, record).unwrap();
+            core.register(&Caller::Admin, id, record).unwrap();
         }
         let go = AtomicBool::new(false);
         let (ids, next) = list_page(&core, &Caller::Admin, &prefix, None, 1000, 400, &go).unwrap();

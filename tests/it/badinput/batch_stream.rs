@@ -1,4 +1,4 @@
-//! A BatchCreate stream far larger than the node may buffer, on the real binary so the
+//! A BatchRegister stream far larger than the node may buffer, on the real binary so the
 //! resident set measured is the node's alone: the node stays bounded and keeps serving
 //! the other interfaces.
 
@@ -130,7 +130,7 @@ async fn a_batch_stream_far_larger_than_memory_keeps_the_node_bounded_and_servin
                 .await
                 .unwrap()
                 .into_inner()
-                .node_total
+                .node_registered
         }
     };
     let side = connect(&node.grpc).await;
@@ -205,7 +205,7 @@ async fn a_batch_stream_far_larger_than_memory_keeps_the_node_bounded_and_servin
     // The stream, generated lazily: neither side ever holds more than a few messages.
     let started = Instant::now();
     let requests = tokio_stream::iter((0..messages).map(|m| {
-        pb::BatchCreateRequest {
+        pb::BatchRegisterRequest {
             records: (m * PER_MESSAGE..(m + 1) * PER_MESSAGE)
                 .map(|i| stream_record(i).0)
                 .collect(),
@@ -216,14 +216,14 @@ async fn a_batch_stream_far_larger_than_memory_keeps_the_node_bounded_and_servin
         auth(&owner),
     )
     .max_encoding_message_size(16 << 20)
-    .batch_create(requests)
+    .batch_register(requests)
     .await
     .unwrap()
     .into_inner();
     let (mut seen, mut created) = (0usize, 0i64);
     while let Some(resp) = tokio::time::timeout(WAIT, responses.message())
         .await
-        .expect("a BatchCreate answer in time")
+        .expect("a BatchRegister answer in time")
         .unwrap()
     {
         for r in resp.results {
@@ -233,7 +233,7 @@ async fn a_batch_stream_far_larger_than_memory_keeps_the_node_bounded_and_servin
             let (rec, code) = stream_record(i);
             assert_eq!(r.identifier, rec.identifier);
             assert_eq!(Code::from_i32(r.code), code, "item {i}: {}", r.message);
-            created += r.created as i64;
+            created += r.registered as i64;
         }
     }
     let elapsed = started.elapsed();
@@ -259,7 +259,7 @@ async fn a_batch_stream_far_larger_than_memory_keeps_the_node_bounded_and_servin
     let growth = peak.load(Ordering::Relaxed).saturating_sub(baseline);
     let bytes = streamed as u64 * (64 * 1024);
     eprintln!(
-        "BatchCreate: {streamed} records, {} MiB in {elapsed:?}; node RSS {} MiB, peak growth {} MiB; {served} rounds of other clients, slowest {slowest:?}",
+        "BatchRegister: {streamed} records, {} MiB in {elapsed:?}; node RSS {} MiB, peak growth {} MiB; {served} rounds of other clients, slowest {slowest:?}",
         bytes >> 20,
         baseline >> 20,
         growth >> 20

@@ -136,7 +136,7 @@ async fn idle_and_half_open_connections_do_not_starve_other_clients_and_are_clos
             raw_grpc(
                 channel,
                 grpc,
-                "/idnode.v1.Registry/Create",
+                "/idnode.v1.Registry/Register",
                 Some(&auth),
                 axum::body::Body::from_stream(body),
             )

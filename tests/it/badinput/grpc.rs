@@ -17,7 +17,7 @@ use super::{
     assert_absent, long_prefix, new, small_limits_node, snapshot, too_long_data, value, Target,
     OWNER, SEEDED, WAIT,
 };
-use crate::support::{create, record, resolve, text, TestNode};
+use crate::support::{record, register_request, resolve, text, TestNode};
 
 /// A good resolution over gRPC, on a client of its own, within a bound.
 async fn assert_grpc_serves(node: &TestNode, case: &str) {
@@ -74,7 +74,7 @@ enum Who {
 }
 
 enum Call {
-    Create(pb::CreateRequest),
+    Register(pb::RegisterRequest),
     Update(pb::UpdateRequest),
 }
 
@@ -96,8 +96,8 @@ fn grpc_case(name: &'static str, call: Call, code: Code, target: Target) -> Grpc
     }
 }
 
-fn create_of(id: &str, values: Vec<pb::Value>) -> Call {
-    Call::Create(create(record(id, values)))
+fn register_of(id: &str, values: Vec<pb::Value>) -> Call {
+    Call::Register(register_request(record(id, values)))
 }
 
 fn grpc_table() -> Vec<GrpcCase> {
@@ -124,19 +124,19 @@ fn grpc_table() -> Vec<GrpcCase> {
     vec![
         grpc_case(
             "identifier of 256 bytes",
-            create_of(&long_id, url()),
+            register_of(&long_id, url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "prefix of 65 bytes",
-            create_of(&long_prefix_id, url()),
+            register_of(&long_prefix_id, url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "value data of 64 KiB + 1",
-            create_of(
+            register_of(
                 "88.101.5/G-DATA",
                 vec![value(1, "blob", too_long_data(), pb::Format::Binary)],
             ),
@@ -145,19 +145,19 @@ fn grpc_table() -> Vec<GrpcCase> {
         ),
         grpc_case(
             "1025 values",
-            create_of("88.101.5/G-MANY", many(1025)),
+            register_of("88.101.5/G-MANY", many(1025)),
             ResourceExhausted,
             new("88.101.5/G-MANY"),
         ),
         grpc_case(
             "record over 1 MiB",
-            create_of("88.101.5/G-HEAVY", heavy()),
+            register_of("88.101.5/G-HEAVY", heavy()),
             ResourceExhausted,
             new("88.101.5/G-HEAVY"),
         ),
         grpc_case(
             "duplicate value indexes",
-            create_of(
+            register_of(
                 "88.101.5/G-DUP",
                 vec![text(1, "URL", "a"), text(1, "URL", "b")],
             ),
@@ -166,103 +166,103 @@ fn grpc_table() -> Vec<GrpcCase> {
         ),
         grpc_case(
             "value index 0",
-            create_of("88.101.5/G-ZERO", vec![text(0, "URL", "a")]),
+            register_of("88.101.5/G-ZERO", vec![text(0, "URL", "a")]),
             InvalidArgument,
             new("88.101.5/G-ZERO"),
         ),
         grpc_case(
             "U+0001 in the suffix",
-            create_of("88.101.5/G-\u{1}", url()),
+            register_of("88.101.5/G-\u{1}", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "line feed in the suffix",
-            create_of("88.101.5/G-\n", url()),
+            register_of("88.101.5/G-\n", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "DEL in the suffix",
-            create_of("88.101.5/G-\u{7f}", url()),
+            register_of("88.101.5/G-\u{7f}", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "C1 control U+0085 in the suffix",
-            create_of("88.101.5/G-\u{85}", url()),
+            register_of("88.101.5/G-\u{85}", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "control character in a value type",
-            create_of("88.101.5/G-TYPE", vec![text(1, "U\u{1}RL", "u")]),
+            register_of("88.101.5/G-TYPE", vec![text(1, "U\u{1}RL", "u")]),
             InvalidArgument,
             new("88.101.5/G-TYPE"),
         ),
         grpc_case(
             "value type of 129 bytes",
-            create_of("88.101.5/G-TLONG", vec![text(1, &"t".repeat(129), "u")]),
+            register_of("88.101.5/G-TLONG", vec![text(1, &"t".repeat(129), "u")]),
             InvalidArgument,
             new("88.101.5/G-TLONG"),
         ),
         grpc_case(
             "empty value type",
-            create_of("88.101.5/G-TEMPTY", vec![text(1, "", "u")]),
+            register_of("88.101.5/G-TEMPTY", vec![text(1, "", "u")]),
             InvalidArgument,
             new("88.101.5/G-TEMPTY"),
         ),
         grpc_case(
             "empty identifier",
-            create_of("", url()),
+            register_of("", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "identifier without '/'",
-            create_of("88.101.5", url()),
+            register_of("88.101.5", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "empty suffix",
-            create_of("88.101.5/", url()),
+            register_of("88.101.5/", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "empty prefix",
-            create_of("/G", url()),
+            register_of("/G", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "'_' in a prefix segment",
-            create_of("88.101.5_1/G", url()),
+            register_of("88.101.5_1/G", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "doubled '.' in the prefix",
-            create_of("88.101..5/G", url()),
+            register_of("88.101..5/G", url()),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "no values",
-            create_of("88.101.5/G-EMPTY", vec![]),
+            register_of("88.101.5/G-EMPTY", vec![]),
             InvalidArgument,
             new("88.101.5/G-EMPTY"),
         ),
         grpc_case(
             "no record",
-            Call::Create(pb::CreateRequest { record: None }),
+            Call::Register(pb::RegisterRequest { record: None }),
             InvalidArgument,
             Target::Nothing,
         ),
         grpc_case(
             "string value holding invalid UTF-8",
-            create_of(
+            register_of(
                 "88.101.5/G-UTF8",
                 vec![value(1, "URL", vec![0xC3, 0x28], pb::Format::String)],
             ),
@@ -271,7 +271,7 @@ fn grpc_table() -> Vec<GrpcCase> {
         ),
         grpc_case(
             "json value that is not JSON",
-            create_of(
+            register_of(
                 "88.101.5/G-JSON",
                 vec![value(1, "meta", b"{\"a\":".to_vec(), pb::Format::Json)],
             ),
@@ -280,37 +280,37 @@ fn grpc_table() -> Vec<GrpcCase> {
         ),
         grpc_case(
             "unknown value format",
-            create_of("88.101.5/G-FMT", vec![bad_format]),
+            register_of("88.101.5/G-FMT", vec![bad_format]),
             InvalidArgument,
             new("88.101.5/G-FMT"),
         ),
         grpc_case(
             "unknown classification",
-            create_of("88.101.5/G-CLASS", vec![bad_class]),
+            register_of("88.101.5/G-CLASS", vec![bad_class]),
             InvalidArgument,
             new("88.101.5/G-CLASS"),
         ),
         grpc_case(
             "65 references",
-            create_of("88.101.5/G-REFS", vec![reference]),
+            register_of("88.101.5/G-REFS", vec![reference]),
             InvalidArgument,
             new("88.101.5/G-REFS"),
         ),
         grpc_case(
             "reference to a malformed identifier",
-            create_of("88.101.5/G-REF", vec![bad_reference]),
+            register_of("88.101.5/G-REF", vec![bad_reference]),
             InvalidArgument,
             new("88.101.5/G-REF"),
         ),
         grpc_case(
             "another enterprise's prefix",
-            create_of("88.101.8/G-THEIRS", url()),
+            register_of("88.101.8/G-THEIRS", url()),
             PermissionDenied,
             new("88.101.8/G-THEIRS"),
         ),
         grpc_case(
             "a prefix outside the node",
-            create_of("99.1/G-AWAY", url()),
+            register_of("99.1/G-AWAY", url()),
             PermissionDenied,
             Target::Nothing,
         ),
@@ -318,7 +318,7 @@ fn grpc_table() -> Vec<GrpcCase> {
             who: Who::Anonymous,
             ..grpc_case(
                 "no token",
-                create_of("88.101.5/G-ANON", url()),
+                register_of("88.101.5/G-ANON", url()),
                 Unauthenticated,
                 new("88.101.5/G-ANON"),
             )
@@ -327,7 +327,7 @@ fn grpc_table() -> Vec<GrpcCase> {
             who: Who::Forged,
             ..grpc_case(
                 "a forged token",
-                create_of("88.101.5/G-FORGED", url()),
+                register_of("88.101.5/G-FORGED", url()),
                 Unauthenticated,
                 new("88.101.5/G-FORGED"),
             )
@@ -398,7 +398,7 @@ async fn grpc_rejects_every_bad_request_with_its_code_and_writes_nothing() {
             Who::Forged => node.registry(Some("idn_0000000000000000_forged")),
         };
         let result = match case.call {
-            Call::Create(r) => client.create(r).await.map(|_| ()),
+            Call::Register(r) => client.register(r).await.map(|_| ()),
             Call::Update(r) => client.update(r).await.map(|_| ()),
         };
         match result {
@@ -420,16 +420,16 @@ async fn grpc_rejects_every_bad_request_with_its_code_and_writes_nothing() {
     );
 
     // What typed clients cannot send: raw gRPC frames on the same HTTP/2 transport.
-    let create_path = "/idnode.v1.Registry/Create";
-    let good = create(record("88.101.5/G-RAW", url())).encode_to_vec();
+    let create_path = "/idnode.v1.Registry/Register";
+    let good = register_request(record("88.101.5/G-RAW", url())).encode_to_vec();
     let mut truncated = good.clone();
     truncated.pop();
-    let oversized = create(record(
+    let oversized = register_request(record(
         "88.101.5/G-BIG",
         vec![value(1, "blob", vec![b'x'; 3 << 20], pb::Format::Binary)],
     ))
     .encode_to_vec();
-    // CreateRequest { record: Record { identifier: <0xC3 0x28> } }
+    // RegisterRequest { record: Record { identifier: <0xC3 0x28> } }
     let bad_utf8 = vec![0x0a, 0x04, 0x0a, 0x02, 0xC3, 0x28];
     // A record whose length-delimited field claims 2 GiB and carries 3 bytes.
     let mut huge_field = vec![0x0a];

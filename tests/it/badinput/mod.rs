@@ -1,6 +1,6 @@
 //! Bad input on every interface, table by table: over-long identifiers, prefixes and
 //! values, invalid UTF-8, control characters, too many values, duplicate indexes,
-//! oversized and malformed messages (protobuf, JSON, DNS), a BatchCreate stream far larger
+//! oversized and malformed messages (protobuf, JSON, DNS), a BatchRegister stream far larger
 //! than the node may buffer, idle and half-open connections.
 //!
 //! Every case checks its defined error (gRPC code, HTTP status + Handle `responseCode`, DNS
@@ -12,7 +12,7 @@
 //! - `http`: the HTTP table, raw HTTP/1.1 on a socket;
 //! - `dns`: bad DNS packets over UDP and TCP, random garbage, idle TCP connections;
 //! - `connections`: idle and half-open connections on every interface at once;
-//! - `batch_stream`: a BatchCreate stream far larger than the node may buffer (the binary).
+//! - `batch_stream`: a BatchRegister stream far larger than the node may buffer (the binary).
 //!
 //! This file holds what they share: what a table must leave untouched, the node they run
 //! on, builders and socket helpers.
@@ -112,10 +112,10 @@ async fn assert_absent(node: &TestNode, target: &Target, case: &str) {
     }
 }
 
-fn value(index: u32, kind: &str, data: Vec<u8>, format: pb::Format) -> pb::Value {
+fn value(index: u32, value_type: &str, data: Vec<u8>, format: pb::Format) -> pb::Value {
     pb::Value {
         index,
-        r#type: kind.into(),
+        r#type: value_type.into(),
         data,
         format: format as i32,
         ..Default::default()
