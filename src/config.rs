@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub http: HttpSection,
     pub tls: TlsSection,
     pub toplevel: TopLevelSection,
+    pub site: SiteSection,
     /// Load the embedded seed data set on the first start of a new data directory.
     pub seed: Option<bool>,
     /// Seconds in-flight requests get to finish on shutdown.
@@ -152,6 +153,8 @@ pub struct Overrides {
     pub upstream_ca: Option<PathBuf>,
     pub upstream_cert: Option<PathBuf>,
     pub upstream_key: Option<PathBuf>,
+    /// `--site`: NATS server URLs, comma-separated.
+    pub site: Option<String>,
 }
 
 /// TLS for this node's gRPC and HTTP servers.
@@ -174,6 +177,22 @@ pub struct DnsSection {
     /// The zone identifiers are named under, e.g. "id.example.".
     pub zone: Option<String>,
     pub negative_ttl_secs: Option<u32>,
+}
+
+/// A replicated site: the NATS JetStream servers whose stream this server shares.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteSection {
+    /// `nats://host:port` URLs; empty: a single-process node.
+    pub servers: Vec<String>,
+    /// The stream's name (default `IDNODE`).
+    pub stream: Option<String>,
+    /// Copies of every message: 1, 3 or 5 (default 3).
+    pub replicas: Option<usize>,
+    /// This server's name in the site (default: derived from the gRPC address).
+    pub server_name: Option<String>,
+    /// Seconds a write keeps trying to reach the log before UNAVAILABLE (default 15).
+    pub write_deadline_secs: Option<u64>,
 }
 
 /// The HTTP interface (Handle REST API, /metrics, /healthz).
@@ -223,6 +242,8 @@ pub struct Config {
     pub tls: Option<ServerTls>,
     /// Connection, request-rate, in-flight and timeout limits of every interface.
     pub admission: AdmissionConfig,
+    /// `None`: a single-process node.
+    pub site: Option<crate::site::SiteConfig>,
 }
 
 /// The file of a standalone top-level node (`idnode top-level serve --config`): the
@@ -615,6 +636,48 @@ impl Config {
             }
         };
         let admission = admission(l, &record_limits)?;
+        let servers: Vec<String> = match flags.site {
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file.site.servers.clone(),
+        };
+        let site = if servers.is_empty() {
+            None
+        } else {
+            if let Some(bad) = servers.iter().find(|s| !s.starts_with("nats://")) {
+                return Err(invalid(
+                    "site.servers",
+                    format!("{bad:?} must be a nats:// URL"),
+                ));
+            }
+            let mut s = crate::site::SiteConfig::new(servers);
+            if let Some(name) = &file.site.stream {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(invalid("site.stream", "letters, digits and _ only"));
+                }
+                s.stream = name.clone();
+            }
+            s.replicas = file.site.replicas.unwrap_or(3);
+            if ![1, 3, 5].contains(&s.replicas) {
+                return Err(invalid("site.replicas", "must be 1, 3 or 5"));
+            }
+            s.write_deadline = secs(
+                file.site.write_deadline_secs,
+                15,
+                "site.write_deadline_secs",
+                600,
+            )?
+            .max(Duration::from_secs(1));
+            if let Some(name) = &file.site.server_name {
+                s.server_name = name.clone();
+            }
+            // A whole batch message is one command, plus its envelope.
+            s.max_command_bytes = max_message_bytes.saturating_mul(2).max(1 << 20);
+            Some(s)
+        };
         let mut core = CoreConfig::new(node_prefix);
         core.node_name = node_name;
         core.identifier_limits = identifier_limits;
@@ -645,6 +708,7 @@ impl Config {
             http_addr,
             tls,
             admission,
+            site,
         })
     }
 }

@@ -73,21 +73,34 @@ pub fn ensure_admin_token(
     let minted = auth::mint(Subject::Admin, crate::auth::now());
     crate::secrets::write_secret_file(token_file, &minted.token)
         .map_err(|e| Error::internal(format!("writing {}: {e}", token_file.display())))?;
-    let mut batch = Batch::new();
     let replaced = existing.is_some();
-    if let Some(old) = existing {
+    let batch = admin_credential_batch(&minted.credential, existing);
+    commit(batch, &minted.credential, replaced)?;
+    Ok(AdminBootstrap::Created)
+}
+
+/// The id of the admin credential `store` has, if any.
+pub fn admin_credential(store: &dyn Store) -> Result<Option<Vec<u8>>> {
+    store
+        .get(Table::Meta, ADMIN_CREDENTIAL)
+        .map_err(Error::internal)
+}
+
+/// The batch that makes `credential` the admin credential, dropping `replaced` (an id).
+pub fn admin_credential_batch(credential: &Credential, replaced: Option<Vec<u8>>) -> Batch {
+    let mut batch = Batch::new();
+    if let Some(old) = replaced {
         batch.delete(Table::Credentials, old);
     }
     batch.put(
         Table::Credentials,
-        minted.credential.id.as_bytes(),
-        codec::encode_json(&minted.credential),
+        credential.id.as_bytes(),
+        codec::encode_json(credential),
     );
     batch.put(
         Table::Meta,
         ADMIN_CREDENTIAL,
-        minted.credential.id.clone().into_bytes(),
+        credential.id.clone().into_bytes(),
     );
-    commit(batch, &minted.credential, replaced)?;
-    Ok(AdminBootstrap::Created)
+    batch
 }

@@ -51,6 +51,7 @@ pub mod oplog;
 pub mod record;
 pub mod resolver;
 pub mod secrets;
+pub mod site;
 pub mod store;
 pub mod telemetry;
 pub mod template;

@@ -57,6 +57,11 @@ impl Telemetry {
             None,
             "Requests and connections refused by admission limits.".into(),
         );
+        recorder.describe_gauge(
+            "idnode_site_lag_messages".into(),
+            None,
+            "Messages of the site's log this server has not applied yet.".into(),
+        );
         Telemetry {
             recorder,
             handle,
@@ -165,6 +170,10 @@ impl Telemetry {
                 *n,
             );
         }
+        if let Some((applied, lag)) = figures.site {
+            self.gauge("idnode_site_applied_sequence", &[], applied as f64);
+            self.gauge("idnode_site_lag_messages", &[], lag as f64);
+        }
         self.handle.run_upkeep();
         self.handle.render()
     }
@@ -186,6 +195,8 @@ pub struct Figures {
     pub store: Vec<(&'static str, u64)>,
     /// Requests and connections refused, by limit.
     pub refused: Vec<(&'static str, u64)>,
+    /// In a site: (last log sequence applied here, messages not applied yet).
+    pub site: Option<(u64, u64)>,
 }
 
 /// Forwarding figures since start.

@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Mint a new admin token (the old one stops working) and write it to the token file.
     #[arg(long)]
     reset_admin_token: bool,
+    /// Serve as one server of a replicated site: the NATS JetStream servers holding the
+    /// site's log, as comma-separated nats:// URLs (`[site] servers`).
+    #[arg(long, env = "IDNODE_SITE")]
+    site: Option<String>,
     /// Join this top-level node (gRPC URL) instead of running an embedded one.
     #[arg(long)]
     upstream: Option<String>,
@@ -104,6 +108,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             upstream_ca: args.upstream_ca,
             upstream_cert: args.upstream_cert,
             upstream_key: args.upstream_key,
+            site: args.site,
         },
     )
     .context("invalid configuration")?;
@@ -117,7 +122,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let reset = args.reset_admin_token;
     let config = std::sync::Arc::new(config);
     let opening = std::sync::Arc::clone(&config);
-    let opened = idnode::blocking::run(move || idnode::node::open(&opening, reset)).await??;
+    let mut opened = idnode::blocking::run(move || idnode::node::open(&opening, reset)).await??;
+    if let Some(site) = &config.site {
+        if reset {
+            anyhow::bail!(
+                "--reset-admin-token: a site's admin token is reset on one server, not at start"
+            );
+        }
+        let (joined, bootstrap) = idnode::node::join_site(&opened, site).await?;
+        println!(
+            "site: stream {} on {} ({} replicas), applied through sequence {}; this server is {}",
+            site.stream,
+            site.servers.join(","),
+            site.replicas,
+            joined.caught_up_to,
+            site.server_name
+        );
+        opened.admin_bootstrap = bootstrap.clone();
+        if bootstrap == idnode::resolver::AdminBootstrap::Existing
+            && !opened.admin_token_file.exists()
+        {
+            println!("admin token: held by the server that bootstrapped the site");
+        }
+    }
     let addr = listeners.grpc_addr()?;
     match opened.admin_bootstrap {
         idnode::resolver::AdminBootstrap::Created => println!(

@@ -187,8 +187,12 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         Some(Arc::clone(&forwarder) as Arc<dyn crate::resolver::Remote>),
     )?);
     let admin_token_file = config.data_dir.join("admin.token");
-    let admin_bootstrap = core.ensure_admin_token(&admin_token_file, reset_admin_token)?;
-    let seeded = if config.seed {
+    // A site's admin credential and seed data come through its log (`join_site`).
+    let admin_bootstrap = match &config.site {
+        None => core.ensure_admin_token(&admin_token_file, reset_admin_token)?,
+        Some(_) => AdminBootstrap::Existing,
+    };
+    let seeded = if config.seed && config.site.is_none() {
         seed::load_once(
             &core,
             &seed::Seed::embedded(),
@@ -210,6 +214,33 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         reporter,
         node_key,
     })
+}
+
+/// Joins the replicated site of `config`: applies its log up to the end, routes every
+/// write of the core through it, and makes sure the site has an admin credential (the
+/// first server wins and writes the token file).
+pub async fn join_site(
+    opened: &Opened,
+    config: &crate::site::SiteConfig,
+) -> Result<(crate::site::Joined, AdminBootstrap), NodeError> {
+    let (site, joined) = crate::site::Site::join(Arc::clone(&opened.core), config.clone()).await?;
+    opened.core.set_shared_log(Arc::new(site.clone()));
+    // The lag metric: how far the log's end is ahead of this server, looked at each second.
+    let watcher = site.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if let Err(e) = watcher.refresh_lag().await {
+                tracing::debug!("site lag: {e}");
+            }
+        }
+    });
+    let created = site.bootstrap_admin(&opened.admin_token_file).await?;
+    let bootstrap = match created {
+        true => AdminBootstrap::Created,
+        false => AdminBootstrap::Existing,
+    };
+    Ok((joined, bootstrap))
 }
 
 /// This node's statistics and signed log head, as reported to the top-level node.

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use super::{now, Core, Presented};
-use crate::auth::{self, Caller, Enterprise, Subject};
+use super::command::{mint_enterprise, Applied, Op, Stamp};
+use super::{Core, Presented};
+use crate::auth::{Caller, Credential, Enterprise};
 use crate::credentials::{authenticate, ensure_admin_token, AdminBootstrap};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::Prefix;
@@ -35,6 +36,7 @@ impl Core {
     /// Makes sure an admin credential exists; see [`ensure_admin_token`]. A new or reset
     /// admin token is a log entry like every other credential change.
     pub fn ensure_admin_token(&self, token_file: &Path, reset: bool) -> Result<AdminBootstrap> {
+        let stamp = Stamp::at(crate::auth::now());
         ensure_admin_token(
             self.store.as_ref(),
             token_file,
@@ -51,9 +53,38 @@ impl Core {
                     format!("{detail}; valid: {}", credential.id),
                     &[(credential.id.clone(), codec::encode_json(credential))],
                 );
-                self.commit_logged(batch, vec![entry])
+                self.commit_logged(batch, vec![entry], &stamp)
             },
         )
+    }
+
+    /// True when the store has an admin credential.
+    pub fn has_admin_credential(&self) -> Result<bool> {
+        crate::credentials::admin_credential(self.store.as_ref()).map(|c| c.is_some())
+    }
+
+    /// Stores a site's first admin credential, minted by the server that bootstrapped the
+    /// site (which alone holds the token). A site has one: a second is refused.
+    pub(super) fn apply_admin_credential(
+        &self,
+        credential: Credential,
+        stamp: &Stamp,
+    ) -> Result<()> {
+        if self.has_admin_credential()? {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "the site already has an admin credential",
+            ));
+        }
+        let batch = crate::credentials::admin_credential_batch(&credential, None);
+        let entry = self.credentials_entry(
+            "tokens",
+            &Caller::Admin,
+            "admin".to_owned(),
+            format!("admin token created; valid: {}", credential.id),
+            &[(credential.id.clone(), codec::encode_json(&credential))],
+        );
+        self.commit_logged(batch, vec![entry], stamp)
     }
 
     /// The log entry (`op`: `tokens` or `enterprise`) of a change of `target`'s credentials:
@@ -96,6 +127,29 @@ impl Core {
         industry_code: &str,
         token_ttl: Option<u64>,
     ) -> Result<(Enterprise, String)> {
+        // The token is made here; only its hash travels in the command.
+        let minted = mint_enterprise(prefix, crate::auth::now(), token_ttl);
+        let op = Op::CreateEnterprise {
+            prefix: prefix.clone(),
+            name: name.to_owned(),
+            industry_code: industry_code.to_owned(),
+            credential: minted.credential,
+        };
+        match self.write(caller, op)? {
+            Applied::Enterprise(e) => Ok((e, minted.token)),
+            other => Err(super::register::unexpected(other)),
+        }
+    }
+
+    pub(super) fn apply_create_enterprise(
+        &self,
+        caller: &Caller,
+        prefix: &Prefix,
+        name: &str,
+        industry_code: &str,
+        credential: Credential,
+        stamp: &Stamp,
+    ) -> Result<Enterprise> {
         self.require_admin(caller)?;
         if prefix == &self.config.node_prefix || !self.serves(prefix) {
             return Err(Error::invalid(format!(
@@ -133,20 +187,13 @@ impl Core {
                 ));
             }
         }
-        let at = now();
-        let mut minted = auth::mint(
-            Subject::Enterprise {
-                prefix: prefix.to_string(),
-            },
-            at,
-        );
-        minted.credential.expires_at = token_ttl.map(|t| at.saturating_add(t as i64));
+        check_credential(&credential, prefix)?;
         let enterprise = Enterprise {
             prefix: prefix.to_string(),
             name: name.to_owned(),
             industry_code: industry_code.to_owned(),
-            created_at: at,
-            credential_ids: vec![minted.credential.id.clone()],
+            created_at: stamp.at,
+            credential_ids: vec![credential.id.clone()],
             quota: Default::default(),
         };
         let mut batch = Batch::new();
@@ -155,25 +202,21 @@ impl Core {
             prefix.as_str(),
             codec::encode_json(&enterprise),
         );
-        let credential = codec::encode_json(&minted.credential);
-        batch.put(
-            Table::Credentials,
-            minted.credential.id.as_bytes(),
-            credential.clone(),
-        );
+        let stored = codec::encode_json(&credential);
+        batch.put(Table::Credentials, credential.id.as_bytes(), stored.clone());
         let entry = self.credentials_entry(
             "enterprise",
             caller,
             prefix.to_string(),
             enterprise.name.clone(),
-            &[(minted.credential.id.clone(), credential)],
+            &[(credential.id.clone(), stored)],
         );
-        self.commit_logged(batch, vec![entry])?;
+        self.commit_logged(batch, vec![entry], stamp)?;
         self.enterprises
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(enterprise.prefix.clone(), enterprise.clone());
-        Ok((enterprise, minted.token))
+        Ok(enterprise)
     }
 
     /// Every enterprise, in prefix order (admin only).
@@ -209,36 +252,48 @@ impl Core {
         keep_previous: bool,
         token_ttl: Option<u64>,
     ) -> Result<String> {
+        let minted = mint_enterprise(prefix, crate::auth::now(), token_ttl);
+        let op = Op::RotateToken {
+            prefix: prefix.clone(),
+            keep_previous,
+            credential: minted.credential,
+        };
+        self.write(caller, op)?;
+        Ok(minted.token)
+    }
+
+    pub(super) fn apply_rotate_token(
+        &self,
+        caller: &Caller,
+        prefix: &Prefix,
+        keep_previous: bool,
+        credential: Credential,
+        stamp: &Stamp,
+    ) -> Result<()> {
         let self_service = matches!(caller, Caller::Enterprise(p) if p == prefix);
         if !self_service {
             self.require_admin(caller)?;
         }
-        let at = now();
-        let mut minted = auth::mint(
-            Subject::Enterprise {
-                prefix: prefix.to_string(),
-            },
-            at,
-        );
-        minted.credential.expires_at = token_ttl.map(|t| at.saturating_add(t as i64));
-        let token = minted.token.clone();
-        self.change_credentials(caller, prefix, Some(minted), keep_previous)?;
-        Ok(token)
+        check_credential(&credential, prefix)?;
+        self.change_credentials(caller, prefix, Some(credential), keep_previous, stamp)
     }
 
     /// Revokes every token of an enterprise (admin only). The enterprise keeps its prefix
     /// and records; it can write again once the admin rotates in a new token.
     pub fn revoke_tokens(&self, caller: &Caller, prefix: &Prefix) -> Result<()> {
-        self.require_admin(caller)?;
-        self.change_credentials(caller, prefix, None, false)
+        let op = Op::RevokeTokens {
+            prefix: prefix.clone(),
+        };
+        self.write(caller, op).map(|_| ())
     }
 
-    fn change_credentials(
+    pub(super) fn change_credentials(
         &self,
         caller: &Caller,
         prefix: &Prefix,
-        minted: Option<auth::NewToken>,
+        minted: Option<Credential>,
         keep_previous: bool,
+        stamp: &Stamp,
     ) -> Result<()> {
         let _latch = self.latches.lock("enterprises");
         let mut enterprise = self
@@ -266,18 +321,14 @@ impl Core {
             }
         }
         let mut detail = String::new();
-        if let Some(m) = &minted {
-            let bytes = codec::encode_json(&m.credential);
-            batch.put(
-                Table::Credentials,
-                m.credential.id.as_bytes(),
-                bytes.clone(),
-            );
-            keep.push(m.credential.id.clone());
-            stored.push((m.credential.id.clone(), bytes));
-            detail = match m.credential.expires_at {
-                Some(t) => format!("new: {} (expires at {t}); ", m.credential.id),
-                None => format!("new: {} (no expiry); ", m.credential.id),
+        if let Some(c) = &minted {
+            let bytes = codec::encode_json(c);
+            batch.put(Table::Credentials, c.id.as_bytes(), bytes.clone());
+            keep.push(c.id.clone());
+            stored.push((c.id.clone(), bytes));
+            detail = match c.expires_at {
+                Some(t) => format!("new: {} (expires at {t}); ", c.id),
+                None => format!("new: {} (no expiry); ", c.id),
             };
         }
         while keep.len() > MAX_TOKENS_PER_ENTERPRISE {
@@ -295,11 +346,22 @@ impl Core {
         // of their stored form (hashes and expiry), which the audit recomputes.
         detail.push_str(&format!("valid: {}", enterprise.credential_ids.join(",")));
         let entry = self.credentials_entry("tokens", caller, prefix.to_string(), detail, &stored);
-        self.commit_logged(batch, vec![entry])?;
+        self.commit_logged(batch, vec![entry], stamp)?;
         self.enterprises
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(enterprise.prefix.clone(), enterprise);
         Ok(())
+    }
+}
+
+/// A credential a command carries must speak for the enterprise it is stored for.
+fn check_credential(credential: &Credential, prefix: &Prefix) -> Result<()> {
+    match &credential.subject {
+        crate::auth::Subject::Enterprise { prefix: p } if p == prefix.as_str() => Ok(()),
+        _ => Err(Error::invalid(format!(
+            "credential {} does not speak for {prefix}",
+            credential.id
+        ))),
     }
 }

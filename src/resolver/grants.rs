@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{now, Core};
+use super::command::{Op, Stamp};
+use super::Core;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::identifier::{Identifier, Prefix};
@@ -67,11 +68,25 @@ impl Core {
 
     /// Grants `grantee` read access to the partner values under `scope` (owner only).
     pub fn grant(&self, caller: &Caller, scope: &Scope, grantee: &Prefix) -> Result<()> {
+        let op = Op::Grant {
+            scope: scope.as_str().to_owned(),
+            grantee: grantee.clone(),
+        };
+        self.write(caller, op).map(|_| ())
+    }
+
+    pub(super) fn apply_grant(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        grantee: &Prefix,
+        stamp: &Stamp,
+    ) -> Result<()> {
         self.grant_owner_check(caller, scope, grantee)?;
         let g = Grant {
             scope: scope.as_str().to_owned(),
             grantee: grantee.to_string(),
-            granted_at: now(),
+            granted_at: stamp.at,
         };
         let mut batch = Batch::new();
         batch.put(
@@ -88,11 +103,26 @@ impl Core {
                 Some(g.grantee.clone()),
                 None,
             )],
+            stamp,
         )
     }
 
     /// Revokes a grant (owner only). Errors: `NotFound` if there is none.
     pub fn revoke_grant(&self, caller: &Caller, scope: &Scope, grantee: &Prefix) -> Result<()> {
+        let op = Op::RevokeGrant {
+            scope: scope.as_str().to_owned(),
+            grantee: grantee.clone(),
+        };
+        self.write(caller, op).map(|_| ())
+    }
+
+    pub(super) fn apply_revoke_grant(
+        &self,
+        caller: &Caller,
+        scope: &Scope,
+        grantee: &Prefix,
+        stamp: &Stamp,
+    ) -> Result<()> {
         self.require_owner(caller, &scope.prefix())?;
         let k = key(scope.as_str(), grantee.as_str());
         if self
@@ -117,6 +147,7 @@ impl Core {
                 Some(grantee.to_string()),
                 None,
             )],
+            stamp,
         )
     }
 

@@ -1,6 +1,7 @@
 //! The core's side of the operation log (`crate::oplog`): drafting entries, appending them
 //! in the same atomic batch as the change, the head, and one identifier's history.
 
+use super::command::Stamp;
 use super::Core;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
@@ -30,11 +31,18 @@ impl Core {
         }
     }
 
-    /// Writes `batch` with `drafts` appended to the log, atomically and durably.
-    pub(super) fn commit_logged(&self, mut batch: Batch, drafts: Vec<Draft>) -> Result<()> {
+    /// Writes `batch` with `drafts` appended to the log (entries of the stamp's time) and
+    /// the stamp's site log position, atomically and durably.
+    pub(super) fn commit_logged(
+        &self,
+        mut batch: Batch,
+        drafts: Vec<Draft>,
+        stamp: &Stamp,
+    ) -> Result<()> {
+        stamp.seal(&mut batch)?;
         let mut head = self.head.lock().unwrap_or_else(|e| e.into_inner());
         let (mut seq, mut prev) = head.clone();
-        let at = super::now();
+        let at = stamp.at;
         for d in drafts {
             seq += 1;
             let mut e = LogEntry {

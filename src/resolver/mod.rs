@@ -9,6 +9,7 @@
 //! through [`Remote`], which the wiring supplies.
 
 mod accounts;
+mod command;
 mod grants;
 mod latch;
 mod log;
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use crate::credentials::AdminBootstrap;
+pub use command::{Applied, Command, Op, SharedLog, SITE_APPLIED};
 pub use grants::{Grant, Scope};
 pub use places::Place;
 pub use quota::Usage;
@@ -41,7 +43,7 @@ impl Presented {
     }
 }
 
-use crate::auth::{now, Caller, Enterprise};
+use crate::auth::{Caller, Enterprise};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Limits, Prefix};
 use crate::record::{Classification, Format, Record, RecordLimits, Value};
@@ -209,6 +211,8 @@ pub struct Core {
     templates: RwLock<HashMap<String, Arc<Template>>>,
     /// What a backup of this node copies (its stores and key files), set by the wiring.
     backups: std::sync::OnceLock<Arc<BackupSet>>,
+    /// The site's log, in site mode (set by the wiring before serving).
+    shared_log: std::sync::OnceLock<Arc<dyn SharedLog>>,
 }
 
 impl Core {
@@ -264,6 +268,7 @@ impl Core {
             enterprises: RwLock::new(enterprises),
             templates: RwLock::new(HashMap::new()),
             backups: std::sync::OnceLock::new(),
+            shared_log: std::sync::OnceLock::new(),
         };
         // An offline import killed or failed after it began to change the store is
         // completed before anything else can write (see `Core::complete_import`).

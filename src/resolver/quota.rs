@@ -1,6 +1,7 @@
 //! Per-enterprise quotas: registrations (total, per day) and request rate, set by the node
 //! admin; usage visible to the enterprise.
 
+use super::command::{Op, Stamp};
 use super::register::{daily_key, prefix_count_key, today};
 use super::Core;
 use crate::auth::{Caller, Quota};
@@ -26,7 +27,7 @@ impl Core {
     }
 
     /// How many more identifiers `owner_prefix` may register now; `None`: unlimited.
-    pub(super) fn registration_budget(&self, owner_prefix: &str) -> Result<Option<u64>> {
+    pub(super) fn registration_budget(&self, owner_prefix: &str, day: i64) -> Result<Option<u64>> {
         let Some(q) = self.registration_quota(owner_prefix) else {
             return Ok(None);
         };
@@ -42,7 +43,7 @@ impl Core {
             budget = budget.min(max.saturating_sub(counter(&prefix_count_key(owner_prefix))?));
         }
         if let Some(max) = q.max_registrations_per_day {
-            budget = budget.min(max.saturating_sub(counter(&daily_key(owner_prefix, today()))?));
+            budget = budget.min(max.saturating_sub(counter(&daily_key(owner_prefix, day))?));
         }
         Ok(Some(budget))
     }
@@ -75,6 +76,20 @@ impl Core {
 
     /// Sets an enterprise's quota (node admin only).
     pub fn set_quota(&self, caller: &Caller, prefix: &Prefix, quota: Quota) -> Result<()> {
+        let op = Op::SetQuota {
+            prefix: prefix.clone(),
+            quota,
+        };
+        self.write(caller, op).map(|_| ())
+    }
+
+    pub(super) fn apply_set_quota(
+        &self,
+        caller: &Caller,
+        prefix: &Prefix,
+        quota: Quota,
+        stamp: &Stamp,
+    ) -> Result<()> {
         self.require_admin(caller)?;
         let _latch = self.latches.lock("enterprises");
         let mut e = self
@@ -87,6 +102,7 @@ impl Core {
         self.commit_logged(
             batch,
             vec![self.entry("quota", caller, prefix.to_string(), Some(detail), None)],
+            stamp,
         )?;
         self.enterprises
             .write()

@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{now, Core};
+use super::command::{Applied, Op, Stamp};
+use super::Core;
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind, Reason, Result};
 use crate::failpoint;
@@ -33,7 +34,7 @@ pub(super) fn daily_key(prefix: &str, day: i64) -> Vec<u8> {
 }
 
 pub(super) fn today() -> i64 {
-    now().div_euclid(86_400)
+    crate::auth::now().div_euclid(86_400)
 }
 
 /// The result of a successful create.
@@ -98,11 +99,19 @@ pub struct PreparedBatch {
     /// Per item: its error when it failed the checks, `None` when it is in `prepared`.
     results: Vec<Option<Result<RegisterOutcome>>>,
     prepared: Vec<(usize, Prepared)>,
+    /// In a site: the items as received, for one command (checked when applied).
+    site: Option<Vec<BatchItem>>,
 }
 
 impl Core {
     /// Validates, stamps and template-checks a record for `id` on behalf of `caller`.
-    fn prepare(&self, caller: &Caller, id: Identifier, mut record: Record) -> Result<Prepared> {
+    fn prepare(
+        &self,
+        caller: &Caller,
+        id: Identifier,
+        mut record: Record,
+        at: i64,
+    ) -> Result<Prepared> {
         let prefix = id.prefix();
         self.require_owner(caller, &prefix)?;
         if id.suffix() == super::ADMIN_SUFFIX && self.enterprise(&prefix).is_some() {
@@ -112,9 +121,8 @@ impl Core {
             )));
         }
         record.validate(&self.config.record_limits)?;
-        let ts = now();
         for v in &mut record.values {
-            v.timestamp = ts;
+            v.timestamp = at;
         }
         self.check_template(&record)?;
         Ok(Prepared {
@@ -132,7 +140,7 @@ impl Core {
         id: Identifier,
         record: Record,
     ) -> Result<(Vec<u8>, Vec<u8>, String)> {
-        let p = self.prepare(&Caller::Admin, id, record)?;
+        let p = self.prepare(&Caller::Admin, id, record, crate::auth::now())?;
         Ok((p.id.as_bytes().to_vec(), p.bytes, p.owner_prefix))
     }
 
@@ -252,7 +260,7 @@ impl Core {
             content: Some(import.content.clone()),
             covers: Vec::new(),
         };
-        self.commit_logged(batch, vec![draft])?;
+        self.commit_logged(batch, vec![draft], &Stamp::at(crate::auth::now()))?;
         failpoint::hit("offline-import:logged").map_err(Error::internal)?;
         store
             .discard_staged(IMPORT_STAGING)
@@ -271,10 +279,23 @@ impl Core {
         id: Identifier,
         record: Record,
     ) -> Result<RegisterOutcome> {
-        let p = self.prepare(caller, id, record)?;
-        self.write_prepared(caller, vec![p], false)?
+        match self.write(caller, Op::Register { id, record })? {
+            Applied::Register(o) => Ok(o),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(super) fn apply_register(
+        &self,
+        caller: &Caller,
+        id: Identifier,
+        record: Record,
+        stamp: &Stamp,
+    ) -> Result<RegisterOutcome> {
+        let p = self.prepare(caller, id, record, stamp.at)?;
+        self.write_prepared(caller, vec![p], false, stamp)?
             .pop()
-            .unwrap_or_else(|| Err(Error::internal("create without outcome")))
+            .unwrap_or_else(|| Err(Error::internal("registration without outcome")))
     }
 
     /// Registers `id` with `record`, or replaces the values of the record it has (a Handle
@@ -282,13 +303,26 @@ impl Core {
     /// or deleting `id` in between makes it try again (at most three times), so the
     /// outcome is one or the other, never an error of the race.
     pub fn put(&self, caller: &Caller, id: Identifier, record: Record) -> Result<bool> {
+        match self.write(caller, Op::Put { id, record })? {
+            Applied::Put(registered) => Ok(registered),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(super) fn apply_put(
+        &self,
+        caller: &Caller,
+        id: Identifier,
+        record: Record,
+        stamp: &Stamp,
+    ) -> Result<bool> {
         for _ in 0..3 {
-            match self.update(caller, &id, Update::Replace(record.values.clone())) {
+            match self.apply_update(caller, &id, Update::Replace(record.values.clone()), stamp) {
                 Ok(_) => return Ok(false),
                 Err(e) if e.kind == ErrorKind::NotFound && e.reason.is_none() => {}
                 Err(e) => return Err(e),
             }
-            match self.register(caller, id.clone(), record.clone()) {
+            match self.apply_register(caller, id.clone(), record.clone(), stamp) {
                 Ok(RegisterOutcome::Registered) => return Ok(true),
                 Ok(RegisterOutcome::AlreadyPresent) => return Ok(false),
                 Err(e) if e.kind == ErrorKind::AlreadyExists => continue,
@@ -314,17 +348,59 @@ impl Core {
         caller: &Caller,
         items: Vec<BatchItem>,
     ) -> Vec<Result<RegisterOutcome>> {
-        let batch = self.prepare_batch(caller, items);
-        self.write_batch(caller, batch)
+        // Items that did not parse fail here; the others are one command.
+        let mut results: Vec<Option<Result<RegisterOutcome>>> = Vec::with_capacity(items.len());
+        let mut good = Vec::with_capacity(items.len());
+        for (id, record) in items {
+            match id {
+                Ok(id) => {
+                    good.push((id, record));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !good.is_empty() {
+            let n = good.len();
+            let outcomes = match self.write(caller, Op::BatchRegister { items: good }) {
+                Ok(Applied::Batch(o)) if o.len() == n => o,
+                Ok(other) => vec![Err(unexpected(other)); n],
+                Err(e) => vec![Err(e); n],
+            };
+            let mut outcomes = outcomes.into_iter();
+            for r in results.iter_mut().filter(|r| r.is_none()) {
+                *r = outcomes.next();
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::internal("batch item without result"))))
+            .collect()
     }
 
     /// The first half of [`Core::batch_register`]: every check that reads no record, and the
     /// encoding. Takes no latch or lock, so it may run beside another batch's write.
     pub fn prepare_batch(&self, caller: &Caller, items: Vec<BatchItem>) -> PreparedBatch {
+        if self.in_site() {
+            return PreparedBatch {
+                results: Vec::new(),
+                prepared: Vec::new(),
+                site: Some(items),
+            };
+        }
+        self.prepare_batch_at(caller, items, crate::auth::now())
+    }
+
+    pub(super) fn prepare_batch_at(
+        &self,
+        caller: &Caller,
+        items: Vec<BatchItem>,
+        at: i64,
+    ) -> PreparedBatch {
         let mut results = Vec::with_capacity(items.len());
         let mut prepared = Vec::with_capacity(items.len());
         for (i, (id, record)) in items.into_iter().enumerate() {
-            match id.and_then(|id| self.prepare(caller, id, record)) {
+            match id.and_then(|id| self.prepare(caller, id, record, at)) {
                 Ok(p) => {
                     prepared.push((i, p));
                     results.push(None);
@@ -332,7 +408,11 @@ impl Core {
                 Err(e) => results.push(Some(Err(e))),
             }
         }
-        PreparedBatch { results, prepared }
+        PreparedBatch {
+            results,
+            prepared,
+            site: None,
+        }
     }
 
     /// The second half of [`Core::batch_register`]: under the records' latches, the checks
@@ -343,13 +423,26 @@ impl Core {
         caller: &Caller,
         batch: PreparedBatch,
     ) -> Vec<Result<RegisterOutcome>> {
+        match batch.site {
+            Some(items) => self.batch_register(caller, items),
+            None => self.write_batch_stamped(caller, batch, &Stamp::at(crate::auth::now())),
+        }
+    }
+
+    pub(super) fn write_batch_stamped(
+        &self,
+        caller: &Caller,
+        batch: PreparedBatch,
+        stamp: &Stamp,
+    ) -> Vec<Result<RegisterOutcome>> {
         let PreparedBatch {
             mut results,
             prepared,
+            ..
         } = batch;
         if !prepared.is_empty() {
             let (positions, prepared): (Vec<usize>, Vec<Prepared>) = prepared.into_iter().unzip();
-            match self.write_prepared(caller, prepared, true) {
+            match self.write_prepared(caller, prepared, true, stamp) {
                 Ok(outcomes) => {
                     for (i, r) in positions.into_iter().zip(outcomes) {
                         results[i] = Some(r);
@@ -378,6 +471,7 @@ impl Core {
         caller: &Caller,
         prepared: Vec<Prepared>,
         bulk: bool,
+        stamp: &Stamp,
     ) -> Result<Vec<Result<RegisterOutcome>>> {
         // Enterprises with registration quotas: their creates are serialised by a quota
         // latch so that the check and the write are one step.
@@ -397,7 +491,7 @@ impl Core {
                 .chain(limited.iter().map(String::as_str)),
         );
         for (prefix, budget) in budgets.iter_mut() {
-            *budget = self.registration_budget(prefix)?;
+            *budget = self.registration_budget(prefix, stamp.day())?;
         }
         let keys: Vec<&[u8]> = prepared.iter().map(|p| p.id.as_bytes()).collect();
         let existing = self
@@ -450,7 +544,7 @@ impl Core {
         }
         if !created.is_empty() {
             let mut batch = Batch::new();
-            let day = today();
+            let day = stamp.day();
             let mut total = 0;
             for (prefix, n) in &created {
                 batch.add(Table::Counters, prefix_count_key(prefix), *n);
@@ -484,7 +578,7 @@ impl Core {
             for (p, _) in new_records {
                 batch.put(Table::Records, p.id.as_bytes(), p.bytes);
             }
-            self.commit_logged(batch, drafts)?;
+            self.commit_logged(batch, drafts, stamp)?;
         }
         Ok(outcomes)
     }
@@ -494,12 +588,29 @@ impl Core {
     /// Errors: `NotFound` if the identifier (or a modified/removed index) does not exist;
     /// `AlreadyExists` when adding an index that exists; rule violations as for create.
     pub fn update(&self, caller: &Caller, id: &Identifier, update: Update) -> Result<Record> {
+        let op = Op::Update {
+            id: id.clone(),
+            update,
+        };
+        match self.write(caller, op)? {
+            Applied::Record(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(super) fn apply_update(
+        &self,
+        caller: &Caller,
+        id: &Identifier,
+        update: Update,
+        stamp: &Stamp,
+    ) -> Result<Record> {
         self.require_owner(caller, &id.prefix())?;
         let _latch = self.latches.lock(id.as_str());
         let current = self
             .load(id)?
             .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
-        let ts = now();
+        let ts = stamp.at;
         let mut record = match update {
             Update::Replace(mut values) => {
                 // Unchanged values keep their timestamps.
@@ -565,7 +676,7 @@ impl Core {
         let draft = self.entry("update", caller, id.to_string(), None, Some(&bytes));
         let mut batch = Batch::new();
         batch.put(Table::Records, id.as_bytes(), bytes);
-        self.commit_logged(batch, vec![draft])?;
+        self.commit_logged(batch, vec![draft], stamp)?;
         Ok(record)
     }
 
@@ -573,6 +684,18 @@ impl Core {
     ///
     /// Errors: `NotFound` if it is not registered.
     pub fn delete(&self, caller: &Caller, id: &Identifier) -> Result<()> {
+        match self.write(caller, Op::Delete { id: id.clone() })? {
+            Applied::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(super) fn apply_delete(
+        &self,
+        caller: &Caller,
+        id: &Identifier,
+        stamp: &Stamp,
+    ) -> Result<()> {
         let prefix = id.prefix();
         self.require_owner(caller, &prefix)?;
         let _latch = self.latches.lock(id.as_str());
@@ -595,6 +718,7 @@ impl Core {
         self.commit_logged(
             batch,
             vec![self.entry("delete", caller, id.to_string(), None, None)],
+            stamp,
         )
     }
 
@@ -693,4 +817,9 @@ impl Core {
             .counter(Table::Counters, &prefix_count_key(prefix.as_str()))
             .map_err(Error::internal)
     }
+}
+
+/// An answer of [`Core::apply`] of another kind than its command's: a bug.
+pub(super) fn unexpected(applied: Applied) -> Error {
+    Error::internal(format!("unexpected result of a write: {applied:?}"))
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::command::{Applied, Op, Stamp};
 use super::{Core, RegisterOutcome};
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind, Result};
@@ -18,6 +19,18 @@ impl Core {
         &self,
         caller: &Caller,
         template: Template,
+    ) -> Result<RegisterOutcome> {
+        match self.write(caller, Op::RegisterTemplate { template })? {
+            Applied::Register(o) => Ok(o),
+            other => Err(super::register::unexpected(other)),
+        }
+    }
+
+    pub(super) fn apply_register_template(
+        &self,
+        caller: &Caller,
+        template: Template,
+        stamp: &Stamp,
     ) -> Result<RegisterOutcome> {
         let id = self.parse_identifier(&template.identifier)?;
         self.require_owner(caller, &id.prefix())?;
@@ -43,7 +56,7 @@ impl Core {
         let draft = self.entry("template", caller, id.to_string(), None, Some(&bytes));
         let mut batch = Batch::new();
         batch.put(Table::Templates, id.as_bytes(), bytes);
-        self.commit_logged(batch, vec![draft])?;
+        self.commit_logged(batch, vec![draft], stamp)?;
         Ok(RegisterOutcome::Registered)
     }
 

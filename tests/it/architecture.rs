@@ -46,6 +46,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("resolver", Core),
     ("toplevel", Core),
     ("upstream", Core),
+    ("site", Core),
     ("bulk", Core),
     ("audit", Core),
     ("api", Adapter),
@@ -313,6 +314,7 @@ fn the_checker_finds_a_forbidden_edge_and_a_cycle() {
         ("store", Store),
         ("resolver", Core),
         ("upstream", Core),
+        ("site", Core),
         ("api", Adapter),
     ];
     let edges = [

@@ -26,10 +26,10 @@ fn item(i: usize) -> (pb::Record, Code) {
         };
         return (bad, code);
     }
-    if i > 0 && i % 1000 == 0 {
+    if i > 0 && i.is_multiple_of(1000) {
         return (good(original(i - 500)), Code::Ok);
     }
-    if i > 0 && i % 1001 == 0 {
+    if i > 0 && i.is_multiple_of(1001) {
         let mut r = good(original(i - 600));
         r.values[0].data = b"different".to_vec();
         return (r, Code::AlreadyExists);
@@ -39,7 +39,7 @@ fn item(i: usize) -> (pb::Record, Code) {
 
 /// The nearest item at or before `j` that registered `good(j)` itself.
 fn original(mut j: usize) -> usize {
-    while j % 97 == 13 || (j > 0 && (j % 1000 == 0 || j % 1001 == 0)) {
+    while j % 97 == 13 || (j > 0 && (j.is_multiple_of(1000) || j.is_multiple_of(1001))) {
         j -= 1;
     }
     j
@@ -87,7 +87,7 @@ async fn a_hundred_thousand_records_with_bad_items_mixed_in() {
             assert_eq!(Code::from_i32(r.code), expected, "item {i}: {}", r.message);
             if expected == Code::Ok {
                 // Repeats of identical content succeed without writing.
-                let repeat = i > 0 && i % 1000 == 0;
+                let repeat = i > 0 && i.is_multiple_of(1000);
                 assert_eq!(r.registered, !repeat, "item {i}");
                 created += r.registered as i64;
             } else {

@@ -16,4 +16,5 @@ mod offline;
 mod registry;
 mod security;
 mod setup;
+mod site;
 mod support;

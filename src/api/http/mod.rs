@@ -858,6 +858,7 @@ fn figures(core: &Core, admission: &Admission) -> Figures {
             }
         }),
         store: core.store().properties(),
+        site: core.site_position(),
         refused: vec![
             ("client_rate", r.rate),
             ("in_flight", r.busy),

@@ -79,7 +79,7 @@ const RSS_GROWTH: u64 = 128 << 20;
 /// Record `i` of the stream: the first of each message is a small good record; the others
 /// carry 64 KiB + 1 of data, rejected one by one after being read in full.
 fn stream_record(i: usize) -> (pb::Record, Code) {
-    if i % PER_MESSAGE == 0 {
+    if i.is_multiple_of(PER_MESSAGE) {
         (
             record(&format!("88.101.5/S-{i:08}"), vec![text(1, "URL", "u")]),
             Code::Ok,

@@ -1,0 +1,510 @@
+//! A replicated site: several idnode servers that are one node, sharing one log on NATS
+//! JetStream (a stream replicated by Raft across three or five NATS servers).
+//!
+//! - Every write is a [`Command`] appended to the site's stream; every server applies the
+//!   stream in order into its own store ([`Core::apply`], which records the position in the
+//!   same atomic batch). Servers that applied the same sequence hold the same records,
+//!   counts and operation log.
+//! - Any server accepts writes (no leader): it checks the command against its state
+//!   ([`Core::check`]) and appends it expecting the last sequence it applied of the
+//!   command's subject (one subject per owner prefix, `<stream>.o.<prefix>`), so a
+//!   conflicting append is refused by JetStream; it then catches up and checks again. What
+//!   the client is told is the outcome of applying the command, identical on every server.
+//! - A write is acknowledged only after JetStream acknowledged the append (a quorum holds
+//!   it) and this server applied it (read-your-writes here).
+//! - Reads never touch the stream: every server answers from its own store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::StreamExt;
+
+use crate::auth::{self, Caller, Subject};
+use crate::error::{Error, ErrorKind, Result};
+use crate::resolver::{Applied, Command, Core, Op, SharedLog};
+
+/// Header naming the server that appended a message (its outcome is kept for it).
+const SERVER_HEADER: &str = "Idnode-Server";
+
+/// How a server joins its site.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// NATS server URLs (`nats://127.0.0.1:4222`); the client fails over between them.
+    pub servers: Vec<String>,
+    /// The stream's name; its subjects are `<lower-case name>.>`.
+    pub stream: String,
+    /// Copies JetStream keeps of every message (3 or 5).
+    pub replicas: usize,
+    /// The largest command (a whole batch message), which sets the stream's message limit.
+    pub max_command_bytes: usize,
+    /// How long a write keeps trying before the client is told UNAVAILABLE.
+    pub write_deadline: Duration,
+    /// This server's name in the site (in logs and the header of what it appends).
+    pub server_name: String,
+}
+
+impl SiteConfig {
+    pub fn new(servers: Vec<String>) -> SiteConfig {
+        SiteConfig {
+            servers,
+            stream: "IDNODE".into(),
+            replicas: 3,
+            max_command_bytes: 17 << 20,
+            write_deadline: Duration::from_secs(15),
+            // Unique per process: what it appends is recognised by this name.
+            server_name: format!(
+                "idnode-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+        }
+    }
+}
+
+/// Outcomes of the commands this server appended, by sequence, until their writers take
+/// them (bounded: the oldest go first).
+const MAX_KEPT_OUTCOMES: usize = 16_384;
+
+struct Shared {
+    core: Arc<Core>,
+    js: jetstream::Context,
+    stream: stream::Stream,
+    config: SiteConfig,
+    subject_root: String,
+    /// The last sequence applied to the store.
+    applied: watch::Sender<u64>,
+    /// The last sequence applied per subject (the expected sequence of the next append).
+    subjects: Mutex<HashMap<String, u64>>,
+    outcomes: Mutex<BTreeMap<u64, Result<Applied>>>,
+    /// The stream's last sequence when last asked (for the lag).
+    last_seen: std::sync::atomic::AtomicU64,
+}
+
+/// A joined site: the core's [`SharedLog`].
+#[derive(Clone)]
+pub struct Site {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// What joining found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The stream's last sequence at join time, now applied here.
+    pub caught_up_to: u64,
+}
+
+fn unavailable(what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        format!("the site's log is unavailable: {what}"),
+    )
+}
+
+impl Site {
+    /// Connects to the site's NATS servers, creates the stream if it is new, starts
+    /// applying it from where this store stopped, and returns once everything the stream
+    /// held at the start is applied. Call from the runtime.
+    pub async fn join(core: Arc<Core>, config: SiteConfig) -> Result<(Site, Joined)> {
+        if config.servers.is_empty() {
+            return Err(Error::invalid("a site needs at least one NATS server URL"));
+        }
+        let client = async_nats::ConnectOptions::new()
+            .name(&config.server_name)
+            .connection_timeout(Duration::from_secs(2))
+            .max_reconnects(None)
+            .retry_on_initial_connect()
+            .connect(config.servers.as_slice())
+            .await
+            .map_err(|e| unavailable(format!("connecting to {:?}: {e}", config.servers)))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(3))
+            .build(client);
+        let subject_root = config.stream.to_ascii_lowercase();
+        let stream_config = stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![format!("{subject_root}.>")],
+            num_replicas: config.replicas,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::New,
+            max_message_size: i32::try_from(config.max_command_bytes).unwrap_or(i32::MAX),
+            duplicate_window: Duration::from_secs(120),
+            deny_delete: true,
+            ..Default::default()
+        };
+        // The stream's leader may not be elected yet when the servers just started.
+        let deadline = Instant::now() + config.write_deadline;
+        let stream = loop {
+            match js.get_or_create_stream(stream_config.clone()).await {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!("site stream not ready: {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(unavailable(format!("stream {}: {e}", config.stream))),
+            }
+        };
+        let applied = {
+            let c = Arc::clone(&core);
+            crate::blocking::run(move || c.site_applied()).await??
+        };
+        let (applied_tx, _) = watch::channel(applied);
+        let shared = Arc::new(Shared {
+            core,
+            js,
+            stream,
+            config,
+            subject_root,
+            applied: applied_tx,
+            subjects: Mutex::new(HashMap::new()),
+            outcomes: Mutex::new(BTreeMap::new()),
+            last_seen: Default::default(),
+        });
+        let site = Site {
+            shared: Arc::clone(&shared),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let last = site.last_sequence().await?;
+        tokio::spawn(apply_loop(Arc::clone(&shared)));
+        site.wait_applied(last, Instant::now() + Duration::from_secs(3600))
+            .await?;
+        Ok((site, Joined { caught_up_to: last }))
+    }
+
+    /// The last sequence applied to this server's store.
+    pub fn applied(&self) -> u64 {
+        *self.shared.applied.borrow()
+    }
+
+    /// Messages in the stream this server has not applied yet (as of the last look at the
+    /// stream's end; refreshed by [`Site::refresh_lag`]).
+    pub fn lag(&self) -> u64 {
+        self.shared
+            .last_seen
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(self.applied())
+    }
+
+    /// Looks at the stream's end again; returns the lag.
+    pub async fn refresh_lag(&self) -> Result<u64> {
+        self.last_sequence().await?;
+        Ok(self.lag())
+    }
+
+    async fn last_sequence(&self) -> Result<u64> {
+        let info = self
+            .shared
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable(format!("stream info: {e}")))?;
+        let last = info.state.last_sequence;
+        self.shared
+            .last_seen
+            .fetch_max(last, std::sync::atomic::Ordering::Relaxed);
+        Ok(last)
+    }
+
+    async fn wait_applied(&self, seq: u64, deadline: Instant) -> Result<()> {
+        let mut rx = self.shared.applied.subscribe();
+        let outcome = tokio::time::timeout_at(deadline.into(), rx.wait_for(|a| *a >= seq)).await;
+        match outcome.map(|r| r.is_ok()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(unavailable("this server stopped applying the log")),
+            Err(_) => Err(unavailable(format!(
+                "this server has not applied sequence {seq} in time"
+            ))),
+        }
+    }
+
+    /// The subject of a command: its owner prefix's, the site's (node-wide changes), or
+    /// the one for batches that span owners.
+    fn subject(&self, command: &Command) -> (String, bool) {
+        let root = &self.shared.subject_root;
+        match (&command.op, command.owner(&self.shared.core)) {
+            (Op::AdminCredential { .. }, _) => (format!("{root}.s"), true),
+            (_, Some(owner)) => (format!("{root}.o.{owner}"), true),
+            (_, None) => (format!("{root}.m"), false),
+        }
+    }
+
+    /// Appends `command` and waits until it is applied here; see the module documentation.
+    pub async fn submit_async(&self, command: Command) -> Result<Applied> {
+        let payload = Bytes::from(command.encode());
+        if payload.len() > self.shared.config.max_command_bytes {
+            return Err(Error::new(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "the write is {} bytes; a site takes at most {}",
+                    payload.len(),
+                    self.shared.config.max_command_bytes
+                ),
+            ));
+        }
+        let (subject, checked) = self.subject(&command);
+        let message_id = format!("{:032x}", rand::random::<u128>());
+        let deadline = Instant::now() + self.shared.config.write_deadline;
+        let mut confirmed = false;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            // Refused here only once this server has applied everything in the stream.
+            let check = {
+                let (core, c) = (Arc::clone(&self.shared.core), command.clone());
+                crate::blocking::run(move || core.check(&c)).await?
+            };
+            if let Err(e) = check {
+                if confirmed {
+                    return Err(e);
+                }
+                let last = self.last_sequence().await?;
+                self.wait_applied(last, deadline).await?;
+                confirmed = true;
+                continue;
+            }
+            let mut publish = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&message_id)
+                .header(SERVER_HEADER, self.shared.config.server_name.as_str());
+            if checked {
+                let expected = self
+                    .shared
+                    .subjects
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&subject)
+                    .copied()
+                    .unwrap_or(0);
+                publish = publish.expected_last_subject_sequence(expected);
+            }
+            let ack = match self.shared.js.send_publish(subject.clone(), publish).await {
+                Ok(pending) => pending.await,
+                Err(e) => Err(e),
+            };
+            match ack {
+                Ok(ack) => {
+                    self.wait_applied(ack.sequence, deadline).await?;
+                    let outcome = self
+                        .shared
+                        .outcomes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&ack.sequence);
+                    return outcome.unwrap_or_else(|| {
+                        Err(unavailable(format!(
+                            "the outcome of sequence {} is no longer known here: read the \
+                             identifier to see it",
+                            ack.sequence
+                        )))
+                    });
+                }
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    // Another server wrote this owner's subject: catch up and check again.
+                    let last = match self
+                        .shared
+                        .stream
+                        .get_last_raw_message_by_subject(&subject)
+                        .await
+                    {
+                        Ok(m) => m.sequence,
+                        Err(e) => return Err(unavailable(format!("reading {subject}: {e}"))),
+                    };
+                    self.wait_applied(last, deadline).await?;
+                    self.shared
+                        .subjects
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(subject.clone())
+                        .and_modify(|s| *s = (*s).max(last))
+                        .or_insert(last);
+                    confirmed = false;
+                }
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(Error::new(
+                        ErrorKind::ResourceExhausted,
+                        "the write exceeds the site's message limit",
+                    ));
+                }
+                Err(e) => {
+                    // No quorum, no stream leader yet, or a lost connection: try again (the
+                    // message id makes a repeated append a duplicate, never a second write).
+                    if Instant::now() + backoff >= deadline {
+                        return Err(unavailable(e));
+                    }
+                    tracing::debug!(error = %e, "site append failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Makes sure the site has an admin credential: the first server to append one wins
+    /// (it alone holds the token, which it writes to `token_file`); the others apply it.
+    /// Returns true when this server created it.
+    pub async fn bootstrap_admin(&self, token_file: &std::path::Path) -> Result<bool> {
+        let core = Arc::clone(&self.shared.core);
+        if crate::blocking::run(move || core.has_admin_credential()).await?? {
+            return Ok(false);
+        }
+        let minted = auth::mint(Subject::Admin, auth::now());
+        let command = Command {
+            caller: Caller::Admin,
+            at: auth::now(),
+            op: Op::AdminCredential {
+                credential: minted.credential.clone(),
+            },
+        };
+        match self.submit_async(command).await {
+            Ok(_) => {
+                crate::secrets::write_secret_file(token_file, &minted.token).map_err(|e| {
+                    Error::internal(format!("writing {}: {e}", token_file.display()))
+                })?;
+                Ok(true)
+            }
+            Err(e) if e.kind == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl SharedLog for Site {
+    fn submit(&self, command: Command) -> Result<Applied> {
+        // Called by the core on a blocking thread, never on an async worker.
+        self.runtime.block_on(self.submit_async(command))
+    }
+
+    fn position(&self) -> (u64, u64) {
+        (self.applied(), self.lag())
+    }
+}
+
+/// One command for the apply thread, and where its outcome goes.
+type ApplyJob = (u64, Result<Command>, oneshot::Sender<Result<Applied>>);
+
+/// Reads the stream from the first sequence this store has not applied, in order, and
+/// applies each message on one dedicated thread (never the blocking pool, where writers
+/// wait for exactly this). Re-reads after a broken subscription.
+async fn apply_loop(shared: Arc<Shared>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<ApplyJob>(64);
+    let core = Arc::clone(&shared.core);
+    let spawned = std::thread::Builder::new()
+        .name("site-apply".into())
+        .spawn(move || {
+            while let Ok((seq, command, reply)) = rx.recv() {
+                let outcome = match command {
+                    Ok(c) => core.apply(c, Some(seq)),
+                    Err(e) => core.apply_nothing(seq).and(Err(e)),
+                };
+                let _ = reply.send(outcome);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the site's apply thread: {e}");
+        return;
+    }
+    loop {
+        let from = *shared.applied.borrow() + 1;
+        let consumer = shared
+            .stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..Default::default()
+            })
+            .await;
+        let mut messages = match consumer {
+            Ok(c) => match c.messages().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("site log: subscribing: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+            Err(e) => {
+                tracing::warn!("site log: creating a reader from {from}: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(m) = messages.next().await {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("site log: reading: {e}");
+                    break;
+                }
+            };
+            let Ok(info) = m.info() else {
+                tracing::warn!("site log: a message without its sequence");
+                break;
+            };
+            let seq = info.stream_sequence;
+            let applied = *shared.applied.borrow();
+            if seq <= applied {
+                continue;
+            }
+            if seq != applied + 1 {
+                // The stream no longer holds what this store needs next (purged below a
+                // snapshot): this server cannot apply on and must be restored.
+                tracing::error!(
+                    applied,
+                    next = seq,
+                    "site log: sequences {}..{} are gone from the stream; this server stops \
+                     applying",
+                    applied + 1,
+                    seq - 1
+                );
+                return;
+            }
+            let mine = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(SERVER_HEADER))
+                .is_some_and(|v| v.as_str() == shared.config.server_name);
+            let subject = m.subject.to_string();
+            let command = Command::decode(&m.payload);
+            let (reply, outcome) = oneshot::channel();
+            if tx.send((seq, command, reply)).is_err() {
+                tracing::error!("site log: the apply thread is gone");
+                return;
+            }
+            let outcome = match outcome.await {
+                Ok(o) => o,
+                Err(_) => {
+                    tracing::error!("site log: the apply thread stopped");
+                    return;
+                }
+            };
+            if let Err(e) = &outcome {
+                if e.kind == ErrorKind::Internal {
+                    // A store failure: the position was not recorded; stop rather than skip.
+                    tracing::error!(seq, "site log: applying failed: {}", e.message);
+                    if shared.core.site_applied().ok() != Some(seq) {
+                        return;
+                    }
+                }
+            }
+            shared
+                .subjects
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(subject, seq);
+            if mine {
+                let mut kept = shared.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+                kept.insert(seq, outcome);
+                while kept.len() > MAX_KEPT_OUTCOMES {
+                    kept.pop_first();
+                }
+            }
+            shared.applied.send_replace(seq);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

