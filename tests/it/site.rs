@@ -157,6 +157,18 @@ impl NatsCluster {
     pub fn url_list(&self) -> String {
         self.urls.join(",")
     }
+
+    /// SIGKILL of NATS server `i`.
+    pub fn kill(&mut self, i: usize) {
+        self.servers[i] = None;
+    }
+
+    /// Starts NATS server `i` again on its store and waits until it is healthy.
+    pub fn restart(&mut self, i: usize) {
+        let p = self.spawn(&nats_server(), i);
+        self.servers[i] = Some(p);
+        self.wait_healthy(i, Duration::from_secs(60));
+    }
 }
 
 /// One `idnode serve --site` process.
@@ -170,9 +182,15 @@ pub struct SiteServer {
 
 impl SiteServer {
     pub fn start(dir: &Path, nats: &str) -> SiteServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.with_extension("toml");
+        // Writes give up after 3 s without a quorum (the default is 15 s).
+        std::fs::write(&config, "[site]\nwrite_deadline_secs = 3\n").unwrap();
         let mut child = Command::new(idnode_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
             .args([
-                "serve",
                 "--site",
                 nats,
                 "--grpc-addr",
@@ -203,6 +221,23 @@ impl SiteServer {
             dir: dir.to_owned(),
             banner,
         }
+    }
+
+    /// SIGSTOP or SIGCONT.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.proc.as_ref().unwrap().0.id();
+        assert!(Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Starts the server again on its data directory (new ports).
+    pub fn restart(&mut self, nats: &str) {
+        let again = SiteServer::start(&self.dir, nats);
+        *self = again;
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.
@@ -260,7 +295,7 @@ impl SiteServer {
 /// that bootstrapped it.
 pub struct Site {
     /// Kept running for the servers (stopped, by PID, when dropped).
-    _nats: NatsCluster,
+    pub nats: NatsCluster,
     pub servers: Vec<SiteServer>,
     pub admin_token: String,
     _dir: tempfile::TempDir,
@@ -292,7 +327,7 @@ impl Site {
             .trim()
             .to_owned();
         Site {
-            _nats: nats,
+            nats,
             servers,
             admin_token,
             _dir: dir,
@@ -625,4 +660,330 @@ async fn concurrent_registrations_of_one_identifier_have_one_winner() {
         rounds - won_by_a
     );
     drop(site);
+}
+
+/// The registry of whichever server answers, trying them in order from `first` (a client's
+/// failover): the index used and the result.
+async fn register_anywhere(
+    servers: &[SiteServer],
+    first: usize,
+    token: &str,
+    r: pb::Record,
+) -> (usize, Result<pb::RegisterResponse, tonic::Status>) {
+    let mut last = None;
+    for k in 0..servers.len() {
+        let i = (first + k) % servers.len();
+        let Ok(channel) = Channel::from_shared(servers[i].url.clone())
+            .unwrap()
+            .connect_timeout(Duration::from_millis(500))
+            .connect()
+            .await
+        else {
+            continue;
+        };
+        let mut reg = pb::registry_client::RegistryClient::new(InterceptedService::new(
+            channel,
+            BearerAuth::new(Some(token)).unwrap(),
+        ));
+        match reg.register(register_request(r.clone())).await {
+            Ok(a) => return (i, Ok(a.into_inner())),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled
+                ) =>
+            {
+                last = Some(s)
+            }
+            Err(s) => return (i, Err(s)),
+        }
+    }
+    (
+        first,
+        Err(last.unwrap_or_else(|| tonic::Status::unavailable("no server answered"))),
+    )
+}
+
+/// Must-show 2: SIGKILL of the server receiving a stream of registrations and batch
+/// messages, at varying moments: the client fails over; every acknowledged write is on the
+/// survivors and, after its restart, on the killed server; an unacknowledged batch message is
+/// all there or not at all; every store ends identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_receiving_server_loses_nothing_acknowledged() {
+    let mut site = tokio::task::spawn_blocking(Site::start).await.unwrap();
+    let token = create_enterprise(&site.servers[0], &site.admin_token, "88.101.8").await;
+    let rounds = if slow() { 10 } else { 2 };
+    let mut acked: Vec<String> = Vec::new();
+    let mut unacked_batches: Vec<Vec<String>> = Vec::new();
+    for round in 0..rounds {
+        let victim = round % 3;
+        let servers = std::sync::Arc::new(std::mem::take(&mut site.servers));
+        // Single registrations through the victim, failing over when it dies.
+        let singles = {
+            let (servers, token) = (servers.clone(), token.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut served_by = Vec::new();
+                for i in 0..150 {
+                    let id = format!("88.101.8/K{round}-{i:04}");
+                    let r = record(&id, vec![text(1, "URL", &format!("https://k.cn/{i}"))]);
+                    let (by, answer) = register_anywhere(&servers, victim, &token, r).await;
+                    answer.unwrap_or_else(|e| panic!("{id}: {e}"));
+                    served_by.push(by);
+                    acked.push(id);
+                }
+                (acked, served_by)
+            })
+        };
+        // Batch messages through the victim: each one acknowledged or not as a whole.
+        let batches = {
+            let (servers, token) = (servers.clone(), token.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut unacked = Vec::new();
+                let Ok(channel) = Channel::from_shared(servers[victim].url.clone())
+                    .unwrap()
+                    .connect()
+                    .await
+                else {
+                    return (acked, unacked);
+                };
+                let mut reg = pb::registry_client::RegistryClient::new(InterceptedService::new(
+                    channel,
+                    BearerAuth::new(Some(&token)).unwrap(),
+                ));
+                for m in 0..1000 {
+                    let ids: Vec<String> = (0..50)
+                        .map(|i| format!("88.101.8/KB{round}-{m:03}-{i:02}"))
+                        .collect();
+                    let records = ids
+                        .iter()
+                        .map(|id| record(id, vec![text(1, "URL", "https://kb.cn")]))
+                        .collect();
+                    let sent = reg
+                        .batch_register(tokio_stream::iter(vec![pb::BatchRegisterRequest {
+                            records,
+                        }]))
+                        .await;
+                    let answer = match sent {
+                        Ok(s) => s.into_inner().message().await,
+                        Err(e) => Err(e),
+                    };
+                    match answer {
+                        Ok(Some(a)) if a.results.iter().all(|r| r.code == 0) => acked.extend(ids),
+                        _ => {
+                            unacked.push(ids);
+                            break;
+                        }
+                    }
+                }
+                (acked, unacked)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(150 + 137 * round as u64)).await;
+        servers[victim].signal("KILL");
+        let (s_acked, served_by) = singles.await.unwrap();
+        let (b_acked, b_unacked) = batches.await.unwrap();
+        let mut servers = std::sync::Arc::try_unwrap(servers)
+            .unwrap_or_else(|_| panic!("the writers are done with the servers"));
+        assert!(
+            served_by.iter().any(|b| *b != victim),
+            "round {round}: the client failed over"
+        );
+        acked.extend(s_acked);
+        acked.extend(b_acked);
+        unacked_batches.extend(b_unacked);
+        // Every acknowledged write is on the survivors.
+        for (i, server) in servers.iter().enumerate() {
+            if i != victim {
+                for id in &acked {
+                    visible_within(server, id, Duration::from_secs(10)).await;
+                }
+            }
+        }
+        servers[victim].restart(&site.nats.url_list());
+        site.servers = servers;
+    }
+    // After the restarts: every store holds every acknowledged write, each unacknowledged
+    // batch whole or not at all, and the same records everywhere.
+    for server in &site.servers {
+        for id in &acked {
+            visible_within(server, id, Duration::from_secs(10)).await;
+        }
+    }
+    let first = records_of(&site.servers[0], &token, "88.101.8").await;
+    for server in &site.servers[1..] {
+        assert_eq!(records_of(server, &token, "88.101.8").await, first);
+    }
+    for batch in &unacked_batches {
+        let present = batch.iter().filter(|id| first.contains_key(*id)).count();
+        assert!(
+            present == 0 || present == batch.len(),
+            "half a batch: {present}/{}",
+            batch.len()
+        );
+    }
+    eprintln!(
+        "site: {rounds} kills, {} acknowledged writes all present, {} unacknowledged batches whole or absent",
+        acked.len(),
+        unacked_batches.len()
+    );
+}
+
+/// Registers `n` records named `{tag}-{i}` through `server`, returning the acknowledged ones
+/// and the first error.
+async fn register_some(
+    server: &SiteServer,
+    token: &str,
+    tag: &str,
+    n: usize,
+) -> (Vec<String>, Option<tonic::Status>) {
+    let mut reg = server.registry(token).await;
+    let mut acked = Vec::new();
+    for i in 0..n {
+        let id = format!("{tag}-{i:04}");
+        match reg
+            .register(register_request(record(
+                &id,
+                vec![text(1, "URL", "https://n.cn")],
+            )))
+            .await
+        {
+            Ok(_) => acked.push(id),
+            Err(e) => return (acked, Some(e)),
+        }
+    }
+    (acked, None)
+}
+
+/// Must-show 3: SIGKILL of one NATS server of three under write load: writes go on and
+/// nothing acknowledged is lost. Two of three down: writes fail with UNAVAILABLE within the
+/// stated bound (the site's write deadline, 3 s here, plus one JetStream request timeout)
+/// while every server still answers reads; when they return, writes succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_nats_servers_stops_writes_not_reads() {
+    let mut site = tokio::task::spawn_blocking(Site::start).await.unwrap();
+    let token = create_enterprise(&site.servers[0], &site.admin_token, "88.101.9").await;
+    // One of three down, during a stream of writes through every server.
+    let mut writers = Vec::new();
+    for (w, server) in site.servers.iter().enumerate() {
+        let mut reg = server.registry(&token).await;
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..200 {
+                let id = format!("88.101.9/N{w}-{i:04}");
+                let r = register_request(record(&id, vec![text(1, "URL", "https://n.cn")]));
+                // A write caught by the loss may fail; retried, it must then succeed.
+                let mut tries = 0;
+                loop {
+                    match reg.register(r.clone()).await {
+                        Ok(_) => break,
+                        Err(e) if e.code() == Code::Unavailable && tries < 3 => tries += 1,
+                        Err(e) => panic!("{id}: {e}"),
+                    }
+                }
+                acked.push(id);
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    site.nats.kill(0);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    for server in &site.servers {
+        for id in &acked {
+            visible_within(server, id, Duration::from_secs(10)).await;
+        }
+    }
+    // Two of three down: no quorum.
+    site.nats.kill(1);
+    let started = Instant::now();
+    let (_, error) = register_some(&site.servers[2], &token, "88.101.9/DOWN", 1).await;
+    let took = started.elapsed();
+    let error = error.expect("a write without a quorum fails");
+    assert_eq!(error.code(), Code::Unavailable, "{error}");
+    assert!(took < Duration::from_secs(10), "UNAVAILABLE after {took:?}");
+    eprintln!("site: without a quorum a write failed with UNAVAILABLE after {took:?}");
+    // Reads go on from local state, on every server.
+    for server in &site.servers {
+        visible_within(server, &acked[0], Duration::from_secs(1)).await;
+        visible_within(server, acked.last().unwrap(), Duration::from_secs(1)).await;
+    }
+    // Recovery: both come back; writes succeed again on every server.
+    tokio::task::block_in_place(|| {
+        site.nats.restart(0);
+        site.nats.restart(1);
+    });
+    let recovered = Instant::now();
+    for (w, server) in site.servers.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (done, e) = register_some(server, &token, &format!("88.101.9/BACK{w}"), 5).await;
+            if done.len() == 5 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "writes did not recover: {e:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    eprintln!(
+        "site: writes recovered {:?} after the servers returned",
+        recovered.elapsed()
+    );
+    let first = records_of(&site.servers[0], &token, "88.101.9").await;
+    assert!(acked.iter().all(|id| first.contains_key(id)));
+    for server in &site.servers[1..] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if records_of(server, &token, "88.101.9").await == first {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} did not converge", server.url);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Must-show 5: SIGSTOP of one server while writes go on through the others (5 s; 30 s
+/// with IDNODE_SLOW_TESTS=1); after SIGCONT it catches up, with no divergence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_server_catches_up() {
+    let site = tokio::task::spawn_blocking(Site::start).await.unwrap();
+    let s = &site.servers;
+    let token = create_enterprise(&s[0], &site.admin_token, "88.101.10").await;
+    s[2].signal("STOP");
+    let pause = Duration::from_secs(if slow() { 30 } else { 5 });
+    let started = Instant::now();
+    let mut acked = Vec::new();
+    let mut round = 0;
+    while started.elapsed() < pause {
+        for w in 0..2 {
+            let (done, e) =
+                register_some(&s[w], &token, &format!("88.101.10/P{w}-{round:03}"), 10).await;
+            assert!(e.is_none(), "{e:?}");
+            acked.extend(done);
+        }
+        round += 1;
+    }
+    s[2].signal("CONT");
+    let resumed = Instant::now();
+    for id in &acked {
+        visible_within(&s[2], id, Duration::from_secs(20)).await;
+    }
+    eprintln!(
+        "site: after {pause:?} stopped, {} writes applied {:?} after SIGCONT",
+        acked.len(),
+        resumed.elapsed()
+    );
+    let first = records_of(&s[0], &token, "88.101.10").await;
+    assert_eq!(first.len(), acked.len());
+    for server in &s[1..] {
+        assert_eq!(records_of(server, &token, "88.101.10").await, first);
+    }
+    // And it takes writes again.
+    let (done, e) = register_some(&s[2], &token, "88.101.10/AFTER", 3).await;
+    assert_eq!(done.len(), 3, "{e:?}");
 }
