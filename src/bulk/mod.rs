@@ -37,7 +37,10 @@ pub struct Reader<R: BufRead> {
     input: R,
     format: Format,
     line: usize,
-    pending: Option<(String, ValueJson)>,
+    /// The next record's first CSV row, read ahead, and its line.
+    pending: Option<(String, ValueJson, usize)>,
+    /// The first line of the item returned last.
+    start: usize,
     done: bool,
 }
 
@@ -48,6 +51,7 @@ impl<R: BufRead> Reader<R> {
             format,
             line: 0,
             pending: None,
+            start: 0,
             done: false,
         }
     }
@@ -55,6 +59,12 @@ impl<R: BufRead> Reader<R> {
     /// Lines consumed so far.
     pub fn line(&self) -> usize {
         self.line
+    }
+
+    /// The line the item returned last starts on (a record's first CSV row, or the line
+    /// an error is about), counting from 1.
+    pub fn start_line(&self) -> usize {
+        self.start
     }
 
     fn next_line(&mut self) -> Option<std::io::Result<String>> {
@@ -178,17 +188,25 @@ impl<R: BufRead> Iterator for Reader<R> {
                 if line.trim().is_empty() {
                     continue;
                 }
+                self.start = self.line;
                 return Some(
                     serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", self.line)),
                 );
             },
             Format::Csv => {
                 let (id, first) = match self.pending.take() {
-                    Some(p) => p,
-                    None => match self.csv_row()? {
-                        Ok(p) => p,
-                        Err(e) => return Some(Err(e)),
-                    },
+                    Some((id, v, line)) => {
+                        self.start = line;
+                        (id, v)
+                    }
+                    None => {
+                        let row = self.csv_row();
+                        self.start = self.line;
+                        match row? {
+                            Ok(p) => p,
+                            Err(e) => return Some(Err(e)),
+                        }
+                    }
                 };
                 let mut values = vec![first];
                 loop {
@@ -197,10 +215,13 @@ impl<R: BufRead> Iterator for Reader<R> {
                             self.done = true;
                             break;
                         }
-                        Some(Err(e)) => return Some(Err(e)),
+                        Some(Err(e)) => {
+                            self.start = self.line;
+                            return Some(Err(e));
+                        }
                         Some(Ok((next_id, v))) if next_id == id => values.push(v),
-                        Some(Ok(other)) => {
-                            self.pending = Some(other);
+                        Some(Ok((next_id, v))) => {
+                            self.pending = Some((next_id, v, self.line));
                             break;
                         }
                     }
@@ -236,6 +257,10 @@ mod tests {
             Some("private")
         );
         assert_eq!(records[1].identifier, "88.101.5/B");
+        let mut reader = Reader::new(text.as_bytes(), Format::Csv);
+        let starts: Vec<usize> =
+            std::iter::from_fn(|| reader.next().map(|_| reader.start_line())).collect();
+        assert_eq!(starts, [2, 4], "each record's first row");
         assert_eq!(split_csv(&csv_field("x,\"y\"")).unwrap(), ["x,\"y\""]);
     }
 

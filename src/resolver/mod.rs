@@ -9,6 +9,7 @@
 //! through [`Remote`], which the wiring supplies.
 
 mod accounts;
+mod console;
 mod grants;
 mod latch;
 mod log;
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use crate::credentials::AdminBootstrap;
+pub use console::Today;
 pub use grants::{Grant, Scope};
 pub use places::Place;
 pub use quota::Usage;
