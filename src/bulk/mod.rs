@@ -37,8 +37,9 @@ pub struct Reader<R: BufRead> {
     input: R,
     format: Format,
     line: usize,
-    /// The next record's first CSV row, read ahead, and its line.
-    pending: Option<(String, ValueJson, usize)>,
+    /// The CSV row after the last record (read ahead: the next record's first row, or an
+    /// unreadable row), and its line.
+    pending: Option<(Result<(String, ValueJson), String>, usize)>,
     /// The first line of the item returned last.
     start: usize,
     done: bool,
@@ -195,9 +196,12 @@ impl<R: BufRead> Iterator for Reader<R> {
             },
             Format::Csv => {
                 let (id, first) = match self.pending.take() {
-                    Some((id, v, line)) => {
+                    Some((row, line)) => {
                         self.start = line;
-                        (id, v)
+                        match row {
+                            Ok(p) => p,
+                            Err(e) => return Some(Err(e)),
+                        }
                     }
                     None => {
                         let row = self.csv_row();
@@ -215,13 +219,12 @@ impl<R: BufRead> Iterator for Reader<R> {
                             self.done = true;
                             break;
                         }
-                        Some(Err(e)) => {
-                            self.start = self.line;
-                            return Some(Err(e));
-                        }
                         Some(Ok((next_id, v))) if next_id == id => values.push(v),
-                        Some(Ok((next_id, v))) => {
-                            self.pending = Some((next_id, v, self.line));
+                        // The next record's first row, or an unreadable row: this record
+                        // is complete either way (an error is the next item, so the record
+                        // before a bad row is never lost).
+                        Some(next) => {
+                            self.pending = Some((next, self.line));
                             break;
                         }
                     }
@@ -278,5 +281,21 @@ mod tests {
             .filter_map(Result::err)
             .collect();
         assert!(errs[0].contains("index"));
+        // The record before a bad row is kept whole, and the error names the row's line.
+        let text = "88.101/a,1,URL,u\n88.101/a,2,t,d\n88.101/b,x,URL,u\n88.101/c,1,URL,u\n";
+        let mut reader = Reader::new(text.as_bytes(), Format::Csv);
+        let mut seen = Vec::new();
+        while let Some(item) = reader.next() {
+            let what = match item {
+                Ok(r) => format!("{} {}", r.identifier, r.values.len()),
+                Err(e) => e,
+            };
+            seen.push((reader.start_line(), what));
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[0], (1, "88.101/a 2".to_owned()));
+        assert_eq!(seen[1].0, 3);
+        assert!(seen[1].1.starts_with("line 3"), "{seen:?}");
+        assert_eq!(seen[2], (4, "88.101/c 1".to_owned()));
     }
 }

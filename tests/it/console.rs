@@ -82,7 +82,7 @@ impl Browser {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--window-size=1280,900",
+            "--window-size=1280,1000",
             "--lang=zh-CN",
             &profile_arg,
         ];
@@ -116,12 +116,26 @@ impl Browser {
 
     /// Waits for an element matching `css`.
     async fn find(&self, css: &str) -> fantoccini::elements::Element {
-        self.c()
+        match self
+            .c()
             .wait()
             .at_most(WAIT)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no {css} within {WAIT:?}: {e}"))
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let page = self
+                    .c()
+                    .execute(
+                        "return location.href + '\\n' + document.body.innerText",
+                        vec![],
+                    )
+                    .await
+                    .unwrap_or_default();
+                panic!("no {css} within {WAIT:?}: {e}; the page: {page}")
+            }
+        }
     }
 
     async fn text(&self, css: &str) -> String {
@@ -285,6 +299,7 @@ async fn an_enterprise_registers_through_the_template_form_and_sees_it_in_its_li
         let ok = b.text("#reg-ok").await;
         assert!(ok.contains("88.101.5/FORM-0001"), "{ok}");
         assert_eq!(registered(&node).await, before + 1);
+        b.js("window.scrollTo(0, 0); return null").await;
         b.screenshot("enterprise").await;
 
         // The list shows it (searched by the start of its suffix), and its record view
@@ -536,7 +551,27 @@ async fn the_operator_dashboard_totals_change_after_registrations() {
                 .await
                 .unwrap();
         }
-        b.c().refresh().await.unwrap();
+        // The chart counts them within seconds (the sampler runs every 2 s).
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            b.c().refresh().await.unwrap();
+            let http = b.find("#rate-chart polyline[data-interface='http']").await;
+            let total: u64 = http
+                .attr("data-total")
+                .await
+                .unwrap()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if total >= 5 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the chart never counted the resolutions"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let after = b
             .text_until("#dash-node-registered .number", |t| {
                 t.replace(',', "") == (before + 3).to_string()

@@ -208,17 +208,22 @@ pub async fn session(
     headers: HeaderMap,
 ) -> Answer {
     let who = caller(&c, &headers, client).await?;
-    let (role, prefix, name) = match &who {
+    let (role, prefix, name, industry_code) = match &who {
         Caller::Admin => (
             "admin",
             c.core.config().node_prefix.to_string(),
             c.core.config().node_name.clone(),
+            String::new(),
         ),
-        Caller::Enterprise(p) => (
-            "enterprise",
-            p.to_string(),
-            c.core.enterprise(p).map(|e| e.name).unwrap_or_default(),
-        ),
+        Caller::Enterprise(p) => {
+            let e = c.core.enterprise(p);
+            (
+                "enterprise",
+                p.to_string(),
+                e.as_ref().map(|e| e.name.clone()).unwrap_or_default(),
+                e.map(|e| e.industry_code).unwrap_or_default(),
+            )
+        }
         Caller::Node(_) | Caller::Anonymous => {
             return Err(Failure::from(Error::denied(
                 "the console takes an enterprise or admin token",
@@ -229,6 +234,7 @@ pub async fn session(
         "role": role,
         "prefix": prefix,
         "name": name,
+        "industry_code": industry_code,
         "node_prefix": c.core.config().node_prefix.to_string(),
         "max_body_bytes": c.max_body_bytes,
         "max_batch_items": c.core.config().max_batch_items,

@@ -313,7 +313,7 @@ async fn qr_code(
 }
 
 /// Samples the core's resolution counts into the per-minute ring (the dashboard's chart)
-/// every few seconds until `shutdown`.
+/// every two seconds until `shutdown`.
 pub async fn sample_resolutions(
     core: Arc<Core>,
     telemetry: Arc<Telemetry>,
@@ -330,7 +330,7 @@ pub async fn sample_resolutions(
         telemetry.sample_resolutions(crate::auth::now().div_euclid(60), &counts);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
         }
     }
 }

@@ -361,7 +361,9 @@
     const select = el('select', { id: 'reg-template' },
       el('option', { value: '' }, t('register.notemplate')),
       templates.map((tp) => el('option', { value: tp.identifier }, tp.name + ' (' + tp.identifier + ')')));
-    if (templates.length) select.value = templates[0].identifier;
+    // The enterprise's industry's template first, else the first one.
+    const mine = templates.find((tp) => s.industry_code && tp.industry_code === s.industry_code) || templates[0];
+    if (mine) select.value = mine.identifier;
     const suffix = el('input', { id: 'reg-suffix', class: 'wide mono', required: true, placeholder: 'BAT-2025-000001', autocomplete: 'off' });
     const url = el('input', { id: 'reg-url', class: 'wide', placeholder: 'https://' });
     const fields = el('div', { id: 'reg-fields' });
@@ -433,7 +435,7 @@
     el('div', { class: 'field' }, el('label', { for: 'reg-url' }, 'URL'), url, el('span')),
     fields,
     el('div', { class: 'row' }, el('button', { type: 'submit', id: 'reg-submit' }, t('register.submit'))));
-    content.replaceChildren(el('div', { class: 'card' }, el('h2', {}, t('register.title')), form, result));
+    content.replaceChildren(el('div', { class: 'card' }, el('h2', {}, t('register.title')), result, form));
   }
 
   // The first CSV field of a line (the identifier), honouring quotes.
@@ -725,7 +727,8 @@
   // A line chart of per-minute series, drawn as SVG elements (no library).
   function chart(series, minute) {
     const W = 960; const H = 240; const L = 48; const B = 28; const T = 10; const R = 10;
-    const max = Math.max(1, ...series.flatMap((s) => s.per_minute));
+    // A maximum of four even steps, so the axis labels are whole numbers.
+    const max = 4 * Math.ceil(Math.max(1, ...series.flatMap((s) => s.per_minute)) / 4);
     const x = (i) => L + ((W - L - R) * i) / 59;
     const y = (v) => H - B - ((H - B - T) * v) / max;
     const g = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'aria-label': t('dash.rate') });
