@@ -32,6 +32,9 @@ impl Format {
 /// A record read from an input file, or why its line could not be read.
 pub type Item = Result<RecordJson, String>;
 
+/// One CSV row: its identifier and value, or why it cannot be read.
+type CsvRow = Result<(String, ValueJson), String>;
+
 /// Streams records from JSON Lines or CSV, one at a time (bounded memory).
 pub struct Reader<R: BufRead> {
     input: R,
@@ -39,7 +42,7 @@ pub struct Reader<R: BufRead> {
     line: usize,
     /// The CSV row after the last record (read ahead: the next record's first row, or an
     /// unreadable row), and its line.
-    pending: Option<(Result<(String, ValueJson), String>, usize)>,
+    pending: Option<(CsvRow, usize)>,
     /// The first line of the item returned last.
     start: usize,
     done: bool,
@@ -83,7 +86,7 @@ impl<R: BufRead> Reader<R> {
         }
     }
 
-    fn csv_row(&mut self) -> Option<Result<(String, ValueJson), String>> {
+    fn csv_row(&mut self) -> Option<CsvRow> {
         loop {
             let line = match self.next_line()? {
                 Ok(l) => l,

@@ -164,7 +164,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "http"
     };
     if let Some(http) = listeners.http_addr() {
-        println!("HTTP on {scheme}://{http} (/api/handles, /metrics, /healthz)");
+        let console = match &config.console {
+            Some(_) => ", web console /",
+            None => "",
+        };
+        println!("HTTP on {scheme}://{http} (/api/handles, /metrics, /healthz{console})");
     }
     println!(
         "idnode {} serving node prefix {} ({} identifiers) on grpc://{addr}{}, data in {}",

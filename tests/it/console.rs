@@ -798,3 +798,57 @@ async fn the_console_works_over_https() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identifier_of_another_node_is_resolved_through_the_top_level_node() {
+    bounded(async {
+        // Node A (88.101, the console, an embedded top-level node) and node B (88.102),
+        // which joins A's top-level node.
+        let (a, a_dir) = node_with(|_| {}).await;
+        let b_dir = tempfile::tempdir().unwrap();
+        let mut c = support::config(b_dir.path(), false);
+        c.core.node_prefix = idnode::identifier::Prefix::parse("88.102").unwrap();
+        c.upstream = Some(idnode::config::UpstreamConfig {
+            url: format!("http://{}", a.addr),
+            token_file: Some(a_dir.path().join("toplevel/node-tokens/88.102.token")),
+        });
+        let b = TestNode::start_with(c).await;
+        let token = b.enterprise("88.102.3", "襄阳某车桥有限公司").await;
+        b.registry(Some(&token))
+            .register(register_request(record(
+                "88.102.3/FWD-1",
+                vec![
+                    text(1, "URL", "https://example-axle.cn/p/FWD-1"),
+                    support::private(2, "cost", "secret-cost"),
+                ],
+            )))
+            .await
+            .unwrap();
+        // Once B has announced itself, A resolves B's identifiers.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while a
+            .resolver(None)
+            .resolve(support::resolve("88.102.3/FWD-1"))
+            .await
+            .is_err()
+        {
+            assert!(tokio::time::Instant::now() < deadline, "A never reached B");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let br = Browser::start().await;
+        br.goto(&format!("{}/88.102.3/FWD-1", base(&a))).await;
+        let note = br.text(".notice.info").await;
+        assert!(
+            note.contains("顶级节点"),
+            "the page says it was forwarded: {note}"
+        );
+        let table = br.text("#values").await;
+        assert!(table.contains("https://example-axle.cn/p/FWD-1"), "{table}");
+        assert!(
+            !table.contains("secret-cost"),
+            "public values only: {table}"
+        );
+        br.close().await;
+    })
+    .await;
+}
