@@ -852,3 +852,173 @@ async fn an_identifier_of_another_node_is_resolved_through_the_top_level_node() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enterprise_edits_and_deletes_records_grants_a_partner_and_sees_its_usage() {
+    bounded(async {
+        let (node, _dir) = node_with(|_| {}).await;
+        let base = base(&node);
+        let token = node.seed_token("88.101.5");
+        let get = |id: &'static str| {
+            let mut registry = node.registry(Some(&token));
+            async move {
+                registry
+                    .get(pb::GetRequest {
+                        identifier: id.into(),
+                    })
+                    .await
+            }
+        };
+        let b = Browser::start().await;
+        b.sign_in(&base, &token).await;
+
+        // Edit: a value's data and another's classification, saved as one replacement.
+        b.goto(&format!(
+            "{base}/console/enterprise#record=88.101.5%2FBAT-2024-000002"
+        ))
+        .await;
+        b.text_until("#record-id", |t| t == "88.101.5/BAT-2024-000002")
+            .await;
+        let row = |index: u32| format!("#record-table tr.record-value:nth-child({index})");
+        b.fill(&format!("{} input[name='data']", row(2)), "CC-EDIT-1")
+            .await;
+        b.find(&format!("{} select option[value='partner']", row(4)))
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.click("#record-save").await;
+        b.text_until("#record-msg", |t| t.contains("已保存")).await;
+        let values = get("88.101.5/BAT-2024-000002")
+            .await
+            .unwrap()
+            .into_inner()
+            .record
+            .unwrap()
+            .values;
+        let by_index = |i: u32| values.iter().find(|v| v.index == i).unwrap();
+        assert_eq!(by_index(2).data, b"CC-EDIT-1");
+        assert_eq!(
+            by_index(4).classification,
+            pb::Classification::Partner as i32
+        );
+        assert_eq!(
+            by_index(3).classification,
+            pb::Classification::Public as i32
+        );
+
+        // Delete asks twice, then the record is gone.
+        b.goto(&format!(
+            "{base}/console/enterprise#record=88.101.5%2FBAT-2024-000003"
+        ))
+        .await;
+        b.text_until("#record-id", |t| t == "88.101.5/BAT-2024-000003")
+            .await;
+        b.click("#record-delete").await;
+        assert!(
+            get("88.101.5/BAT-2024-000003").await.is_ok(),
+            "one click deletes nothing"
+        );
+        b.click("#record-delete").await;
+        b.find("#list-table").await;
+        let gone = get("88.101.5/BAT-2024-000003").await.unwrap_err();
+        assert_eq!(gone.code(), tonic::Code::NotFound);
+
+        // A grant to the fibre enterprise, listed, then revoked.
+        b.goto(&format!("{base}/console/enterprise#grants")).await;
+        b.fill("#grant-grantee", "88.101.8").await;
+        b.click("#view form button[type='submit']").await;
+        b.text_until("#view table", |t| t.contains("88.101.8"))
+            .await;
+        let listed = node
+            .registry(Some(&token))
+            .list_grants(pb::ListGrantsRequest {
+                prefix: "88.101.5".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .grants;
+        assert_eq!(listed.len(), 1);
+        b.click("#view table button").await;
+        b.text_until("#view", |t| t.contains("尚无授权")).await;
+
+        // Usage against the quota the admin set.
+        node.admin(Some(&node.admin_token))
+            .set_quota(pb::SetQuotaRequest {
+                prefix: "88.101.5".into(),
+                quota: Some(pb::Quota {
+                    max_registrations: 5000,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        let usage = node
+            .admin(Some(&token))
+            .get_usage(pb::GetUsageRequest {
+                prefix: "88.101.5".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        b.goto(&format!("{base}/console/enterprise#usage")).await;
+        let shown = b.text("#usage-total").await;
+        assert!(shown.contains(&usage.registered.to_string()), "{shown}");
+        assert!(shown.contains("5,000"), "{shown}");
+        b.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_creates_an_enterprise_rotates_its_token_and_sets_its_quota() {
+    bounded(async {
+        let (node, _dir) = node_with(|_| {}).await;
+        let base = base(&node);
+        let b = Browser::start().await;
+        b.sign_in(&base, &node.admin_token).await;
+        b.goto(&format!("{base}/console/operator#enterprises"))
+            .await;
+        b.fill("#ent-prefix", "88.101.30").await;
+        b.fill("#ent-name", "武汉某光电有限公司").await;
+        b.fill("#ent-industry", "C3976").await;
+        b.click("#ent-form button[type='submit']").await;
+        let first = b.text_until("#ent-token", |t| t.starts_with("idn_")).await;
+        let register = |token: String, suffix: &'static str| {
+            let mut registry = node.registry(Some(&token));
+            async move {
+                registry
+                    .register(register_request(record(
+                        &format!("88.101.30/{suffix}"),
+                        vec![text(1, "URL", "https://e.cn/o")],
+                    )))
+                    .await
+            }
+        };
+        register(first.clone(), "OPT-1").await.unwrap();
+
+        // Rotation shows the new token once; the previous one stays valid (overlap).
+        b.click("#ent-table tr[data-prefix='88.101.30'] td:last-child button")
+            .await;
+        let second = b
+            .text_until("#ent-token", |t| t.starts_with("idn_") && t != first)
+            .await;
+        register(second.clone(), "OPT-2").await.unwrap();
+        register(first.clone(), "OPT-3").await.unwrap();
+
+        // A quota of three registrations: the fourth is refused.
+        b.fill(
+            "#ent-table tr[data-prefix='88.101.30'] input[name='max_registrations']",
+            "3",
+        )
+        .await;
+        b.click("#ent-table tr[data-prefix='88.101.30'] td:nth-child(4) button")
+            .await;
+        b.text_until("#ent-msg", |t| t.contains("88.101.30")).await;
+        let refused = register(second, "OPT-4").await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        b.close().await;
+    })
+    .await;
+}
