@@ -147,6 +147,9 @@ pub struct Overrides {
     pub dns_addr: Option<String>,
     pub dns_zone: Option<String>,
     pub http_addr: Option<String>,
+    /// `--console on|off`.
+    pub console: Option<String>,
+    pub public_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
@@ -189,18 +192,31 @@ pub struct SiteSection {
     pub stream: Option<String>,
     /// Copies of every message: 1, 3 or 5 (default 3).
     pub replicas: Option<usize>,
-    /// This server's name in the site (default: derived from the gRPC address).
+    /// This server's name in the site (default: unique per process).
     pub server_name: Option<String>,
     /// Seconds a write keeps trying to reach the log before UNAVAILABLE (default 15).
     pub write_deadline_secs: Option<u64>,
 }
 
-/// The HTTP interface (Handle REST API, /metrics, /healthz).
+/// The HTTP interface (Handle REST API, /metrics, /healthz, the web console).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     /// Listen address; "off" disables HTTP.
     pub addr: Option<String>,
+    /// The web console under `/`: "on" (default) or "off".
+    pub console: Option<String>,
+    /// The URL the public reaches this node's HTTP interface at (e.g.
+    /// `https://id.example.cn`): the start of the links in QR codes.
+    pub public_url: Option<String>,
+}
+
+/// The web console (`api::console`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// Where the public reaches the node, without a trailing `/` (`None`: the HTTP
+    /// listener's own address).
+    pub public_url: Option<String>,
 }
 
 /// The top-level node a secondary node joins.
@@ -238,6 +254,8 @@ pub struct Config {
     pub dns: Option<(SocketAddr, DnsConfig)>,
     /// `None`: HTTP is off.
     pub http_addr: Option<SocketAddr>,
+    /// `None`: the web console is off (`[http] console = "off"`).
+    pub console: Option<ConsoleConfig>,
     /// TLS for the gRPC and HTTP servers; `None`: plaintext.
     pub tls: Option<ServerTls>,
     /// Connection, request-rate, in-flight and timeout limits of every interface.
@@ -604,6 +622,10 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned()),
             "http.addr",
         )?;
+        let console = console(
+            flags.console.or(file.http.console.clone()),
+            flags.public_url.or(file.http.public_url.clone()),
+        )?;
         let tls = match (
             flags.tls_cert.or(file.tls.cert.clone()),
             flags.tls_key.or(file.tls.key.clone()),
@@ -706,11 +728,53 @@ impl Config {
             toplevel,
             dns,
             http_addr,
+            console,
             tls,
             admission,
             site,
         })
     }
+}
+
+/// `[http] console` and `public_url` (flags over the file).
+fn console(
+    switch: Option<String>,
+    public_url: Option<String>,
+) -> Result<Option<ConsoleConfig>, ConfigError> {
+    let on = match switch.as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(invalid(
+                "http.console",
+                format!("{other:?} must be \"on\" or \"off\""),
+            ))
+        }
+    };
+    let public_url = match public_url {
+        None => None,
+        Some(url) => {
+            let url = url.trim_end_matches('/').to_owned();
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            let valid = rest.is_some_and(|r| {
+                !r.is_empty()
+                    && r.bytes().all(|b| {
+                        b.is_ascii_graphic()
+                            && !matches!(b, b'?' | b'#' | b'"' | b'<' | b'>' | b'\\')
+                    })
+            });
+            if !valid || url.len() > 200 {
+                return Err(invalid(
+                    "http.public_url",
+                    "must be an http:// or https:// URL without query or fragment, at most 200 bytes",
+                ));
+            }
+            Some(url)
+        }
+    };
+    Ok(on.then_some(ConsoleConfig { public_url }))
 }
 
 fn admission(l: &LimitsSection, records: &RecordLimits) -> Result<AdmissionConfig, ConfigError> {
@@ -776,6 +840,12 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.core.durability, Durability::Wal);
         assert!(c.seed);
+        assert_eq!(c.console, Some(ConsoleConfig { public_url: None }));
+        let c = parse("[http]\nconsole = \"off\"").unwrap();
+        assert_eq!(c.console, None);
+        let c = parse("[http]\npublic_url = \"https://id.example.cn/\"").unwrap();
+        let url = c.console.and_then(|c| c.public_url);
+        assert_eq!(url.as_deref(), Some("https://id.example.cn"));
     }
 
     #[test]
@@ -817,6 +887,9 @@ mod tests {
             ("[dns]\naddr = \"localhost\"", "dns.addr"),
             ("[dns]\nzone = \".\"", "dns.zone"),
             ("[http]\naddr = \"nowhere:80\"", "http.addr"),
+            ("[http]\nconsole = \"yes\"", "http.console"),
+            ("[http]\npublic_url = \"ftp://x\"", "http.public_url"),
+            ("[http]\npublic_url = \"https://x/?a\"", "http.public_url"),
             ("[limits]\nmax_connections = 0", "limits.max_connections"),
             (
                 "[limits]\nrequest_timeout_ms = 1",

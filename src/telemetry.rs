@@ -27,6 +27,78 @@ pub struct Telemetry {
     requests: std::sync::RwLock<
         std::collections::HashMap<(&'static str, &'static str, &'static str), Handles>,
     >,
+    /// Resolutions per minute over the last hour, per interface (the console's chart).
+    minutes: std::sync::Mutex<Minutes>,
+}
+
+/// Minutes a [`Minutes`] ring keeps.
+pub const RING_MINUTES: usize = 60;
+/// Most series a [`Minutes`] ring keeps (more are ignored).
+const MAX_SERIES: usize = 8;
+
+/// Per-minute amounts of a few named series over the last [`RING_MINUTES`] minutes, from
+/// cumulative counts sampled now and then: bounded (60 slots per series, at most 8 series)
+/// and independent of request traffic (sampling costs a few loads, whoever reads).
+#[derive(Debug, Default)]
+pub struct Minutes {
+    series: Vec<Series>,
+}
+
+#[derive(Debug)]
+struct Series {
+    name: &'static str,
+    /// The cumulative count at the last sample.
+    last: u64,
+    /// `(minute since the epoch, amount)`, slot `minute % 60`.
+    slots: [(i64, u64); RING_MINUTES],
+}
+
+impl Minutes {
+    /// Adds what each cumulative count grew by since its last sample to `minute` (the
+    /// first sample of a series only sets its base).
+    pub fn sample(&mut self, minute: i64, counts: &[(&'static str, u64)]) {
+        for &(name, count) in counts {
+            let i = match self.series.iter().position(|s| s.name == name) {
+                Some(i) => i,
+                None if self.series.len() < MAX_SERIES => {
+                    self.series.push(Series {
+                        name,
+                        last: count,
+                        slots: [(0, 0); RING_MINUTES],
+                    });
+                    continue;
+                }
+                None => continue,
+            };
+            let s = &mut self.series[i];
+            let grown = count.saturating_sub(s.last);
+            s.last = count;
+            let slot = &mut s.slots[minute.rem_euclid(RING_MINUTES as i64) as usize];
+            if slot.0 != minute {
+                *slot = (minute, 0);
+            }
+            slot.1 += grown;
+        }
+    }
+
+    /// Each series' amounts for the [`RING_MINUTES`] minutes ending with `minute`, oldest
+    /// first (0 for minutes without samples).
+    pub fn window(&self, minute: i64) -> Vec<(&'static str, Vec<u64>)> {
+        self.series
+            .iter()
+            .map(|s| {
+                let amounts = (minute - RING_MINUTES as i64 + 1..=minute)
+                    .map(
+                        |m| match s.slots[m.rem_euclid(RING_MINUTES as i64) as usize] {
+                            (at, n) if at == m => n,
+                            _ => 0,
+                        },
+                    )
+                    .collect();
+                (s.name, amounts)
+            })
+            .collect()
+    }
 }
 
 impl Default for Telemetry {
@@ -66,7 +138,24 @@ impl Telemetry {
             recorder,
             handle,
             requests: Default::default(),
+            minutes: Default::default(),
         }
+    }
+
+    /// Samples cumulative resolution counts per interface into the per-minute ring.
+    pub fn sample_resolutions(&self, minute: i64, counts: &[(&'static str, u64)]) {
+        self.minutes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sample(minute, counts);
+    }
+
+    /// Resolutions per minute and interface for the hour ending with `minute`, oldest first.
+    pub fn resolutions_per_minute(&self, minute: i64) -> Vec<(&'static str, Vec<u64>)> {
+        self.minutes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .window(minute)
     }
 
     /// Counts one request and records its latency. Hot path: the handles of a label set
@@ -208,4 +297,30 @@ pub struct Forwarding {
     pub upstream_calls: u64,
     pub remote_calls: u64,
     pub failures: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_keeps_an_hour_per_minute_and_forgets_older_minutes() {
+        let mut m = Minutes::default();
+        m.sample(100, &[("dns", 50)]); // the base: nothing counted
+        m.sample(100, &[("dns", 53)]);
+        m.sample(101, &[("dns", 60)]);
+        m.sample(101, &[("dns", 61)]);
+        let w = m.window(101);
+        assert_eq!(w[0].0, "dns");
+        assert_eq!(w[0].1.len(), RING_MINUTES);
+        assert_eq!(&w[0].1[58..], &[3, 8]);
+        // Sixty minutes on, slot 101 % 60 holds minute 161: minute 101 is gone.
+        m.sample(161, &[("dns", 62)]);
+        let w = m.window(161);
+        assert_eq!(w[0].1.iter().sum::<u64>(), 1);
+        assert_eq!(w[0].1[59], 1);
+        // A counter that went backwards (a restart) adds nothing.
+        m.sample(161, &[("dns", 10)]);
+        assert_eq!(m.window(161)[0].1[59], 1);
+    }
 }

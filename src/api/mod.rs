@@ -4,6 +4,7 @@
 //! one `convert.rs` and maps `ErrorKind` exhaustively in one place.
 
 pub mod admission;
+pub mod console;
 pub mod dns;
 pub mod grpc;
 pub mod http;

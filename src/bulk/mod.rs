@@ -32,12 +32,19 @@ impl Format {
 /// A record read from an input file, or why its line could not be read.
 pub type Item = Result<RecordJson, String>;
 
+/// One CSV row: its identifier and value, or why it cannot be read.
+type CsvRow = Result<(String, ValueJson), String>;
+
 /// Streams records from JSON Lines or CSV, one at a time (bounded memory).
 pub struct Reader<R: BufRead> {
     input: R,
     format: Format,
     line: usize,
-    pending: Option<(String, ValueJson)>,
+    /// The CSV row after the last record (read ahead: the next record's first row, or an
+    /// unreadable row), and its line.
+    pending: Option<(CsvRow, usize)>,
+    /// The first line of the item returned last.
+    start: usize,
     done: bool,
 }
 
@@ -48,6 +55,7 @@ impl<R: BufRead> Reader<R> {
             format,
             line: 0,
             pending: None,
+            start: 0,
             done: false,
         }
     }
@@ -55,6 +63,12 @@ impl<R: BufRead> Reader<R> {
     /// Lines consumed so far.
     pub fn line(&self) -> usize {
         self.line
+    }
+
+    /// The line the item returned last starts on (a record's first CSV row, or the line
+    /// an error is about), counting from 1.
+    pub fn start_line(&self) -> usize {
+        self.start
     }
 
     fn next_line(&mut self) -> Option<std::io::Result<String>> {
@@ -72,7 +86,7 @@ impl<R: BufRead> Reader<R> {
         }
     }
 
-    fn csv_row(&mut self) -> Option<Result<(String, ValueJson), String>> {
+    fn csv_row(&mut self) -> Option<CsvRow> {
         loop {
             let line = match self.next_line()? {
                 Ok(l) => l,
@@ -178,17 +192,28 @@ impl<R: BufRead> Iterator for Reader<R> {
                 if line.trim().is_empty() {
                     continue;
                 }
+                self.start = self.line;
                 return Some(
                     serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", self.line)),
                 );
             },
             Format::Csv => {
                 let (id, first) = match self.pending.take() {
-                    Some(p) => p,
-                    None => match self.csv_row()? {
-                        Ok(p) => p,
-                        Err(e) => return Some(Err(e)),
-                    },
+                    Some((row, line)) => {
+                        self.start = line;
+                        match row {
+                            Ok(p) => p,
+                            Err(e) => return Some(Err(e)),
+                        }
+                    }
+                    None => {
+                        let row = self.csv_row();
+                        self.start = self.line;
+                        match row? {
+                            Ok(p) => p,
+                            Err(e) => return Some(Err(e)),
+                        }
+                    }
                 };
                 let mut values = vec![first];
                 loop {
@@ -197,10 +222,12 @@ impl<R: BufRead> Iterator for Reader<R> {
                             self.done = true;
                             break;
                         }
-                        Some(Err(e)) => return Some(Err(e)),
                         Some(Ok((next_id, v))) if next_id == id => values.push(v),
-                        Some(Ok(other)) => {
-                            self.pending = Some(other);
+                        // The next record's first row, or an unreadable row: this record
+                        // is complete either way (an error is the next item, so the record
+                        // before a bad row is never lost).
+                        Some(next) => {
+                            self.pending = Some((next, self.line));
                             break;
                         }
                     }
@@ -236,6 +263,10 @@ mod tests {
             Some("private")
         );
         assert_eq!(records[1].identifier, "88.101.5/B");
+        let mut reader = Reader::new(text.as_bytes(), Format::Csv);
+        let starts: Vec<usize> =
+            std::iter::from_fn(|| reader.next().map(|_| reader.start_line())).collect();
+        assert_eq!(starts, [2, 4], "each record's first row");
         assert_eq!(split_csv(&csv_field("x,\"y\"")).unwrap(), ["x,\"y\""]);
     }
 
@@ -253,5 +284,21 @@ mod tests {
             .filter_map(Result::err)
             .collect();
         assert!(errs[0].contains("index"));
+        // The record before a bad row is kept whole, and the error names the row's line.
+        let text = "88.101/a,1,URL,u\n88.101/a,2,t,d\n88.101/b,x,URL,u\n88.101/c,1,URL,u\n";
+        let mut reader = Reader::new(text.as_bytes(), Format::Csv);
+        let mut seen = Vec::new();
+        while let Some(item) = reader.next() {
+            let what = match item {
+                Ok(r) => format!("{} {}", r.identifier, r.values.len()),
+                Err(e) => e,
+            };
+            seen.push((reader.start_line(), what));
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[0], (1, "88.101/a 2".to_owned()));
+        assert_eq!(seen[1].0, 3);
+        assert!(seen[1].1.starts_with("line 3"), "{seen:?}");
+        assert_eq!(seen[2], (4, "88.101/c 1".to_owned()));
     }
 }

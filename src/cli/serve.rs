@@ -59,6 +59,13 @@ pub struct ServeArgs {
     /// HTTP listen address (Handle REST API, /metrics, /healthz), or "off". Default 127.0.0.1:8080.
     #[arg(long)]
     http_addr: Option<String>,
+    /// The web console under / on the HTTP port: on (default) or off.
+    #[arg(long, value_parser = ["on", "off"])]
+    console: Option<String>,
+    /// The URL the public reaches the HTTP port at (the links in QR codes), e.g.
+    /// https://id.example.cn. Default: the HTTP listener's address.
+    #[arg(long)]
+    public_url: Option<String>,
     /// TLS certificate (PEM) for gRPC and HTTP; with --tls-key.
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -102,6 +109,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             dns_addr: args.dns_addr,
             dns_zone: args.dns_zone,
             http_addr: args.http_addr,
+            console: args.console,
+            public_url: args.public_url,
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
             tls_client_ca: args.tls_client_ca,
@@ -182,7 +191,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "http"
     };
     if let Some(http) = listeners.http_addr() {
-        println!("HTTP on {scheme}://{http} (/api/handles, /metrics, /healthz)");
+        let console = match &config.console {
+            Some(_) => ", web console /",
+            None => "",
+        };
+        println!("HTTP on {scheme}://{http} (/api/handles, /metrics, /healthz{console})");
     }
     println!(
         "idnode {} serving node prefix {} ({} identifiers) on grpc://{addr}{}, data in {}",

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::api::admission::Admission;
+use crate::api::console;
 use crate::api::dns::{self, DnsHandler};
 use crate::api::grpc::admission::GrpcAdmissionLayer;
 use crate::api::grpc::client::{GrpcPeers, GrpcUpstream};
@@ -357,10 +358,30 @@ pub async fn serve(
         side_servers.push(tokio::spawn(dns::serve_tcp(handler, tcp, shutdown.clone())));
     }
     if let Some(listener) = listeners.http {
+        let console = match (&config.console, listener.local_addr()) {
+            (Some(c), Ok(addr)) => {
+                side_servers.push(tokio::spawn(console::sample_resolutions(
+                    Arc::clone(&core),
+                    Arc::clone(&telemetry),
+                    shutdown.clone(),
+                )));
+                Some(Arc::new(console::Console::new(
+                    Arc::clone(&core),
+                    Arc::clone(&telemetry),
+                    Arc::clone(&node.reporter),
+                    c.public_url.clone(),
+                    addr,
+                    http_tls.is_some(),
+                    config.admission.max_http_body_bytes,
+                )))
+            }
+            _ => None,
+        };
         let router = http::router(http::HttpState {
             core: Arc::clone(&core),
             admission: Arc::clone(&admission),
             telemetry: Arc::clone(&telemetry),
+            console,
         });
         let stop = shutdown.clone();
         let admission = Arc::clone(&admission);

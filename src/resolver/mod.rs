@@ -10,6 +10,7 @@
 
 mod accounts;
 mod command;
+mod console;
 mod grants;
 mod latch;
 mod log;
@@ -24,6 +25,7 @@ use std::sync::{Arc, RwLock};
 
 pub use crate::credentials::AdminBootstrap;
 pub use command::{Applied, Command, Op, SharedLog, SITE_APPLIED};
+pub use console::Today;
 pub use grants::{Grant, Scope};
 pub use places::Place;
 pub use quota::Usage;

@@ -35,8 +35,39 @@ pub trait Reporter: Send + Sync + 'static {
     async fn heartbeat(&self, endpoints: &Endpoints) -> Result<()>;
     /// Reports this node's counts.
     async fn report(&self, report: &Report) -> Result<()>;
+    /// The top-level node's figures over every node (registrations toward the goal,
+    /// liveness), as last reported to it. Errors: `Unavailable` when it cannot be asked.
+    async fn federation(&self) -> Result<Federation>;
     /// For logs and messages.
     fn describe(&self) -> String;
+}
+
+/// The top-level node's statistics over all nodes, as a node shows them (the console's
+/// dashboard): the province's registrations toward its goal, and its nodes' liveness.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Federation {
+    /// Registrations the nodes last reported, summed.
+    pub registered: i64,
+    /// The province's registration goal (20,000,000,000 by default).
+    pub goal: i64,
+    /// Delegated nodes, and those with a recent heartbeat.
+    pub nodes: u32,
+    pub live_nodes: u32,
+    /// Resolutions the nodes last reported, summed.
+    pub resolutions: u64,
+}
+
+impl Federation {
+    /// From the top-level node's statistics.
+    pub fn of(s: &crate::toplevel::Stats) -> Federation {
+        Federation {
+            registered: s.registered,
+            goal: s.goal,
+            nodes: s.nodes.len() as u32,
+            live_nodes: s.nodes.iter().filter(|(n, _)| n.live).count() as u32,
+            resolutions: s.resolutions,
+        }
+    }
 }
 
 /// Other secondary nodes, asked anonymously with one hop recorded (they never forward).
@@ -87,6 +118,11 @@ impl Reporter for LocalReporter {
         let top = Arc::clone(&self.top);
         let (caller, report) = (Caller::Node(self.node_prefix.clone()), report.clone());
         crate::blocking::run(move || top.report(&caller, report)).await?
+    }
+
+    async fn federation(&self) -> Result<Federation> {
+        let top = Arc::clone(&self.top);
+        crate::blocking::run(move || top.stats().map(|s| Federation::of(&s))).await?
     }
 
     fn describe(&self) -> String {

@@ -7,6 +7,7 @@ mod badinput;
 mod batch;
 mod bulk;
 mod cli;
+mod console;
 mod crash;
 mod dns;
 mod federation;

@@ -19,9 +19,14 @@ fn touch(root: &Path, rel: &str, executable: bool) {
 /// A root with every tool present, and llvm-14 as the base image ships it.
 fn base_root() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for tool in ["protoc", "c++", "dig", "curl"] {
+    for tool in ["protoc", "c++", "dig", "curl", "chromium", "chromedriver"] {
         touch(dir.path(), &format!("usr/bin/{tool}"), true);
     }
+    touch(
+        dir.path(),
+        "usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+        false,
+    );
     touch(dir.path(), "usr/sbin/unbound", true);
     touch(dir.path(), "usr/lib/llvm-14/lib/libclang-cpp.so.14", false);
     dir
@@ -132,6 +137,31 @@ fn missing_protoc_is_reported() {
         line(&text, "protoc").contains("protobuf-compiler"),
         "{text}"
     );
+}
+
+#[test]
+fn a_missing_browser_driver_or_cjk_font_is_reported() {
+    let root = base_root();
+    touch(root.path(), "usr/lib/llvm-14/lib/libclang.so.1", false);
+    touch(
+        root.path(),
+        "usr/lib/llvm-14/lib/clang/14.0.6/include/stddef.h",
+        false,
+    );
+    fs::remove_file(root.path().join("usr/bin/chromedriver")).unwrap();
+    fs::remove_file(
+        root.path()
+            .join("usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+    )
+    .unwrap();
+    let (ok, text) = check(root.path());
+    assert!(!ok, "{text}");
+    assert!(line(&text, "chromium").starts_with("ok"), "{text}");
+    assert!(
+        line(&text, "chromedriver").contains("chromium-driver"),
+        "{text}"
+    );
+    assert!(line(&text, "cjk-font").contains("fonts-noto-cjk"), "{text}");
 }
 
 #[test]

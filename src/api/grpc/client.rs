@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Prefix};
 use crate::record::Value;
 use crate::toplevel::{Endpoints, Referral, Report};
-use crate::upstream::{Locator, Peers, Reporter};
+use crate::upstream::{Federation, Locator, Peers, Reporter};
 
 /// gRPC metadata key carrying how many nodes a resolution already passed through.
 pub const HOPS_HEADER: &str = "x-idnode-hops";
@@ -137,6 +137,23 @@ impl Reporter for GrpcUpstream {
             .await
             .map_err(|s| remote_error(&Locator::describe(self), s))?;
         Ok(())
+    }
+
+    async fn federation(&self) -> Result<Federation> {
+        let s = self
+            .client
+            .clone()
+            .get_stats(self.request(pb::GetStatsRequest {}))
+            .await
+            .map_err(|s| remote_error(&Locator::describe(self), s))?
+            .into_inner();
+        Ok(Federation {
+            registered: s.registered,
+            goal: s.goal,
+            nodes: s.nodes,
+            live_nodes: s.live_nodes,
+            resolutions: s.resolutions,
+        })
     }
 
     fn describe(&self) -> String {

@@ -8,6 +8,9 @@
 //! - `GET /api/handles?prefix=P&page=N&pageSize=M`: identifiers with exactly prefix `P`
 //!   (pages count from 0; without `pageSize` every identifier, up to 100,000).
 //!
+//! With the console on, its routes (`api::console`) are served beside these, and the
+//! fallback serves its page for paths that hold an identifier (`/88.101.5/X`).
+//!
 //! Authentication: `Authorization: Bearer <token>`, or HTTP Basic as Handle clients send it:
 //! user `index:handle` (percent-encoded or not), password = the token of the enterprise that
 //! owns the handle's prefix (or the admin token). Every error is JSON
@@ -50,11 +53,15 @@ pub struct HttpState {
     pub core: Arc<Core>,
     pub admission: Arc<Admission>,
     pub telemetry: Arc<Telemetry>,
+    /// The web console, when it is on.
+    pub console: Option<Arc<crate::api::console::Console>>,
 }
 
-/// The routes of the HTTP interface.
+/// The routes of the HTTP interface (and of the console, when it is on).
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let admission = Arc::clone(&state.admission);
+    let console = state.console.clone();
+    let mut app = Router::new()
         .route("/api/handles", get(list))
         .route(
             "/api/handles/{*handle}",
@@ -62,20 +69,28 @@ pub fn router(state: HttpState) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(|| async {
+        .with_state(state);
+    if let Some(console) = &console {
+        app = app.merge(crate::api::console::router(Arc::clone(console)));
+    }
+    app.fallback(move |request: axum::extract::Request| {
+        let console = console.clone();
+        async move {
+            if let Some(console) = &console {
+                if let Some(page) = crate::api::console::identifier_page(console, &request) {
+                    return page;
+                }
+            }
             reply(
                 StatusCode::NOT_FOUND,
                 json!({ "responseCode": code::PROTOCOL_ERROR, "message": "no such endpoint" }),
             )
-        })
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.admission.config().max_http_body_bytes,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state.admission),
-            admit,
-        ))
-        .with_state(state)
+        }
+    })
+    .layer(axum::extract::DefaultBodyLimit::max(
+        admission.config().max_http_body_bytes,
+    ))
+    .route_layer(axum::middleware::from_fn_with_state(admission, admit))
 }
 
 /// Plain-HTTP answer to a connection over `limits.max_connections`.
@@ -158,10 +173,14 @@ async fn serve_connection<S>(
 /// is not UTF-8, a method not allowed) in the same JSON shape as every other error.
 async fn as_json(response: Response, handle_path: bool) -> Response {
     let status = response.status();
+    // JSON errors, and the console's pages (a page for an invalid identifier is a 400),
+    // stay as they are.
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
     if status.as_u16() < 400 || is_json {
         return response;
     }
