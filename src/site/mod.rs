@@ -383,6 +383,10 @@ impl SharedLog for Site {
     }
 }
 
+/// How long the apply loop waits for the next message before it checks whether the stream
+/// holds more than it applied (a stalled reader).
+const STALL: Duration = Duration::from_secs(1);
+
 /// One command for the apply thread, and where its outcome goes.
 type ApplyJob = (u64, Result<Command>, oneshot::Sender<Result<Applied>>);
 
@@ -415,6 +419,10 @@ async fn apply_loop(shared: Arc<Shared>) {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: from,
                 },
+                // Pull requests of 2 s, so the server's idle heartbeat comes every second and
+                // a reader cut off by a lost NATS server is replaced within about 2 s (the
+                // client's default is 30 s and 15 s).
+                max_expires: Duration::from_secs(2),
                 ..Default::default()
             })
             .await;
@@ -433,12 +441,30 @@ async fn apply_loop(shared: Arc<Shared>) {
                 continue;
             }
         };
-        while let Some(m) = messages.next().await {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
+        loop {
+            // A reader whose NATS server died can stall without an error: when nothing
+            // arrives for STALL while the stream holds more, it is replaced.
+            let m = match tokio::time::timeout(STALL, messages.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => {
                     tracing::warn!("site log: reading: {e}");
                     break;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    let end = match shared.stream.get_info().await {
+                        Ok(info) => info.state.last_sequence,
+                        Err(_) => continue,
+                    };
+                    if end > *shared.applied.borrow() {
+                        tracing::warn!(
+                            applied = *shared.applied.borrow(),
+                            end,
+                            "site log: the reader stalled; replacing it"
+                        );
+                        break;
+                    }
+                    continue;
                 }
             };
             let Ok(info) = m.info() else {

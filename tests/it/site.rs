@@ -204,12 +204,24 @@ impl SiteServer {
                 "--data-dir",
             ])
             .arg(dir)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("IDNODE_SITE_TEST_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
             .spawn()
             .expect("idnode serve starts");
-        let (url, banner) = read_banner(&mut child);
+        let log = dir.with_extension("log");
+        let (url, banner) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_banner(&mut child)
+        })) {
+            Ok(b) => b,
+            Err(_) => panic!(
+                "idnode serve --site exited: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        };
         let http = banner.iter().find_map(|l| {
             l.strip_prefix("HTTP on ")
                 .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
@@ -304,6 +316,17 @@ pub struct Site {
 impl Site {
     pub fn start() -> Site {
         let dir = tempfile::tempdir().unwrap();
+        let dir = match std::env::var("DEBUG_SITE_DIR") {
+            Ok(d) => {
+                let _ = std::fs::remove_dir_all(&d);
+                std::fs::create_dir_all(&d).unwrap();
+                std::mem::forget(dir);
+                let mut t = tempfile::TempDir::new_in(d).unwrap();
+                t.disable_cleanup(true);
+                t
+            }
+            Err(_) => dir,
+        };
         let nats = NatsCluster::start(dir.path());
         let mut servers = Vec::new();
         for i in 0..3 {
@@ -878,7 +901,7 @@ async fn losing_nats_servers_stops_writes_not_reads() {
                 loop {
                     match reg.register(r.clone()).await {
                         Ok(_) => break,
-                        Err(e) if e.code() == Code::Unavailable && tries < 3 => tries += 1,
+                        Err(e) if e.code() == Code::Unavailable && tries < 10 => tries += 1,
                         Err(e) => panic!("{id}: {e}"),
                     }
                 }
