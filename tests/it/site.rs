@@ -315,18 +315,13 @@ pub struct Site {
 
 impl Site {
     pub fn start() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let dir = match std::env::var("DEBUG_SITE_DIR") {
-            Ok(d) => {
-                let _ = std::fs::remove_dir_all(&d);
-                std::fs::create_dir_all(&d).unwrap();
-                std::mem::forget(dir);
-                let mut t = tempfile::TempDir::new_in(d).unwrap();
-                t.disable_cleanup(true);
-                t
-            }
-            Err(_) => dir,
-        };
+        let mut dir = tempfile::tempdir().unwrap();
+        // To read the servers' logs after a failure: IDNODE_SITE_TEST_KEEP=1 keeps the
+        // directory (its path is printed), IDNODE_SITE_TEST_LOG sets their RUST_LOG.
+        if std::env::var("IDNODE_SITE_TEST_KEEP").is_ok_and(|v| v == "1") {
+            dir.disable_cleanup(true);
+            eprintln!("site test directory: {}", dir.path().display());
+        }
         let nats = NatsCluster::start(dir.path());
         let mut servers = Vec::new();
         for i in 0..3 {
