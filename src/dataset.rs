@@ -12,13 +12,17 @@
 //! `format` is `binary`), `format` (`string` default, `json`, `binary`), `ttl` (seconds,
 //! default 86400), `permissions` (`admin_read admin_write public_read public_write`, default
 //! `1110`), `classification` (`public`, `partner`, `private`; overrides the read bits),
-//! `references` (`[{"identifier": ..., "index": ...}]`), and on output `timestamp`.
+//! `references` (`[{"identifier": ..., "index": ...}]`), `domain` (`rd`, `production`,
+//! `operations`, `management`, `external`), `risk` (`low`, `medium`, `high`: high needs
+//! `private`, medium at least `partner`), and on output `timestamp`.
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::identifier::Identifier;
-use crate::record::{Classification, Format, Permissions, Record, Reference, Value, DEFAULT_TTL};
+use crate::record::{
+    Classification, DataDomain, Format, Permissions, Record, Reference, Risk, Value, DEFAULT_TTL,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +51,13 @@ pub struct ValueJson {
     pub references: Vec<ReferenceJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
+    /// `rd`, `production`, `operations`, `management` or `external`; absent: not classified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// `low`, `medium` or `high`; absent: not classified. High needs `private`, medium at
+    /// least `partner`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +76,13 @@ pub enum DatasetError {
     Permissions { index: u32, perms: String },
     #[error("value {index}: classification {classification:?} is not public, partner or private")]
     Classification { index: u32, classification: String },
+    #[error(
+        "value {index}: data domain {domain:?} is not rd, production, operations, management \
+         or external"
+    )]
+    Domain { index: u32, domain: String },
+    #[error("value {index}: risk {risk:?} is not low, medium or high")]
+    Risk { index: u32, risk: String },
     #[error("value {index}: binary data is not base64")]
     Base64 { index: u32 },
     #[error("value {index}: reference {identifier:?}: {reason}")]
@@ -122,7 +140,25 @@ impl ValueJson {
                     })
             })
             .collect::<Result<_, _>>()?;
+        let domain = match &self.domain {
+            None => None,
+            Some(d) => Some(
+                DataDomain::from_name(d).ok_or_else(|| DatasetError::Domain {
+                    index,
+                    domain: d.clone(),
+                })?,
+            ),
+        };
+        let risk = match &self.risk {
+            None => None,
+            Some(r) => Some(Risk::from_name(r).ok_or_else(|| DatasetError::Risk {
+                index,
+                risk: r.clone(),
+            })?),
+        };
         Ok(Value {
+            domain,
+            risk,
             index,
             value_type: self.value_type.clone(),
             format,
@@ -156,6 +192,8 @@ impl ValueJson {
                 })
                 .collect(),
             timestamp: (v.timestamp != 0).then_some(v.timestamp),
+            domain: v.domain.map(|d| d.name().to_owned()),
+            risk: v.risk.map(|r| r.name().to_owned()),
         }
     }
 }

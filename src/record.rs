@@ -95,6 +95,91 @@ impl Classification {
     }
 }
 
+/// The data domain of a value (the source plan's taxonomy of industrial data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataDomain {
+    /// 研发: research and development.
+    Rd,
+    /// 生产: production.
+    Production,
+    /// 运维: operations and maintenance.
+    Operations,
+    /// 管理: management.
+    Management,
+    /// 外部: external.
+    External,
+}
+
+impl DataDomain {
+    pub const ALL: [DataDomain; 5] = [
+        DataDomain::Rd,
+        DataDomain::Production,
+        DataDomain::Operations,
+        DataDomain::Management,
+        DataDomain::External,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DataDomain::Rd => "rd",
+            DataDomain::Production => "production",
+            DataDomain::Operations => "operations",
+            DataDomain::Management => "management",
+            DataDomain::External => "external",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<DataDomain> {
+        DataDomain::ALL.into_iter().find(|d| d.name() == s)
+    }
+}
+
+/// The risk level of a value (高/中/低). It decides the loosest visibility the value may
+/// have ([`Risk::loosest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+impl Risk {
+    pub const ALL: [Risk; 3] = [Risk::Low, Risk::Medium, Risk::High];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Risk> {
+        Risk::ALL.into_iter().find(|r| r.name() == s)
+    }
+
+    /// The loosest visibility a value of this risk may have: high → private (the owner
+    /// only), medium → partner (the owner and granted enterprises), low → public.
+    pub fn loosest(self) -> Classification {
+        match self {
+            Risk::High => Classification::Private,
+            Risk::Medium => Classification::Partner,
+            Risk::Low => Classification::Public,
+        }
+    }
+}
+
+impl Classification {
+    /// How strict the visibility is: public 0, partner 1, private 2.
+    pub fn strictness(self) -> u8 {
+        match self {
+            Classification::Public => 0,
+            Classification::Partner => 1,
+            Classification::Private => 2,
+        }
+    }
+}
+
 /// Who may read and write a value (Handle permission bits, plus partner reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Permissions {
@@ -207,6 +292,10 @@ pub struct Value {
     pub timestamp: i64,
     pub permissions: Permissions,
     pub references: Vec<Reference>,
+    /// The data domain; `None`: not classified (records written before domains existed).
+    pub domain: Option<DataDomain>,
+    /// The risk level; `None`: not classified (no visibility constraint).
+    pub risk: Option<Risk>,
 }
 
 impl Value {
@@ -221,6 +310,8 @@ impl Value {
             timestamp: 0,
             permissions: Permissions::default(),
             references: Vec::new(),
+            domain: None,
+            risk: None,
         }
     }
 
@@ -238,6 +329,8 @@ impl Value {
             && self.ttl == other.ttl
             && self.permissions == other.permissions
             && self.references == other.references
+            && self.domain == other.domain
+            && self.risk == other.risk
     }
 
     fn approx_bytes(&self) -> usize {
@@ -282,6 +375,16 @@ pub enum RecordError {
     NotUtf8 { index: u32, format: &'static str },
     #[error("value {index}: data is not valid JSON: {reason}")]
     BadJson { index: u32, reason: String },
+    #[error(
+        "value {index}: risk {risk} allows at most {loosest} visibility, but it is {asked} \
+         (rule: high risk → private, medium → partner, low → public)"
+    )]
+    TooVisible {
+        index: u32,
+        risk: &'static str,
+        loosest: &'static str,
+        asked: &'static str,
+    },
     #[error("value {index}: {count} references, more than the limit of {max}")]
     TooManyReferences {
         index: u32,
@@ -382,6 +485,17 @@ impl Record {
                 }
                 Format::Binary => {}
             }
+            if let Some(risk) = v.risk {
+                let asked = v.permissions.classification();
+                if asked.strictness() < risk.loosest().strictness() {
+                    return Err(RecordError::TooVisible {
+                        index,
+                        risk: risk.name(),
+                        loosest: risk.loosest().name(),
+                        asked: asked.name(),
+                    });
+                }
+            }
             if v.references.len() > limits.max_references {
                 return Err(RecordError::TooManyReferences {
                     index,
@@ -452,6 +566,7 @@ mod tests {
         );
         bad_utf8.format = Format::Binary;
         check(vec![bad_utf8], Ok(()));
+
         let mut json = ok(1);
         json.format = Format::Json;
         json.data = b"{\"a\":1}".to_vec();
@@ -513,5 +628,38 @@ mod tests {
         assert!(a.same_content(&b));
         b.values[0].ttl = 5;
         assert!(!a.same_content(&b));
+    }
+
+    #[test]
+    fn risk_decides_the_loosest_visibility() {
+        // (risk, visibility, accepted)
+        use Classification::*;
+        for (risk, visibility, accepted) in [
+            (Some(Risk::High), Private, true),
+            (Some(Risk::High), Partner, false),
+            (Some(Risk::High), Public, false),
+            (Some(Risk::Medium), Private, true),
+            (Some(Risk::Medium), Partner, true),
+            (Some(Risk::Medium), Public, false),
+            (Some(Risk::Low), Public, true),
+            (Some(Risk::Low), Private, true),
+            (None, Public, true),
+        ] {
+            let mut v = Value::text(1, "note", "x");
+            v.permissions.classify(visibility);
+            v.risk = risk;
+            v.domain = Some(DataDomain::Production);
+            let got = Record { values: vec![v] }.validate(&RecordLimits::default());
+            assert_eq!(got.is_ok(), accepted, "{risk:?} {visibility:?}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("high risk → private"), "{e}");
+            }
+        }
+        for d in DataDomain::ALL {
+            assert_eq!(DataDomain::from_name(d.name()), Some(d));
+        }
+        for r in Risk::ALL {
+            assert_eq!(Risk::from_name(r.name()), Some(r));
+        }
     }
 }

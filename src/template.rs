@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::identifier::Identifier;
-use crate::record::Record;
+use crate::record::{DataDomain, Record, Risk};
 
 /// Most attributes one template may declare.
 pub const MAX_ATTRIBUTES: usize = 256;
@@ -166,6 +166,58 @@ pub struct Attribute {
     pub min_len: Option<u32>,
     #[serde(default)]
     pub max_len: Option<u32>,
+    /// The data domain of this attribute's values (`rd`, `production`, `operations`,
+    /// `management`, `external`); a value may not name another.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "domain_name")]
+    pub domain: Option<DataDomain>,
+    /// The least risk level of this attribute's values (`low`, `medium`, `high`); a value
+    /// may only be stricter, and its visibility must suit the stricter of the two.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "risk_name")]
+    pub risk: Option<Risk>,
+}
+
+/// `Option<DataDomain>` as its name in JSON.
+mod domain_name {
+    use crate::record::DataDomain;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<DataDomain>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(d.name()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DataDomain>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(name) => DataDomain::from_name(&name)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown data domain {name:?}"))),
+        }
+    }
+}
+
+/// `Option<Risk>` as its name in JSON.
+mod risk_name {
+    use crate::record::Risk;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(r: &Option<Risk>, s: S) -> Result<S::Ok, S::Error> {
+        match r {
+            Some(r) => s.serialize_str(r.name()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Risk>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(name) => Risk::from_name(&name)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown risk {name:?}"))),
+        }
+    }
 }
 
 /// An industry metadata template, itself identified like any registered object.
@@ -221,6 +273,28 @@ pub enum TemplateError {
     NotText { key: String },
     #[error("attribute {key:?} appears {count} times")]
     Repeated { key: String, count: usize },
+    #[error("attribute {key:?} is of data domain {expected}, the value says {got}")]
+    Domain {
+        key: String,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("attribute {key:?} is at least {least} risk, the value says {got}: a value may only be stricter than its template")]
+    LooserRisk {
+        key: String,
+        least: &'static str,
+        got: &'static str,
+    },
+    #[error(
+        "attribute {key:?} is {risk} risk, which allows at most {loosest} visibility, but the \
+         value is {asked} (rule: high risk → private, medium → partner, low → public)"
+    )]
+    TooVisible {
+        key: String,
+        risk: &'static str,
+        loosest: &'static str,
+        asked: &'static str,
+    },
 }
 
 impl Template {
@@ -286,6 +360,33 @@ impl Template {
                     got: text.chars().take(64).collect(),
                 });
             }
+            if let (Some(expected), Some(got)) = (a.domain, value.domain) {
+                if expected != got {
+                    return Err(TemplateError::Domain {
+                        key: a.key.clone(),
+                        expected: expected.name(),
+                        got: got.name(),
+                    });
+                }
+            }
+            if let Some(least) = a.risk {
+                if let Some(got) = value.risk.filter(|r| *r < least) {
+                    return Err(TemplateError::LooserRisk {
+                        key: a.key.clone(),
+                        least: least.name(),
+                        got: got.name(),
+                    });
+                }
+                let asked = value.permissions.classification();
+                if asked.strictness() < least.loosest().strictness() {
+                    return Err(TemplateError::TooVisible {
+                        key: a.key.clone(),
+                        risk: least.name(),
+                        loosest: least.loosest().name(),
+                        asked: asked.name(),
+                    });
+                }
+            }
             let (min, max) = (a.min_len.unwrap_or(0), a.max_len.unwrap_or(u32::MAX));
             if text.len() < min as usize || text.len() > max as usize {
                 return Err(TemplateError::Length {
@@ -318,6 +419,8 @@ mod tests {
             value_type,
             min_len,
             max_len,
+            domain: None,
+            risk: None,
         };
         Template {
             identifier: "88.101/TPL-T".into(),
@@ -356,6 +459,47 @@ mod tests {
             Err(attr) => {
                 let e = got.expect_err("should be rejected");
                 assert!(e.to_string().contains(attr), "{e} should name {attr}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_may_only_be_stricter_than_its_attribute() {
+        use crate::record::Classification::*;
+        let mut t = template();
+        t.attributes[0].domain = Some(DataDomain::Production);
+        t.attributes[0].risk = Some(Risk::Medium);
+        let json = serde_json::to_string(&t.attributes[0]).unwrap();
+        assert!(json.contains(r#""domain":"production""#) && json.contains(r#""risk":"medium""#));
+        let back: Attribute = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, t.attributes[0]);
+        // (value's domain, value's risk, visibility, the error's mark or accepted)
+        for (domain, risk, visibility, expected) in [
+            (None, None, Partner, None),
+            (
+                Some(DataDomain::Production),
+                Some(Risk::High),
+                Private,
+                None,
+            ),
+            (None, None, Public, Some("at most partner")),
+            (None, Some(Risk::Low), Partner, Some("only be stricter")),
+            (
+                Some(DataDomain::Rd),
+                None,
+                Private,
+                Some("data domain production"),
+            ),
+        ] {
+            let mut v = Value::text(1, "partNumber", "AB-12");
+            v.permissions.classify(visibility);
+            v.domain = domain;
+            v.risk = risk;
+            let record = Record::new(vec![v, Value::text(2, "productionDate", "2024-02-29")]);
+            match (t.check(&record), expected) {
+                (Ok(()), None) => {}
+                (Err(e), Some(mark)) => assert!(e.to_string().contains(mark), "{e}"),
+                (got, _) => panic!("{domain:?} {risk:?} {visibility:?}: {got:?}"),
             }
         }
     }

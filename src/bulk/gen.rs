@@ -38,6 +38,8 @@ fn value(index: u32, value_type: &str, data: String) -> ValueJson {
         classification: None,
         references: Vec::new(),
         timestamp: None,
+        domain: None,
+        risk: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Bulk data: synthetic data sets (`gen`), the input formats of `idnode import` (JSON Lines
 //! and CSV, [`Reader`]), and the offline import into a stopped node's store (`offline`).
 //!
-//! CSV format: one row per value, `identifier,index,type,data[,ttl[,classification]]`, rows
+//! CSV format: one row per value,
+//! `identifier,index,type,data[,ttl[,classification[,domain[,risk]]]]`, rows
 //! of one identifier consecutive; a header row starting with `identifier` is skipped; fields
 //! are quoted with `"` when they hold `,`, `"` or a newline (`""` inside quotes).
 
@@ -99,9 +100,9 @@ impl<R: BufRead> Reader<R> {
                 Some(f) => f,
                 None => return Some(Err(format!("line {}: unbalanced quotes", self.line))),
             };
-            if fields.len() < 4 || fields.len() > 6 {
+            if fields.len() < 4 || fields.len() > 8 {
                 return Some(Err(format!(
-                    "line {}: expected identifier,index,type,data[,ttl[,classification]]",
+                    "line {}: expected identifier,index,type,data[,ttl[,classification[,domain[,risk]]]]",
                     self.line
                 )));
             }
@@ -136,6 +137,8 @@ impl<R: BufRead> Reader<R> {
                 classification: fields.get(5).filter(|c| !c.is_empty()).cloned(),
                 references: Vec::new(),
                 timestamp: None,
+                domain: fields.get(6).filter(|d| !d.is_empty()).cloned(),
+                risk: fields.get(7).filter(|r| !r.is_empty()).cloned(),
             };
             return Some(Ok((fields[0].clone(), value)));
         }

@@ -34,6 +34,11 @@ pub enum RecordCommand {
         /// A value as INDEX:TYPE:DATA, e.g. 1:URL:https://example.cn (repeatable).
         #[arg(long = "value")]
         values: Vec<String>,
+        /// Classify a --value: INDEX:VISIBILITY[:DOMAIN[:RISK]], e.g. 2:private:rd:high
+        /// (visibility public, partner or private; domain rd, production, operations,
+        /// management or external; risk low, medium or high; repeatable).
+        #[arg(long = "classify")]
+        classify: Vec<String>,
         /// A JSON record, a JSON array of records, or JSON Lines (the record format: `idnode
         /// import --help`).
         #[arg(long)]
@@ -48,6 +53,9 @@ pub enum RecordCommand {
         /// A value as INDEX:TYPE:DATA (repeatable).
         #[arg(long = "value")]
         values: Vec<String>,
+        /// Classify a --value: INDEX:VISIBILITY[:DOMAIN[:RISK]] (as for register).
+        #[arg(long = "classify")]
+        classify: Vec<String>,
         /// Index to remove (repeatable).
         #[arg(long = "remove")]
         remove: Vec<u32>,
@@ -100,6 +108,51 @@ fn parse_value_flag(s: &str) -> anyhow::Result<pb::Value> {
         data: d.as_bytes().to_vec(),
         ..Default::default()
     })
+}
+
+/// Applies `--classify INDEX:VISIBILITY[:DOMAIN[:RISK]]` flags to the `--value` values,
+/// through the record file format's names (one vocabulary with files and Handle JSON).
+fn classify(values: &mut [pb::Value], flags: &[String]) -> anyhow::Result<()> {
+    for flag in flags {
+        let parts: Vec<&str> = flag.split(':').collect();
+        if !(2..=4).contains(&parts.len()) {
+            bail!("--classify {flag:?}: expected INDEX:VISIBILITY[:DOMAIN[:RISK]]");
+        }
+        let index: u32 = parts[0]
+            .parse()
+            .map_err(|_| anyhow!("--classify {flag:?}: index {:?} is not a number", parts[0]))?;
+        let value = values
+            .iter_mut()
+            .find(|v| v.index == index)
+            .ok_or_else(|| anyhow!("--classify {flag:?}: no --value has index {index}"))?;
+        let named = idnode::dataset::ValueJson {
+            index,
+            value_type: value.r#type.clone(),
+            data: String::from_utf8_lossy(&value.data).into_owned(),
+            format: None,
+            ttl: None,
+            permissions: None,
+            classification: Some(parts[1].to_owned()),
+            references: Vec::new(),
+            timestamp: None,
+            domain: parts
+                .get(2)
+                .filter(|d| !d.is_empty())
+                .map(|d| (*d).to_owned()),
+            risk: parts
+                .get(3)
+                .filter(|r| !r.is_empty())
+                .map(|r| (*r).to_owned()),
+        }
+        .to_value()
+        .map_err(|e| anyhow!("--classify {flag:?}: {e}"))?;
+        let converted = idnode::api::grpc::convert::value_to(named);
+        value.classification = converted.classification;
+        value.permissions = converted.permissions;
+        value.domain = converted.domain;
+        value.risk = converted.risk;
+    }
+    Ok(())
 }
 
 fn record_to_pb(r: &RecordJson) -> anyhow::Result<pb::Record> {
@@ -161,6 +214,7 @@ pub async fn run(cmd: RecordCommand) -> anyhow::Result<()> {
         RecordCommand::Register {
             identifier,
             values,
+            classify: flags,
             file,
             conn,
         } => {
@@ -169,12 +223,14 @@ pub async fn run(cmd: RecordCommand) -> anyhow::Result<()> {
                     if values.is_empty() {
                         bail!("give at least one --value INDEX:TYPE:DATA, or --file");
                     }
+                    let mut values: Vec<pb::Value> = values
+                        .iter()
+                        .map(|v| parse_value_flag(v))
+                        .collect::<Result<_, _>>()?;
+                    classify(&mut values, &flags)?;
                     vec![pb::Record {
                         identifier: id,
-                        values: values
-                            .iter()
-                            .map(|v| parse_value_flag(v))
-                            .collect::<Result<_, _>>()?,
+                        values,
                     }]
                 }
                 (None, Some(path)) => read_records(&path)?
@@ -189,14 +245,16 @@ pub async fn run(cmd: RecordCommand) -> anyhow::Result<()> {
         RecordCommand::Update {
             identifier,
             values,
+            classify: flags,
             remove,
             replace,
             conn,
         } => {
-            let values: Vec<pb::Value> = values
+            let mut values: Vec<pb::Value> = values
                 .iter()
                 .map(|v| parse_value_flag(v))
                 .collect::<Result<_, _>>()?;
+            classify(&mut values, &flags)?;
             let c = conn.connect().await?;
             let change = if replace {
                 if !remove.is_empty() {

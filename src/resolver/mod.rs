@@ -562,7 +562,7 @@ impl Core {
             }
             _ => false,
         };
-        let values = record
+        let values: Vec<Value> = record
             .values
             .into_iter()
             .filter(|v| {
@@ -572,18 +572,37 @@ impl Core {
             })
             .filter(|v| filter.admits(v))
             .collect();
+        self.note_admin_read(caller, id, &values);
         Ok(Resolved {
             identifier: id.clone(),
             values,
         })
     }
 
+    /// The node admin reads high-risk values (it operates the store and answers for it), and
+    /// each such read is logged (target `idnode::audit`), never silently.
+    fn note_admin_read(&self, caller: &Caller, id: &Identifier, values: &[Value]) {
+        if *caller != Caller::Admin {
+            return;
+        }
+        let high = values
+            .iter()
+            .filter(|v| v.risk == Some(crate::record::Risk::High))
+            .count();
+        if high > 0 {
+            tracing::info!(target: "idnode::audit", identifier = %id, values = high, "the node admin read high-risk values");
+        }
+    }
+
     /// Reads a whole record, non-public values included: owners and the admin only.
     pub fn get(&self, caller: &Caller, id: &Identifier) -> Result<Record> {
         self.require_owner(caller, &id.prefix())?;
-        self.load(id)?
+        let record = self
+            .load(id)?
             .or_else(|| self.admin_handle(id))
-            .ok_or_else(|| Error::not_found(format!("{id} is not registered")))
+            .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
+        self.note_admin_read(caller, id, &record.values);
+        Ok(record)
     }
 
     fn load(&self, id: &Identifier) -> Result<Option<Record>> {

@@ -13,15 +13,23 @@
 //! bytes = varint length | raw bytes
 //! ```
 //!
+//! Record, format 2 (written only when a value has a data domain or risk level, so
+//! unclassified records keep format 1, byte for byte): format 1's layout with one more byte
+//! per value after the permission bits, `u8 domain | risk << 4` (domain 0 none, 1 rd,
+//! 2 production, 3 operations, 4 management, 5 external; risk 0 none, 1 low, 2 medium,
+//! 3 high). Format 1 records read as unclassified (no domain, no risk).
+//!
 //! Counters are 8 bytes, little-endian i64.
 
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::identifier::Identifier;
-use crate::record::{Format, Permissions, Record, Reference, Value};
+use crate::record::{DataDomain, Format, Permissions, Record, Reference, Risk, Value};
 
-/// Format byte of the current record encoding.
+/// Format byte of records without classified values.
 pub const RECORD_FORMAT_V1: u8 = 1;
+/// Format byte of records with a data domain or risk level on some value.
+pub const RECORD_FORMAT_V2: u8 = 2;
 /// Format byte of the JSON-encoded administrative objects.
 pub const JSON_FORMAT_V1: u8 = 1;
 
@@ -65,6 +73,45 @@ fn format_byte(f: Format) -> u8 {
     }
 }
 
+fn sensitivity_byte(domain: Option<DataDomain>, risk: Option<Risk>) -> u8 {
+    let d = match domain {
+        None => 0,
+        Some(DataDomain::Rd) => 1,
+        Some(DataDomain::Production) => 2,
+        Some(DataDomain::Operations) => 3,
+        Some(DataDomain::Management) => 4,
+        Some(DataDomain::External) => 5,
+    };
+    let r = match risk {
+        None => 0,
+        Some(Risk::Low) => 1,
+        Some(Risk::Medium) => 2,
+        Some(Risk::High) => 3,
+    };
+    d | r << 4
+}
+
+fn sensitivity_from(b: u8, at: usize) -> Result<(Option<DataDomain>, Option<Risk>), DecodeError> {
+    let bad = |what| DecodeError::BadField { at, what };
+    let domain = match b & 0x0f {
+        0 => None,
+        1 => Some(DataDomain::Rd),
+        2 => Some(DataDomain::Production),
+        3 => Some(DataDomain::Operations),
+        4 => Some(DataDomain::Management),
+        5 => Some(DataDomain::External),
+        _ => return Err(bad("data domain")),
+    };
+    let risk = match b >> 4 {
+        0 => None,
+        1 => Some(Risk::Low),
+        2 => Some(Risk::Medium),
+        3 => Some(Risk::High),
+        _ => return Err(bad("risk")),
+    };
+    Ok((domain, risk))
+}
+
 /// Encodes a record (values must already be validated).
 pub fn encode_record(record: &Record) -> Vec<u8> {
     let size: usize = record
@@ -73,7 +120,15 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
         .map(|v| 24 + v.value_type.len() + v.data.len())
         .sum();
     let mut out = Vec::with_capacity(4 + size);
-    out.push(RECORD_FORMAT_V1);
+    let classified = record
+        .values
+        .iter()
+        .any(|v| v.domain.is_some() || v.risk.is_some());
+    out.push(if classified {
+        RECORD_FORMAT_V2
+    } else {
+        RECORD_FORMAT_V1
+    });
     put_varint(&mut out, record.values.len() as u64);
     for v in &record.values {
         put_varint(&mut out, v.index as u64);
@@ -83,6 +138,9 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
         put_varint(&mut out, v.ttl as u64);
         put_varint(&mut out, ((v.timestamp << 1) ^ (v.timestamp >> 63)) as u64);
         out.push(v.permissions.bits());
+        if classified {
+            out.push(sensitivity_byte(v.domain, v.risk));
+        }
         put_varint(&mut out, v.references.len() as u64);
         for r in &v.references {
             put_bytes(&mut out, r.identifier.as_bytes());
@@ -148,9 +206,10 @@ impl<'a> Reader<'a> {
 pub fn decode_record(buf: &[u8]) -> Result<Record, DecodeError> {
     let mut r = Reader { buf, pos: 0 };
     let version = r.byte().map_err(|_| DecodeError::Empty)?;
-    if version != RECORD_FORMAT_V1 {
+    if version != RECORD_FORMAT_V1 && version != RECORD_FORMAT_V2 {
         return Err(DecodeError::UnknownFormat(version));
     }
+    let classified = version == RECORD_FORMAT_V2;
     let n = r.varint()? as usize;
     // Each value takes at least 8 bytes: a corrupt count cannot make us allocate wildly.
     let mut values = Vec::with_capacity(n.min(buf.len() / 8));
@@ -176,6 +235,13 @@ pub fn decode_record(buf: &[u8]) -> Result<Record, DecodeError> {
                 what: "permissions",
             });
         }
+        let (domain, risk) = match classified {
+            true => {
+                let at = r.pos;
+                sensitivity_from(r.byte()?, at)?
+            }
+            false => (None, None),
+        };
         let nrefs = r.varint()? as usize;
         let mut references = Vec::with_capacity(nrefs.min(64));
         for _ in 0..nrefs {
@@ -197,6 +263,8 @@ pub fn decode_record(buf: &[u8]) -> Result<Record, DecodeError> {
             timestamp,
             permissions: Permissions::from_bits(bits),
             references,
+            domain,
+            risk,
         });
     }
     if r.pos != buf.len() {
@@ -252,9 +320,12 @@ mod tests {
             any::<i64>(),
             0u8..32,
             prop::collection::vec(("[a-z0-9]{1,8}", any::<u32>()), 0..3),
+            (0usize..6, 0usize..4),
         )
             .prop_map(
-                |(index, value_type, format, data, ttl, timestamp, bits, refs)| Value {
+                |(index, value_type, format, data, ttl, timestamp, bits, refs, (d, r))| Value {
+                    domain: d.checked_sub(1).map(|i| DataDomain::ALL[i]),
+                    risk: r.checked_sub(1).map(|i| Risk::ALL[i]),
                     index,
                     value_type,
                     format,
@@ -305,7 +376,36 @@ mod tests {
             bytes,
             [1, 1, 1, 3, b'U', b'R', b'L', 0, 1, b'x', 0x80, 0xa3, 0x05, 2, 0b1110, 0]
         );
-        assert_eq!(decode_record(&[2]), Err(DecodeError::UnknownFormat(2)));
+        // Format 2: one more byte per value, domain | risk << 4 (production, high).
+        let mut v = Value::text(1, "URL", "x");
+        v.timestamp = 1;
+        v.permissions
+            .classify(crate::record::Classification::Private);
+        v.domain = Some(DataDomain::Production);
+        v.risk = Some(Risk::High);
+        let bytes = encode_record(&Record {
+            values: vec![v.clone()],
+        });
+        assert_eq!(
+            bytes,
+            [2, 1, 1, 3, b'U', b'R', b'L', 0, 1, b'x', 0x80, 0xa3, 0x05, 2, 0b1100, 0x32, 0]
+        );
+        assert_eq!(decode_record(&bytes).unwrap().values, [v]);
+        let mut bad = bytes.clone();
+        bad[15] = 0x36;
+        assert!(matches!(
+            decode_record(&bad),
+            Err(DecodeError::BadField {
+                what: "data domain",
+                ..
+            })
+        ));
+        bad[15] = 0x42;
+        assert!(matches!(
+            decode_record(&bad),
+            Err(DecodeError::BadField { what: "risk", .. })
+        ));
+        assert_eq!(decode_record(&[3]), Err(DecodeError::UnknownFormat(3)));
         assert_eq!(decode_record(&[]), Err(DecodeError::Empty));
     }
 

@@ -747,3 +747,57 @@ fn import_help_describes_the_formats() {
     }
     assert!(!out.contains("idnode::") && !out.contains("src/"), "{out}");
 }
+
+#[test]
+fn values_are_classified_with_a_domain_and_risk_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve(dir.path());
+    let token_file = dir.path().join("tokens/88.101.5.token");
+    let token_file = token_file.to_str().unwrap();
+    let register = |classify: &str| {
+        idnode(&[
+            "register",
+            "88.101.5/CLI-RISK",
+            "--value",
+            "1:URL:https://example.cn/risk",
+            "--value",
+            "2:recipe:secret",
+            "--classify",
+            classify,
+            "--node",
+            &node.url,
+            "--token-file",
+            token_file,
+        ])
+    };
+    let refused = stderr(&register("2:public:rd:high"));
+    assert!(refused.contains("high risk → private"), "{refused}");
+    let bad = stderr(&register("2:private:lab"));
+    assert!(bad.contains("data domain \"lab\""), "{bad}");
+    stdout(&register("2:private:rd:high"));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&idnode(&[
+        "get",
+        "88.101.5/CLI-RISK",
+        "--node",
+        &node.url,
+        "--token-file",
+        token_file,
+        "--json",
+    ])))
+    .unwrap();
+    let recipe = &json["values"][1];
+    assert_eq!(
+        (
+            &recipe["domain"],
+            &recipe["risk"],
+            &recipe["classification"]
+        ),
+        (
+            &serde_json::json!("rd"),
+            &serde_json::json!("high"),
+            &serde_json::json!("private")
+        ),
+        "{json}"
+    );
+    node.stop();
+}

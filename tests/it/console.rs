@@ -396,6 +396,21 @@ async fn a_csv_upload_with_one_bad_row_reports_that_row_and_registers_the_others
             .unwrap()
             .into_inner();
         assert_eq!(owner.record.unwrap().values.len(), 2);
+
+        // The list pages through them, 20 at a time, forward and back.
+        b.goto(&format!("{base}/console/enterprise#list")).await;
+        b.fill("#list-q", "UP-0").await;
+        b.click("#list-form button[type='submit']").await;
+        let first_page = |t: &str| t.contains("88.101.5/UP-00000") && t.contains("88.101.5/UP-00019");
+        b.text_until("#list-table", |t| first_page(t) && !t.contains("UP-00020"))
+            .await;
+        b.click("#list-next").await;
+        b.text_until("#list-table", |t| {
+            t.contains("88.101.5/UP-00020") && t.contains("88.101.5/UP-00039") && !t.contains("UP-00019")
+        })
+        .await;
+        b.click("#list-prev").await;
+        b.text_until("#list-table", first_page).await;
         b.close().await;
     })
     .await;

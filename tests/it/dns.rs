@@ -73,7 +73,7 @@ async fn tcp(addr: SocketAddr, messages: &[Message]) -> Vec<Message> {
     out
 }
 
-fn txts(m: &Message) -> Vec<String> {
+pub(crate) fn txts(m: &Message) -> Vec<String> {
     m.answers
         .iter()
         .filter_map(|r| match &r.data {

@@ -6,6 +6,7 @@ mod backup;
 mod badinput;
 mod batch;
 mod bulk;
+mod classification;
 mod cli;
 mod console;
 mod crash;

@@ -716,6 +716,7 @@ fn template() -> pb::Template {
         r#type: t as i32,
         min_len: 0,
         max_len,
+        ..Default::default()
     };
     pb::Template {
         identifier: "88.101.7/TPL-PARTS".into(),

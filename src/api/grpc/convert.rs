@@ -7,7 +7,9 @@ use crate::auth::{Enterprise, Quota};
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
 use crate::oplog::LogEntry;
-use crate::record::{Classification, Format, Permissions, Record, Reference, Value, DEFAULT_TTL};
+use crate::record::{
+    Classification, DataDomain, Format, Permissions, Record, Reference, Risk, Value, DEFAULT_TTL,
+};
 use crate::template::{Attribute, Template, ValueType};
 use crate::toplevel::{Endpoints, InterfaceCount};
 
@@ -97,6 +99,8 @@ pub fn value_from(v: pb::Value) -> Result<Value, Error> {
         })
         .collect::<Result<_, _>>()?;
     Ok(Value {
+        domain: domain_from(v.domain, v.index)?,
+        risk: risk_from(v.risk, v.index)?,
         index: v.index,
         value_type: v.r#type,
         format: format_from(v.format)?,
@@ -108,12 +112,58 @@ pub fn value_from(v: pb::Value) -> Result<Value, Error> {
     })
 }
 
+fn domain_from(d: i32, index: u32) -> Result<Option<DataDomain>, Error> {
+    match pb::DataDomain::try_from(d) {
+        Ok(pb::DataDomain::Unspecified) => Ok(None),
+        Ok(pb::DataDomain::Rd) => Ok(Some(DataDomain::Rd)),
+        Ok(pb::DataDomain::Production) => Ok(Some(DataDomain::Production)),
+        Ok(pb::DataDomain::Operations) => Ok(Some(DataDomain::Operations)),
+        Ok(pb::DataDomain::Management) => Ok(Some(DataDomain::Management)),
+        Ok(pb::DataDomain::External) => Ok(Some(DataDomain::External)),
+        Err(_) => Err(Error::invalid(format!(
+            "value {index}: unknown data domain {d}"
+        ))),
+    }
+}
+
+fn domain_to(d: Option<DataDomain>) -> pb::DataDomain {
+    match d {
+        None => pb::DataDomain::Unspecified,
+        Some(DataDomain::Rd) => pb::DataDomain::Rd,
+        Some(DataDomain::Production) => pb::DataDomain::Production,
+        Some(DataDomain::Operations) => pb::DataDomain::Operations,
+        Some(DataDomain::Management) => pb::DataDomain::Management,
+        Some(DataDomain::External) => pb::DataDomain::External,
+    }
+}
+
+fn risk_from(r: i32, index: u32) -> Result<Option<Risk>, Error> {
+    match pb::Risk::try_from(r) {
+        Ok(pb::Risk::Unspecified) => Ok(None),
+        Ok(pb::Risk::Low) => Ok(Some(Risk::Low)),
+        Ok(pb::Risk::Medium) => Ok(Some(Risk::Medium)),
+        Ok(pb::Risk::High) => Ok(Some(Risk::High)),
+        Err(_) => Err(Error::invalid(format!("value {index}: unknown risk {r}"))),
+    }
+}
+
+fn risk_to(r: Option<Risk>) -> pb::Risk {
+    match r {
+        None => pb::Risk::Unspecified,
+        Some(Risk::Low) => pb::Risk::Low,
+        Some(Risk::Medium) => pb::Risk::Medium,
+        Some(Risk::High) => pb::Risk::High,
+    }
+}
+
 pub fn values_from(values: Vec<pb::Value>) -> Result<Vec<Value>, Error> {
     values.into_iter().map(value_from).collect()
 }
 
 pub fn value_to(v: Value) -> pb::Value {
     pb::Value {
+        domain: domain_to(v.domain) as i32,
+        risk: risk_to(v.risk) as i32,
         index: v.index,
         r#type: v.value_type,
         data: v.data,
@@ -182,6 +232,8 @@ pub fn template_from(t: pb::Template) -> Result<Template, Error> {
         .into_iter()
         .map(|a| {
             Ok(Attribute {
+                domain: domain_from(a.domain, 0)?,
+                risk: risk_from(a.risk, 0)?,
                 value_type: value_type_from(a.r#type, &a.key)?,
                 key: a.key,
                 display_name: a.display_name,
@@ -216,6 +268,8 @@ pub fn template_to(t: &Template) -> pb::Template {
                 r#type: value_type_to(a.value_type) as i32,
                 min_len: a.min_len.unwrap_or(0),
                 max_len: a.max_len.unwrap_or(0),
+                domain: domain_to(a.domain) as i32,
+                risk: risk_to(a.risk) as i32,
             })
             .collect(),
     }

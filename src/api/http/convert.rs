@@ -6,7 +6,9 @@ use serde_json::{json, Value as Json};
 
 use crate::error::{Error, ErrorKind, Reason};
 use crate::identifier::Identifier;
-use crate::record::{Classification, Format, Permissions, Reference, Value, DEFAULT_TTL};
+use crate::record::{
+    Classification, DataDomain, Format, Permissions, Reference, Risk, Value, DEFAULT_TTL,
+};
 
 /// Handle response codes used by this API.
 pub mod code {
@@ -131,6 +133,12 @@ pub fn value_to_json(v: &Value) -> Json {
     if v.permissions != Permissions::default() {
         out["permissions"] = json!(v.permissions.to_string());
         out["classification"] = json!(v.permissions.classification().name());
+    }
+    if let Some(d) = v.domain {
+        out["domain"] = json!(d.name());
+    }
+    if let Some(r) = v.risk {
+        out["risk"] = json!(r.name());
     }
     if !v.references.is_empty() {
         out["references"] = v
@@ -264,6 +272,26 @@ pub fn value_from_json(v: &Json) -> Result<Value, Error> {
             .collect::<Result<_, Error>>()?,
         Some(_) => return Err(bad(format!("value {index}: references must be an array"))),
     };
+    let name = |key: &str| match obj.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(bad(format!("value {index}: {key} must be a string"))),
+    };
+    let domain = match name("domain")? {
+        None => None,
+        Some(d) => Some(DataDomain::from_name(d).ok_or_else(|| {
+            bad(format!(
+                "value {index}: domain must be rd, production, operations, management or external"
+            ))
+        })?),
+    };
+    let risk = match name("risk")? {
+        None => None,
+        Some(r) => Some(
+            Risk::from_name(r)
+                .ok_or_else(|| bad(format!("value {index}: risk must be low, medium or high")))?,
+        ),
+    };
     Ok(Value {
         index,
         value_type,
@@ -273,6 +301,8 @@ pub fn value_from_json(v: &Json) -> Result<Value, Error> {
         timestamp: 0,
         permissions,
         references,
+        domain,
+        risk,
     })
 }
 

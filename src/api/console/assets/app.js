@@ -337,6 +337,9 @@
     return null;
   }
 
+  // The loosest visibility a risk level allows (high → private, medium → partner).
+  const LOOSEST = { high: 'private', medium: 'partner', low: 'public' };
+
   function classificationSelect(name, value) {
     return el('select', { name, class: 'classification' }, ['public', 'partner', 'private'].map((c) =>
       el('option', { value: c, selected: c === (value || 'public') }, t('class.' + c))));
@@ -375,7 +378,7 @@
       fields.replaceChildren(...attributes.map((a) => el('div', { class: 'field', 'data-key': a.key },
         el('label', { for: 'attr-' + a.key }, a.display_name || a.key, a.required ? el('span', { class: 'req' }, '*') : '',
           el('span', { class: 'key mono' }, a.key + ' · ' + t('type.' + a.value_type))),
-        inputFor(a), classificationSelect('class-' + a.key), el('div', { class: 'msg' }))));
+        inputFor(a), classificationSelect('class-' + a.key, LOOSEST[a.risk]), el('div', { class: 'msg' }))));
     };
     select.addEventListener('change', draw);
     draw();
@@ -600,7 +603,8 @@
       el('td', {}, el('input', { name: 'index', value: v.index, size: 5, class: 'mono' })),
       el('td', {}, el('input', { name: 'type', value: v.type, class: 'mono' }), v.display_name ? el('div', { class: 'muted' }, v.display_name) : ''),
       el('td', { class: 'data' }, el('input', { name: 'data', value: v.data, class: 'wide' })),
-      el('td', {}, classificationSelect('classification', v.classification)),
+      el('td', {}, classificationSelect('classification', v.classification),
+        v.risk || v.domain ? el('div', { class: 'muted' }, [v.domain ? t('domain.' + v.domain) : '', v.risk ? t('risk.' + v.risk) : ''].filter(Boolean).join(' · ')) : ''),
       el('td', { class: 'muted' }, time(v.timestamp)),
       el('td', {}, el('button', { type: 'button', class: 'plain', onclick: (ev) => ev.target.closest('tr').remove() }, t('record.remove'))));
     r.values.forEach((v) => tbody.append(row(v)));
@@ -611,6 +615,9 @@
         const old = r.values.find((x) => x.index === v.index);
         if (old && old.format && old.format !== 'string') v.format = old.format;
         if (old && old.ttl) v.ttl = old.ttl;
+        // The data domain and risk level are kept as they are (the node checks them).
+        if (old && old.domain) v.domain = old.domain;
+        if (old && old.risk) v.risk = old.risk;
         return v;
       });
       try {
