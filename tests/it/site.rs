@@ -71,7 +71,18 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
+    /// Starts the cluster on free ports; a port taken by another test between choosing
+    /// and binding it makes a server exit, and the cluster is started again on new ports.
     pub fn start(dir: &Path) -> NatsCluster {
+        for attempt in 0..3 {
+            if let Some(cluster) = NatsCluster::try_start(&dir.join(format!("try{attempt}"))) {
+                return cluster;
+            }
+        }
+        panic!("three attempts to start a NATS cluster failed");
+    }
+
+    fn try_start(dir: &Path) -> Option<NatsCluster> {
         let bin = nats_server();
         let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let route: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -116,9 +127,11 @@ impl NatsCluster {
             cluster.servers.push(Some(p));
         }
         for i in 0..3 {
-            cluster.wait_healthy(i, Duration::from_secs(30));
+            if !cluster.healthy_within(i, Duration::from_secs(60)) {
+                return None;
+            }
         }
-        cluster
+        Some(cluster)
     }
 
     fn spawn(&self, bin: &Path, i: usize) -> Proc {
@@ -134,22 +147,32 @@ impl NatsCluster {
     }
 
     /// Waits until server `i` reports JetStream healthy (a meta leader exists).
-    fn wait_healthy(&self, i: usize, within: Duration) {
+    fn wait_healthy(&mut self, i: usize, within: Duration) {
+        assert!(self.healthy_within(i, within), "nats-server {i} not healthy in time");
+    }
+
+    /// True once server `i` reports JetStream healthy; false if it exited or the time ran out.
+    fn healthy_within(&mut self, i: usize, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
+            if let Some(Some(p)) = self.servers.get_mut(i) {
+                if let Ok(Some(status)) = p.0.try_wait() {
+                    eprintln!("nats-server {i} exited: {status}");
+                    return false;
+                }
+            }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.monitor[i])) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 let _ = s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n");
                 let mut answer = String::new();
                 let _ = s.read_to_string(&mut answer);
                 if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
-                    return;
+                    return true;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server {i} not healthy in time"
-            );
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
