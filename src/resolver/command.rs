@@ -103,9 +103,27 @@ impl Op {
     }
 }
 
+thread_local! {
+    /// The client's id of the request being served on this thread ([`as_request`]).
+    static REQUEST: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on behalf of the client request `id` (its `x-idnode-request-id`): the writes `f`
+/// makes carry it, so the same request retried, on this server or another of its site, is
+/// applied once and answered with the first outcome.
+pub fn as_request<R>(id: Option<&str>, f: impl FnOnce() -> R) -> R {
+    let previous = REQUEST.with(|r| r.replace(id.map(str::to_owned)));
+    let out = f();
+    REQUEST.with(|r| *r.borrow_mut() = previous);
+    out
+}
+
 /// A write, complete: applying it needs nothing but the store it is applied to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
+    /// The client's request id, if it gave one (not applied: it names the write in the
+    /// site's log, where a repeat is recognised).
+    pub request: Option<String>,
     pub caller: Caller,
     /// The one clock reading of the write (seconds since the epoch): value timestamps, the
     /// log entry's time, creation times, token expiry, and the day of per-day quotas.
@@ -197,6 +215,7 @@ impl Core {
     /// site's log.
     pub(super) fn write(&self, caller: &Caller, op: Op) -> Result<Applied> {
         let command = Command {
+            request: REQUEST.with(|r| r.borrow().clone()),
             caller: caller.clone(),
             at: auth::now(),
             op,
@@ -656,6 +675,7 @@ impl Command {
             WireOp::AdminCredential { credential } => Op::AdminCredential { credential },
         };
         Ok(Command {
+            request: None,
             caller,
             at: w.at,
             op,
@@ -701,6 +721,7 @@ mod tests {
 
     fn command(op: Op) -> Command {
         Command {
+            request: None,
             caller: Caller::Enterprise(Prefix::parse("88.101.5").unwrap()),
             at: 1_700_000_000,
             op,
@@ -774,6 +795,7 @@ mod tests {
         let id = Identifier::parse("88.101/X").unwrap();
         let rec = Record::new(vec![Value::text(1, "URL", "u")]);
         let cmd = Command {
+            request: None,
             caller: admin.clone(),
             at: 1_000_000,
             op: Op::Register {

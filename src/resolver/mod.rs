@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use crate::credentials::AdminBootstrap;
-pub use command::{Applied, Command, Op, SharedLog, SITE_APPLIED};
+pub use command::{as_request, Applied, Command, Op, SharedLog, SITE_APPLIED};
 pub use console::Today;
 pub use grants::{Grant, Scope};
 pub use places::Place;

@@ -27,9 +27,6 @@ use crate::auth::{self, Caller, Subject};
 use crate::error::{Error, ErrorKind, Result};
 use crate::resolver::{Applied, Command, Core, Op, SharedLog};
 
-/// Header naming the server that appended a message (its outcome is kept for it).
-const SERVER_HEADER: &str = "Idnode-Server";
-
 /// How a server joins its site.
 #[derive(Debug, Clone)]
 pub struct SiteConfig {
@@ -65,9 +62,10 @@ impl SiteConfig {
     }
 }
 
-/// Outcomes of the commands this server appended, by sequence, until their writers take
-/// them (bounded: the oldest go first).
-const MAX_KEPT_OUTCOMES: usize = 16_384;
+/// Outcomes of the commands applied here, by sequence, for the writers waiting for them
+/// (this server's, and a client's retry of a request first sent through another server);
+/// bounded: the oldest go first.
+const MAX_KEPT_OUTCOMES: usize = 4096;
 
 struct Shared {
     core: Arc<Core>,
@@ -247,13 +245,27 @@ impl Site {
             ));
         }
         let (subject, checked) = self.subject(&command);
-        let message_id = format!("{:032x}", rand::random::<u128>());
+        // A client's request id names the write in the log (per caller, so one client cannot
+        // collide with another's): its retry through any server is a duplicate, answered
+        // with the first outcome.
+        let message_id = match &command.request {
+            Some(r) => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(format!("{:?}\0{r}", command.caller));
+                hex::encode(&digest[..16])
+            }
+            None => format!("{:032x}", rand::random::<u128>()),
+        };
         let deadline = Instant::now() + self.shared.config.write_deadline;
         let mut confirmed = false;
         let mut backoff = Duration::from_millis(20);
         loop {
-            // Refused here only once this server has applied everything in the stream.
-            let check = {
+            // Refused here only once this server has applied everything in the stream. A
+            // request with an id goes to the log unchecked: it may be a repeat, which only
+            // the log recognises (and answers with the first outcome); applying decides.
+            let check = if command.request.is_some() {
+                Ok(())
+            } else {
                 let (core, c) = (Arc::clone(&self.shared.core), command.clone());
                 crate::blocking::run(move || core.check(&c)).await?
             };
@@ -268,8 +280,7 @@ impl Site {
             }
             let mut publish = jetstream::message::PublishMessage::build()
                 .payload(payload.clone())
-                .message_id(&message_id)
-                .header(SERVER_HEADER, self.shared.config.server_name.as_str());
+                .message_id(&message_id);
             if checked {
                 let expected = self
                     .shared
@@ -293,7 +304,8 @@ impl Site {
                         .outcomes
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .remove(&ack.sequence);
+                        .get(&ack.sequence)
+                        .cloned();
                     return outcome.unwrap_or_else(|| {
                         Err(unavailable(format!(
                             "the outcome of sequence {} is no longer known here: read the \
@@ -353,6 +365,7 @@ impl Site {
         }
         let minted = auth::mint(Subject::Admin, auth::now());
         let command = Command {
+            request: None,
             caller: Caller::Admin,
             at: auth::now(),
             op: Op::AdminCredential {
@@ -489,11 +502,6 @@ async fn apply_loop(shared: Arc<Shared>) {
                 );
                 return;
             }
-            let mine = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(SERVER_HEADER))
-                .is_some_and(|v| v.as_str() == shared.config.server_name);
             let subject = m.subject.to_string();
             let command = Command::decode(&m.payload);
             let (reply, outcome) = oneshot::channel();
@@ -522,7 +530,7 @@ async fn apply_loop(shared: Arc<Shared>) {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(subject, seq);
-            if mine {
+            {
                 let mut kept = shared.outcomes.lock().unwrap_or_else(|e| e.into_inner());
                 kept.insert(seq, outcome);
                 while kept.len() > MAX_KEPT_OUTCOMES {

@@ -148,7 +148,10 @@ impl NatsCluster {
 
     /// Waits until server `i` reports JetStream healthy (a meta leader exists).
     fn wait_healthy(&mut self, i: usize, within: Duration) {
-        assert!(self.healthy_within(i, within), "nats-server {i} not healthy in time");
+        assert!(
+            self.healthy_within(i, within),
+            "nats-server {i} not healthy in time"
+        );
     }
 
     /// True once server `i` reports JetStream healthy; false if it exited or the time ran out.
@@ -1001,9 +1004,9 @@ async fn a_stopped_server_catches_up() {
     let mut acked = Vec::new();
     let mut round = 0;
     while started.elapsed() < pause {
-        for w in 0..2 {
+        for (w, server) in s[..2].iter().enumerate() {
             let (done, e) =
-                register_some(&s[w], &token, &format!("88.101.10/P{w}-{round:03}"), 10).await;
+                register_some(server, &token, &format!("88.101.10/P{w}-{round:03}"), 10).await;
             assert!(e.is_none(), "{e:?}");
             acked.extend(done);
         }
@@ -1027,4 +1030,74 @@ async fn a_stopped_server_catches_up() {
     // And it takes writes again.
     let (done, e) = register_some(&s[2], &token, "88.101.10/AFTER", 3).await;
     assert_eq!(done.len(), 3, "{e:?}");
+}
+
+/// A client's request id makes its retry through another server a repeat, not a second
+/// write: an `Edit` that adds a value, retried with the same id, is applied once and
+/// answered with the first outcome; without an id the same retry is a second command,
+/// which fails because the value is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_request_is_applied_once_through_any_server() {
+    let site = tokio::task::spawn_blocking(Site::start).await.unwrap();
+    let s = &site.servers;
+    let token = create_enterprise(&s[0], &site.admin_token, "88.101.11").await;
+    let id = "88.101.11/RETRY-1";
+    let (_, r) = register_anywhere(
+        s,
+        0,
+        &token,
+        record(id, vec![text(1, "URL", "https://r.cn")]),
+    )
+    .await;
+    r.unwrap();
+    let add = |request: Option<&str>| {
+        let mut req = tonic::Request::new(pb::UpdateRequest {
+            identifier: id.into(),
+            change: Some(pb::update_request::Change::Edit(pb::ValueEdit {
+                add: vec![text(2, "EMAIL", "ops@r.cn")],
+                ..Default::default()
+            })),
+        });
+        if let Some(r) = request {
+            req.metadata_mut()
+                .insert("x-idnode-request-id", r.parse().unwrap());
+        }
+        req
+    };
+    let first = s[0]
+        .registry(&token)
+        .await
+        .update(add(Some("edit-42")))
+        .await
+        .unwrap()
+        .into_inner();
+    // The same request through the two other servers: the first answer, nothing applied again.
+    for server in &s[1..] {
+        let again = server
+            .registry(&token)
+            .await
+            .update(add(Some("edit-42")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again.record, first.record);
+    }
+    let head = log_head(&s[2], &token, id).await;
+    assert_eq!(log_head(&s[0], &token, id).await, head);
+    // Without an id, the retry is a new write, refused because the value exists.
+    let e = s[1]
+        .registry(&token)
+        .await
+        .update(add(None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e}");
+    // A malformed id is refused before anything is written.
+    let mut bad = add(None);
+    bad.metadata_mut()
+        .insert("x-idnode-request-id", "a b".parse().unwrap());
+    let e = s[0].registry(&token).await.update(bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    let held = records_of(&s[1], &token, "88.101.11").await;
+    assert_eq!(held[id].values.len(), 2);
 }

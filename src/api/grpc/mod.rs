@@ -66,6 +66,24 @@ fn presented<T>(req: &Request<T>) -> Result<Presented, Status> {
     Ok(Presented { token, client })
 }
 
+/// Metadata naming a client's request, so that its retry (on this server or, in a site, on
+/// another) is applied once: up to 128 visible ASCII characters.
+pub const REQUEST_ID_HEADER: &str = "x-idnode-request-id";
+
+fn request_id<T>(req: &Request<T>) -> Result<Option<String>, Status> {
+    let Some(v) = req.metadata().get(REQUEST_ID_HEADER) else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(s) if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(s.to_owned()))
+        }
+        _ => Err(Status::invalid_argument(format!(
+            "{REQUEST_ID_HEADER} must be 1-128 visible ASCII characters"
+        ))),
+    }
+}
+
 /// Runs `f` with the authenticated caller on the blocking pool.
 async fn call<T, R, F>(
     core: &Arc<Core>,
@@ -80,10 +98,11 @@ where
 {
     let started = std::time::Instant::now();
     let presented = presented(req)?;
+    let request = request_id(req)?;
     let r = core
         .blocking(move |c| {
             let caller = c.caller(&presented)?;
-            f(c, &caller)
+            crate::resolver::as_request(request.as_deref(), || f(c, &caller))
         })
         .await;
     observe(telemetry, op, started, &r);
