@@ -140,6 +140,9 @@ pub struct PendingImport {
     pub records: u64,
     /// Records it adds per counting prefix.
     pub counts: std::collections::BTreeMap<String, i64>,
+    /// Records it adds per domain × risk counter key (`class/<domain>/<risk>`).
+    #[serde(default)]
+    pub classes: std::collections::BTreeMap<String, i64>,
     /// The day its daily counters count in (days since the epoch, UTC).
     pub day: i64,
     /// The log entry's `detail` and `content` (the [`BulkDigest`] of its records).

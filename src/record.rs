@@ -96,7 +96,7 @@ impl Classification {
 }
 
 /// The data domain of a value (the source plan's taxonomy of industrial data).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DataDomain {
     /// 研发: research and development.
     Rd,
@@ -394,6 +394,15 @@ pub enum RecordError {
 }
 
 impl Record {
+    /// The (data domain, risk level) pairs of its classified values, each once: the cells
+    /// of the operator's registrations by domain × risk this record counts in.
+    pub fn classes(&self) -> std::collections::BTreeSet<(DataDomain, Risk)> {
+        self.values
+            .iter()
+            .filter_map(|v| Some((v.domain?, v.risk?)))
+            .collect()
+    }
+
     pub fn new(mut values: Vec<Value>) -> Record {
         values.sort_by_key(|v| v.index);
         Record { values }

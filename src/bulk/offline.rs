@@ -173,6 +173,8 @@ struct Fresh<'a> {
     staging: Option<Box<dyn Staging + 'a>>,
     seq: u64,
     counts: BTreeMap<String, i64>,
+    /// Records per domain × risk counter key.
+    classes: BTreeMap<String, i64>,
     digest: BulkDigest,
     imported: u64,
     already: u64,
@@ -216,6 +218,17 @@ impl Fresh<'_> {
                 .and_then(|()| staging.put(Table::OplogIndex, &index_key(&id, self.seq), &hash))
                 .map_err(Error::internal)?;
             *self.counts.entry(e.owner).or_default() += 1;
+            // Only records with classified values are written in format 2.
+            if e.value.first() == Some(&crate::store::codec::RECORD_FORMAT_V2) {
+                let record = crate::store::codec::decode_record(&e.value)
+                    .map_err(|err| Error::internal(format!("record {id}: {err}")))?;
+                for (d, r) in record.classes() {
+                    *self
+                        .classes
+                        .entry(crate::resolver::class_key(d, r))
+                        .or_default() += 1;
+                }
+            }
             self.imported += 1;
         }
         Ok(())
@@ -239,6 +252,7 @@ fn stage_fresh<'a>(
         ),
         seq,
         counts: BTreeMap::new(),
+        classes: BTreeMap::new(),
         digest: BulkDigest::default(),
         imported: 0,
         already: 0,
@@ -392,6 +406,7 @@ pub fn import(
     });
     let Fresh {
         counts,
+        classes,
         digest,
         imported,
         already,
@@ -415,6 +430,7 @@ pub fn import(
         core.commit_import(
             seq,
             counts,
+            classes,
             format!("{imported} records from {source}"),
             digest.finish(),
         )?;

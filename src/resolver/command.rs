@@ -789,6 +789,63 @@ mod tests {
     }
 
     #[test]
+    fn registrations_by_domain_and_risk_follow_every_write() {
+        use crate::record::{DataDomain, Risk};
+        let core = Core::in_memory("88.101");
+        let admin = Caller::Admin;
+        let classified = |index, d, r: Risk| {
+            let mut v = Value::text(index, "QC", "x");
+            v.permissions.classify(r.loosest());
+            v.domain = Some(d);
+            v.risk = Some(r);
+            v
+        };
+        let cell = |d, r| {
+            core.classes(&admin)
+                .unwrap()
+                .into_iter()
+                .find(|(cd, cr, _)| *cd == d && *cr == r)
+                .unwrap()
+                .2
+        };
+        let id = Identifier::parse("88.101/C-1").unwrap();
+        // Two values in one cell count the identifier once; another cell once more.
+        let rec = Record::new(vec![
+            classified(1, DataDomain::Production, Risk::High),
+            classified(2, DataDomain::Production, Risk::High),
+            classified(3, DataDomain::Rd, Risk::Low),
+        ]);
+        core.register(&admin, id.clone(), rec).unwrap();
+        assert_eq!(cell(DataDomain::Production, Risk::High), 1);
+        assert_eq!(cell(DataDomain::Rd, Risk::Low), 1);
+        // An update moves it between cells; a delete takes it out.
+        let moved = vec![classified(1, DataDomain::External, Risk::Medium)];
+        core.update(&admin, &id, Update::Replace(moved)).unwrap();
+        assert_eq!(cell(DataDomain::Production, Risk::High), 0);
+        assert_eq!(cell(DataDomain::Rd, Risk::Low), 0);
+        assert_eq!(cell(DataDomain::External, Risk::Medium), 1);
+        core.delete(&admin, &id).unwrap();
+        assert_eq!(cell(DataDomain::External, Risk::Medium), 0);
+        // A batch counts its new records, not its repeats; enterprises may not read them.
+        let batch = |n: u32| {
+            (0..n)
+                .map(|i| {
+                    let id = Identifier::parse(&format!("88.101/B-{i}")).unwrap();
+                    let v = vec![classified(1, DataDomain::Operations, Risk::Low)];
+                    (Ok(id), Record::new(v))
+                })
+                .collect()
+        };
+        core.batch_register(&admin, batch(3));
+        core.batch_register(&admin, batch(4));
+        assert_eq!(cell(DataDomain::Operations, Risk::Low), 4);
+        let e = core
+            .classes(&Caller::Enterprise(Prefix::parse("88.101.5").unwrap()))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::PermissionDenied);
+    }
+
+    #[test]
     fn single_process_writes_are_applied_commands() {
         let core = Core::in_memory("88.101");
         let admin = Caller::Admin;

@@ -29,7 +29,9 @@ pub use console::Today;
 pub use grants::{Grant, Scope};
 pub use places::Place;
 pub use quota::Usage;
-pub use register::{BatchItem, Counts, Listing, RegisterOutcome, Update, IMPORT_STAGING};
+pub use register::{
+    class_key, BatchItem, Counts, Listing, RegisterOutcome, Update, IMPORT_STAGING,
+};
 
 /// What a client presented: a bearer token (if any) and where it came from (its IP
 /// address, for limiting failed authentications; `None`: unknown).

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Reason, Result};
 use crate::failpoint;
 use crate::identifier::{Identifier, Prefix};
 use crate::oplog::{content_digest, BulkDigest, Digest32, Draft, PendingImport, PENDING_IMPORT};
-use crate::record::{Record, Value};
+use crate::record::{DataDomain, Record, Risk, Value};
 use crate::store::{codec, Batch, Durability, Table};
 
 /// The store's staging area of offline imports ([`crate::store::Store::stage`]).
@@ -31,6 +31,18 @@ pub(super) fn prefix_count_key(prefix: &str) -> Vec<u8> {
 /// Counter of registrations under `prefix` on day `day` (days since the epoch, UTC).
 pub(super) fn daily_key(prefix: &str, day: i64) -> Vec<u8> {
     format!("daily/{prefix}/{day}").into_bytes()
+}
+
+/// Counter key of identifiers with a value of `domain` and `risk` (`class/rd/high`).
+pub fn class_key(domain: DataDomain, risk: Risk) -> String {
+    format!("class/{}/{}", domain.name(), risk.name())
+}
+
+/// Adds `by` to the domain × risk counters of `record`'s classes.
+fn count_classes(batch: &mut Batch, record: &Record, by: i64) {
+    for (d, r) in record.classes() {
+        batch.add(Table::Counters, class_key(d, r).into_bytes(), by);
+    }
 }
 
 pub(super) fn today() -> i64 {
@@ -159,6 +171,7 @@ impl Core {
         &self,
         seq: u64,
         counts: BTreeMap<String, i64>,
+        classes: BTreeMap<String, i64>,
         detail: String,
         content: String,
     ) -> Result<()> {
@@ -166,6 +179,7 @@ impl Core {
             seq,
             records: counts.values().sum::<i64>().max(0) as u64,
             counts,
+            classes,
             day: today(),
             detail,
             content,
@@ -245,6 +259,9 @@ impl Core {
         failpoint::hit("offline-import:ingested-records").map_err(Error::internal)?;
         let mut batch = Batch::new();
         let mut total = 0;
+        for (key, n) in &import.classes {
+            batch.add(Table::Counters, key.as_bytes(), *n);
+        }
         for (prefix, n) in &import.counts {
             batch.add(Table::Counters, prefix_count_key(prefix), *n);
             batch.add(Table::Counters, daily_key(prefix, import.day), *n);
@@ -576,6 +593,7 @@ impl Core {
                 .zip(&outcomes)
                 .filter(|(_, o)| matches!(o, Ok(RegisterOutcome::Registered)));
             for (p, _) in new_records {
+                count_classes(&mut batch, &p.record, 1);
                 batch.put(Table::Records, p.id.as_bytes(), p.bytes);
             }
             self.commit_logged(batch, drafts, stamp)?;
@@ -610,6 +628,9 @@ impl Core {
         let current = self
             .load(id)?
             .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
+        let before = Record {
+            values: current.values.clone(),
+        };
         let ts = stamp.at;
         let mut record = match update {
             Update::Replace(mut values) => {
@@ -675,6 +696,10 @@ impl Core {
         let bytes = codec::encode_record(&record);
         let draft = self.entry("update", caller, id.to_string(), None, Some(&bytes));
         let mut batch = Batch::new();
+        if before.classes() != record.classes() {
+            count_classes(&mut batch, &before, -1);
+            count_classes(&mut batch, &record, 1);
+        }
         batch.put(Table::Records, id.as_bytes(), bytes);
         self.commit_logged(batch, vec![draft], stamp)?;
         Ok(record)
@@ -699,15 +724,11 @@ impl Core {
         let prefix = id.prefix();
         self.require_owner(caller, &prefix)?;
         let _latch = self.latches.lock(id.as_str());
-        if self
-            .store
-            .get(Table::Records, id.as_bytes())
-            .map_err(Error::internal)?
-            .is_none()
-        {
+        let Some(old) = self.load(id)? else {
             return Err(Error::not_found(format!("{id} is not registered")));
-        }
+        };
         let mut batch = Batch::new();
+        count_classes(&mut batch, &old, -1);
         batch.delete(Table::Records, id.as_bytes());
         batch.add(Table::Counters, NODE_COUNT, -1);
         batch.add(
@@ -756,6 +777,23 @@ impl Core {
             identifiers,
             next_cursor,
         })
+    }
+
+    /// Identifiers per (data domain, risk level) of their classified values, every cell of
+    /// the taxonomy (admin only). Kept by every write and import, like the counts.
+    pub fn classes(&self, caller: &Caller) -> Result<Vec<(DataDomain, Risk, i64)>> {
+        self.require_admin(caller)?;
+        let mut out = Vec::new();
+        for d in DataDomain::ALL {
+            for r in Risk::ALL {
+                let n = self
+                    .store
+                    .counter(Table::Counters, class_key(d, r).as_bytes())
+                    .map_err(Error::internal)?;
+                out.push((d, r, n));
+            }
+        }
+        Ok(out)
     }
 
     /// Registered counts: the node total and, per prefix, those the caller owns (all of

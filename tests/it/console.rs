@@ -549,13 +549,22 @@ async fn the_operator_dashboard_totals_change_after_registrations() {
         b.find("#rate-chart svg polyline[data-interface='dns']")
             .await;
 
+        let cell = "#dash-classes-table tr[data-domain='production'] td[data-risk='high']";
+        let class_before: i64 = b.text(cell).await.replace(',', "").parse().unwrap();
         let token = node.seed_token("88.101.8");
         let mut registry = node.registry(Some(&token));
         for i in 0..3 {
+            // One value of the production domain at high risk (owner only).
+            let classified = pb::Value {
+                domain: pb::DataDomain::Production as i32,
+                risk: pb::Risk::High as i32,
+                classification: pb::Classification::Private as i32,
+                ..text(2, "BATCH_QC", "passed")
+            };
             registry
                 .register(register_request(record(
                     &format!("88.101.8/DASH-{i}"),
-                    vec![text(1, "URL", "https://e.cn/d")],
+                    vec![text(1, "URL", "https://e.cn/d"), classified],
                 )))
                 .await
                 .unwrap();
@@ -595,6 +604,9 @@ async fn the_operator_dashboard_totals_change_after_registrations() {
         assert_eq!(after.replace(',', ""), (before + 3).to_string());
         let ent_after: i64 = b.text(row).await.replace(',', "").parse().unwrap();
         assert_eq!(ent_after, ent_before + 3);
+        // Registrations by data domain × risk level: the three are in production × high.
+        let class_after: i64 = b.text(cell).await.replace(',', "").parse().unwrap();
+        assert_eq!(class_after, class_before + 3);
         let today = b.text("#dash-today .number").await;
         assert!(
             today.replace(',', "").parse::<i64>().unwrap() >= 3,

@@ -430,3 +430,47 @@ async fn offline_import_failing_at_any_phase_converges() {
         assert_eq!(r["registered"].as_u64(), Some(0), "{point}: {r}");
     }
 }
+
+/// The offline import keeps the registrations by data domain × risk level like an online
+/// write: an identifier counts once in each cell its classified values fall in.
+#[test]
+fn an_offline_import_counts_identifiers_by_domain_and_risk() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("c.jsonl");
+    let value = |index: u32, domain: &str, risk: &str, class: &str| {
+        serde_json::json!({ "index": index, "type": "QC", "data": "x", "domain": domain,
+                            "risk": risk, "classification": class })
+    };
+    let mut lines = String::new();
+    for i in 0..3 {
+        let record = serde_json::json!({
+            "identifier": format!("88.101.5/CLS-{i}"),
+            "values": [
+                { "index": 1, "type": "URL", "data": "https://c.cn" },
+                value(2, "production", "high", "private"),
+                value(3, "production", "high", "private"),
+                value(4, "rd", "low", "public"),
+            ],
+        });
+        lines.push_str(&format!("{record}\n"));
+    }
+    lines.push_str("{\"identifier\":\"88.101.5/PLAIN\",\"values\":[{\"index\":1,\"type\":\"URL\",\"data\":\"u\"}]}\n");
+    std::fs::write(&data, lines).unwrap();
+    let dir = work.path().join("node");
+    let out = import(&dir, &data, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let store = RocksStore::open_read_only(&RocksConfig::new(dir.join("db"))).unwrap();
+    let classes: BTreeMap<String, i64> = store
+        .scan(Table::Counters, b"class/", None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8(k).unwrap(), codec::decode_counter(&v)))
+        .collect();
+    assert_eq!(
+        classes,
+        BTreeMap::from([
+            ("class/production/high".to_owned(), 3),
+            ("class/rd/low".to_owned(), 3)
+        ])
+    );
+}

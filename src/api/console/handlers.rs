@@ -568,7 +568,8 @@ pub async fn usage(
     }))
 }
 
-/// `GET /console/api/dashboard` (admin): registrations (node, per enterprise, today),
+/// `GET /console/api/dashboard` (admin): registrations (node, per enterprise, today, by
+/// data domain × risk level),
 /// the province's progress from the top-level node, resolutions per minute by interface
 /// over the last hour, forwarding (cache hit ratio, upstream calls and failures).
 pub async fn dashboard(
@@ -578,7 +579,7 @@ pub async fn dashboard(
 ) -> Answer {
     observed(&c, "console_dashboard", async {
         let who = caller(&c, &headers, client).await?;
-        let (counts, today, enterprises, log_seq) = c
+        let (counts, today, enterprises, log_seq, classes) = c
             .core
             .blocking(move |core| {
                 core.require_admin(&who)?;
@@ -587,9 +588,14 @@ pub async fn dashboard(
                     core.registered_today(&who)?,
                     core.list_enterprises(&who)?,
                     core.log_head().0,
+                    core.classes(&who)?,
                 ))
             })
             .await?;
+        let classes: Vec<Json> = classes
+            .into_iter()
+            .map(|(d, r, n)| json!({ "domain": d.name(), "risk": r.name(), "registered": n }))
+            .collect();
         let count_of = |prefix: &str, list: &[(String, i64)]| {
             list.iter().find(|(p, _)| p == prefix).map_or(0, |(_, n)| *n)
         };
@@ -656,6 +662,7 @@ pub async fn dashboard(
                 "log_seq": log_seq,
             },
             "enterprises": per_enterprise,
+            "classes": classes,
             "federation": federation,
             "rates": { "minute": minute, "series": rates, "totals": totals },
             "forwarding": forwarding,

@@ -789,7 +789,22 @@
           el('thead', {}, el('tr', {}, ['ent.prefix', 'ent.name', 'dash.registered', 'dash.today'].map((k) => el('th', {}, t(k))))),
           el('tbody', {}, d.enterprises.map((e) => el('tr', { 'data-prefix': e.prefix },
             el('td', { class: 'mono' }, e.prefix), el('td', {}, e.name),
-            el('td', { class: 'registered' }, number(e.registered)), el('td', {}, number(e.today))))))));
+            el('td', { class: 'registered' }, number(e.registered)), el('td', {}, number(e.today)))))),
+      classTable(d.classes)));
+  }
+
+  // Identifiers by the data domain (rows) and risk level (columns) of their classified values.
+  function classTable(classes) {
+    const risks = ['high', 'medium', 'low'];
+    const domains = ['rd', 'production', 'operations', 'management', 'external'];
+    const cell = (dom, risk) => classes.find((c) => c.domain === dom && c.risk === risk);
+    return el('div', { class: 'card' }, el('h2', {}, t('dash.by.class')),
+      el('table', { id: 'dash-classes-table' },
+        el('thead', {}, el('tr', {}, el('th', {}, ''), risks.map((r) => el('th', {}, t('risk.' + r))))),
+        el('tbody', {}, domains.map((dom) => el('tr', { 'data-domain': dom },
+          el('th', {}, t('domain.' + dom)),
+          risks.map((r) => el('td', { 'data-risk': r, class: 'registered' }, number(cell(dom, r) ? cell(dom, r).registered : 0))))))),
+      el('p', { class: 'muted' }, t('dash.by.class.sub')));
   }
 
   async function viewEnterprises(content) {
