@@ -196,6 +196,9 @@ pub struct SiteSection {
     pub server_name: Option<String>,
     /// Seconds a write keeps trying to reach the log before UNAVAILABLE (default 15).
     pub write_deadline_secs: Option<u64>,
+    /// Seconds between this server's snapshots (default 3600; 0: none). Each snapshot goes
+    /// to the site's object store, and the stream is purged below it.
+    pub snapshot_interval_secs: Option<u64>,
 }
 
 /// The HTTP interface (Handle REST API, /metrics, /healthz, the web console).
@@ -696,6 +699,12 @@ impl Config {
             if let Some(name) = &file.site.server_name {
                 s.server_name = name.clone();
             }
+            s.snapshot_interval = match file.site.snapshot_interval_secs {
+                Some(0) => None,
+                Some(n) => Some(Duration::from_secs(n)),
+                None => s.snapshot_interval,
+            };
+            s.snapshot_dir = data_dir.join("snapshot");
             // A whole batch message is one command, plus its envelope.
             s.max_command_bytes = max_message_bytes.saturating_mul(2).max(1 << 20);
             Some(s)

@@ -131,6 +131,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let reset = args.reset_admin_token;
     let config = std::sync::Arc::new(config);
     let opening = std::sync::Arc::clone(&config);
+    if let Some(seq) = idnode::node::restore_site_snapshot(&config).await? {
+        println!("site: restored the newest snapshot (sequence {seq}) into a new data directory");
+    }
     let mut opened = idnode::blocking::run(move || idnode::node::open(&opening, reset)).await??;
     if let Some(site) = &config.site {
         if reset {

@@ -217,6 +217,31 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
     })
 }
 
+/// For a new server of a site (no store in its data directory yet): when the site's stream
+/// no longer starts at its first message, restores the newest snapshot into the data
+/// directory, so that joining replays only what came after it. Returns its sequence.
+pub async fn restore_site_snapshot(config: &Config) -> Result<Option<u64>, NodeError> {
+    let Some(site) = &config.site else {
+        return Ok(None);
+    };
+    if db_path(config).exists() {
+        return Ok(None);
+    }
+    let scratch = config.data_dir.join("snapshot-restore");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let Some(seq) = crate::site::download_newest_snapshot(site, &scratch).await? else {
+        return Ok(None);
+    };
+    let (from, to) = (scratch.clone(), config.data_dir.clone());
+    crate::blocking::run(move || {
+        crate::store::backup::restore(&from, &to, None)
+            .map_err(|e| crate::error::Error::internal(format!("restoring the snapshot: {e}")))
+    })
+    .await??;
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(Some(seq))
+}
+
 /// Joins the replicated site of `config`: applies its log up to the end, routes every
 /// write of the core through it, and makes sure the site has an admin credential (the
 /// first server wins and writes the token file).
@@ -237,6 +262,20 @@ pub async fn join_site(
         }
     });
     let created = site.bootstrap_admin(&opened.admin_token_file).await?;
+    if let Some(every) = config.snapshot_interval {
+        let snapshots = site.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match snapshots.snapshot().await {
+                    Ok(seq) => {
+                        tracing::info!(seq, "site snapshot taken; the stream starts at it now")
+                    }
+                    Err(e) => tracing::warn!("site snapshot: {e}"),
+                }
+            }
+        });
+    }
     let bootstrap = match created {
         true => AdminBootstrap::Created,
         false => AdminBootstrap::Existing,

@@ -40,8 +40,13 @@ pub struct SiteConfig {
     pub max_command_bytes: usize,
     /// How long a write keeps trying before the client is told UNAVAILABLE.
     pub write_deadline: Duration,
-    /// This server's name in the site (in logs and the header of what it appends).
+    /// This server's name in the site (in logs and the NATS connection's name).
     pub server_name: String,
+    /// How often this server snapshots its store into the site's object store and purges
+    /// the stream below the snapshot (`None`: never).
+    pub snapshot_interval: Option<Duration>,
+    /// Where a snapshot is assembled before its upload (emptied after).
+    pub snapshot_dir: std::path::PathBuf,
 }
 
 impl SiteConfig {
@@ -58,6 +63,8 @@ impl SiteConfig {
                 std::process::id(),
                 rand::random::<u32>()
             ),
+            snapshot_interval: Some(Duration::from_secs(3600)),
+            snapshot_dir: std::path::PathBuf::from("snapshot"),
         }
     }
 }
@@ -80,6 +87,8 @@ struct Shared {
     outcomes: Mutex<BTreeMap<u64, Result<Applied>>>,
     /// The stream's last sequence when last asked (for the lag).
     last_seen: std::sync::atomic::AtomicU64,
+    /// The apply thread's queue (set when the apply loop starts).
+    jobs: std::sync::OnceLock<std::sync::mpsc::SyncSender<Job>>,
 }
 
 /// A joined site: the core's [`SharedLog`].
@@ -162,11 +171,25 @@ impl Site {
             subjects: Mutex::new(HashMap::new()),
             outcomes: Mutex::new(BTreeMap::new()),
             last_seen: Default::default(),
+            jobs: std::sync::OnceLock::new(),
         });
         let site = Site {
             shared: Arc::clone(&shared),
             runtime: tokio::runtime::Handle::current(),
         };
+        let info = shared
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable(format!("stream info: {e}")))?;
+        if info.state.messages > 0 && applied + 1 < info.state.first_sequence {
+            return Err(unavailable(format!(
+                "this store applied the site's log up to {applied}, but the stream now starts at \
+                 {} (purged below a snapshot): move the data directory away, and the server \
+                 rejoins from the newest snapshot",
+                info.state.first_sequence
+            )));
+        }
         let last = site.last_sequence().await?;
         tokio::spawn(apply_loop(Arc::clone(&shared)));
         site.wait_applied(last, Instant::now() + Duration::from_secs(3600))
@@ -400,24 +423,43 @@ impl SharedLog for Site {
 /// holds more than it applied (a stalled reader).
 const STALL: Duration = Duration::from_secs(1);
 
-/// One command for the apply thread, and where its outcome goes.
-type ApplyJob = (u64, Result<Command>, oneshot::Sender<Result<Applied>>);
+/// Work for the apply thread.
+enum Job {
+    /// Apply the message at this sequence; where its outcome goes.
+    Apply(u64, Box<Result<Command>>, oneshot::Sender<Result<Applied>>),
+    /// Back the store up into this directory between two messages; the sequence it holds.
+    Snapshot(std::path::PathBuf, oneshot::Sender<Result<u64>>),
+}
 
 /// Reads the stream from the first sequence this store has not applied, in order, and
 /// applies each message on one dedicated thread (never the blocking pool, where writers
 /// wait for exactly this). Re-reads after a broken subscription.
 async fn apply_loop(shared: Arc<Shared>) {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<ApplyJob>(64);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(64);
+    let _ = shared.jobs.set(tx.clone());
     let core = Arc::clone(&shared.core);
     let spawned = std::thread::Builder::new()
         .name("site-apply".into())
         .spawn(move || {
-            while let Ok((seq, command, reply)) = rx.recv() {
-                let outcome = match command {
-                    Ok(c) => core.apply(c, Some(seq)),
-                    Err(e) => core.apply_nothing(seq).and(Err(e)),
-                };
-                let _ = reply.send(outcome);
+            while let Ok(job) = rx.recv() {
+                match job {
+                    Job::Apply(seq, command, reply) => {
+                        let outcome = match *command {
+                            Ok(c) => core.apply(c, Some(seq)),
+                            Err(e) => core.apply_nothing(seq).and(Err(e)),
+                        };
+                        let _ = reply.send(outcome);
+                    }
+                    Job::Snapshot(dir, reply) => {
+                        // Nothing is applied meanwhile: the backup holds exactly `seq`.
+                        let taken = core
+                            .store()
+                            .backup(&dir.join("db"))
+                            .map_err(|e| Error::internal(format!("snapshot: {e}")))
+                            .and_then(|_| core.site_applied());
+                        let _ = reply.send(taken);
+                    }
+                }
             }
         });
     if let Err(e) = spawned {
@@ -454,11 +496,15 @@ async fn apply_loop(shared: Arc<Shared>) {
                 continue;
             }
         };
+        // A reader whose NATS server died can stall without an error: when nothing arrives
+        // for two STALL periods in a row while the stream holds more, it is replaced.
+        let mut stalled = 0;
         loop {
-            // A reader whose NATS server died can stall without an error: when nothing
-            // arrives for STALL while the stream holds more, it is replaced.
             let m = match tokio::time::timeout(STALL, messages.next()).await {
-                Ok(Some(Ok(m))) => m,
+                Ok(Some(Ok(m))) => {
+                    stalled = 0;
+                    m
+                }
                 Ok(Some(Err(e))) => {
                     tracing::warn!("site log: reading: {e}");
                     break;
@@ -469,7 +515,12 @@ async fn apply_loop(shared: Arc<Shared>) {
                         Ok(info) => info.state.last_sequence,
                         Err(_) => continue,
                     };
-                    if end > *shared.applied.borrow() {
+                    if end <= *shared.applied.borrow() {
+                        stalled = 0;
+                        continue;
+                    }
+                    stalled += 1;
+                    if stalled >= 2 {
                         tracing::warn!(
                             applied = *shared.applied.borrow(),
                             end,
@@ -505,7 +556,7 @@ async fn apply_loop(shared: Arc<Shared>) {
             let subject = m.subject.to_string();
             let command = Command::decode(&m.payload);
             let (reply, outcome) = oneshot::channel();
-            if tx.send((seq, command, reply)).is_err() {
+            if tx.send(Job::Apply(seq, Box::new(command), reply)).is_err() {
                 tracing::error!("site log: the apply thread is gone");
                 return;
             }
@@ -541,4 +592,229 @@ async fn apply_loop(shared: Arc<Shared>) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The object-store bucket of a stream's snapshots.
+fn bucket_name(stream: &str) -> String {
+    format!("{stream}_SNAPSHOTS")
+}
+
+/// Objects of the snapshot at `seq`: `snapshot-<seq>/<path>`, then `snapshot-<seq>.manifest`
+/// (JSON: the sequence and the paths), written last: a snapshot without a manifest is
+/// incomplete and never used.
+fn snapshot_prefix(seq: u64) -> String {
+    format!("snapshot-{seq:020}")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    seq: u64,
+    files: Vec<String>,
+}
+
+/// Every file under `dir`, as paths relative to it.
+fn files_under(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+async fn bucket(
+    js: &jetstream::Context,
+    config: &SiteConfig,
+) -> Result<jetstream::object_store::ObjectStore> {
+    let name = bucket_name(&config.stream);
+    if let Ok(b) = js.get_object_store(&name).await {
+        return Ok(b);
+    }
+    js.create_object_store(jetstream::object_store::Config {
+        bucket: name.clone(),
+        num_replicas: config.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| unavailable(format!("snapshot bucket {name}: {e}")))
+}
+
+/// The snapshot sequences whose manifest the bucket lists, and every object name.
+async fn listing(bucket: &jetstream::object_store::ObjectStore) -> Result<(Vec<u64>, Vec<String>)> {
+    let mut names = Vec::new();
+    let mut list = bucket
+        .list()
+        .await
+        .map_err(|e| unavailable(format!("listing snapshots: {e}")))?;
+    while let Some(info) = list.next().await {
+        match info {
+            Ok(i) if !i.deleted => names.push(i.name),
+            Ok(_) => {}
+            Err(e) => return Err(unavailable(format!("listing snapshots: {e}"))),
+        }
+    }
+    let mut manifests: Vec<u64> = names
+        .iter()
+        .filter_map(|n| {
+            n.strip_prefix("snapshot-")?
+                .strip_suffix(".manifest")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    manifests.sort_unstable();
+    Ok((manifests, names))
+}
+
+impl Site {
+    /// Takes a snapshot: the store backed up between two messages (it holds exactly the
+    /// sequence applied then), uploaded to the site's object store with its manifest last,
+    /// snapshots older than the previous one deleted, and the stream purged below the
+    /// snapshot's sequence. Returns that sequence.
+    pub async fn snapshot(&self) -> Result<u64> {
+        let dir = self.shared.config.snapshot_dir.clone();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::internal(format!("{}: {e}", dir.display())))?;
+        let jobs = self
+            .shared
+            .jobs
+            .get()
+            .ok_or_else(|| unavailable("not applying yet"))?
+            .clone();
+        let (reply, taken) = oneshot::channel();
+        let sent = dir.clone();
+        crate::blocking::run(move || jobs.send(Job::Snapshot(sent, reply)).map_err(|_| ()))
+            .await?
+            .map_err(|_| unavailable("the apply thread is gone"))?;
+        let seq = taken
+            .await
+            .map_err(|_| unavailable("the apply thread is gone"))??;
+        let bucket = bucket(&self.shared.js, &self.shared.config).await?;
+        let files = {
+            let d = dir.clone();
+            crate::blocking::run(move || {
+                files_under(&d).map_err(|e| Error::internal(e.to_string()))
+            })
+            .await??
+        };
+        let prefix = snapshot_prefix(seq);
+        for f in &files {
+            let mut file = tokio::fs::File::open(dir.join(f))
+                .await
+                .map_err(|e| Error::internal(format!("{f}: {e}")))?;
+            let meta = jetstream::object_store::ObjectMetadata {
+                name: format!("{prefix}/{f}"),
+                chunk_size: Some(1 << 20),
+                ..Default::default()
+            };
+            bucket
+                .put(meta, &mut file)
+                .await
+                .map_err(|e| unavailable(format!("uploading {f}: {e}")))?;
+        }
+        let manifest = serde_json::to_vec(&Manifest { seq, files }).map_err(Error::internal)?;
+        bucket
+            .put(
+                format!("{prefix}.manifest").as_str(),
+                &mut manifest.as_slice(),
+            )
+            .await
+            .map_err(|e| unavailable(format!("uploading the manifest: {e}")))?;
+        // The newest two snapshots are kept; older objects go.
+        let (manifests, names) = listing(&bucket).await?;
+        if manifests.len() > 2 {
+            let keep_from = manifests[manifests.len() - 2];
+            for n in &names {
+                let old = n
+                    .strip_prefix("snapshot-")
+                    .and_then(|r| r.get(..20))
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|s| s < keep_from);
+                if old {
+                    let _ = bucket.delete(n).await;
+                }
+            }
+        }
+        self.shared
+            .stream
+            .purge()
+            .sequence(seq)
+            .await
+            .map_err(|e| unavailable(format!("purging below {seq}: {e}")))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(seq)
+    }
+}
+
+/// For a server joining with an empty data directory: when the stream's start was purged,
+/// downloads the newest snapshot into `dest` (a backup directory: `dest/db/...`) and
+/// returns its sequence; `None` when the stream still starts at its first message (the
+/// server replays it whole).
+pub async fn download_newest_snapshot(
+    config: &SiteConfig,
+    dest: &std::path::Path,
+) -> Result<Option<u64>> {
+    let client = async_nats::ConnectOptions::new()
+        .name(&config.server_name)
+        .connection_timeout(Duration::from_secs(2))
+        .connect(config.servers.as_slice())
+        .await
+        .map_err(|e| unavailable(format!("connecting to {:?}: {e}", config.servers)))?;
+    let js = jetstream::new(client);
+    let info = match js.get_stream(&config.stream).await {
+        Ok(s) => s
+            .get_info()
+            .await
+            .map_err(|e| unavailable(format!("stream info: {e}")))?,
+        Err(_) => return Ok(None), // a new site
+    };
+    if info.state.first_sequence <= 1 {
+        return Ok(None);
+    }
+    let bucket = bucket(&js, config).await?;
+    let Some(seq) = listing(&bucket).await?.0.last().copied() else {
+        return Err(unavailable(format!(
+            "the stream starts at {} but the site has no snapshot to start from",
+            info.state.first_sequence
+        )));
+    };
+    let prefix = snapshot_prefix(seq);
+    let mut manifest = Vec::new();
+    let mut object = bucket
+        .get(format!("{prefix}.manifest"))
+        .await
+        .map_err(|e| unavailable(format!("reading the manifest: {e}")))?;
+    tokio::io::AsyncReadExt::read_to_end(&mut object, &mut manifest)
+        .await
+        .map_err(|e| unavailable(format!("reading the manifest: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest).map_err(Error::internal)?;
+    for f in &manifest.files {
+        let path = dest.join(f);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| Error::internal(format!("{}: {e}", parent.display())))?;
+        }
+        let mut object = bucket
+            .get(format!("{prefix}/{f}"))
+            .await
+            .map_err(|e| unavailable(format!("downloading {f}: {e}")))?;
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+        tokio::io::copy(&mut object, &mut file)
+            .await
+            .map_err(|e| unavailable(format!("downloading {f}: {e}")))?;
+    }
+    Ok(Some(manifest.seq))
 }

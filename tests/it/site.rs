@@ -208,10 +208,24 @@ pub struct SiteServer {
 
 impl SiteServer {
     pub fn start(dir: &Path, nats: &str) -> SiteServer {
+        SiteServer::start_with(dir, nats, "")
+    }
+
+    /// [`SiteServer::start`] with more `[site]` settings.
+    pub fn start_with(dir: &Path, nats: &str, site: &str) -> SiteServer {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.with_extension("toml");
-        // Writes give up after 3 s without a quorum (the default is 15 s).
-        std::fs::write(&config, "[site]\nwrite_deadline_secs = 3\n").unwrap();
+        // Writes give up after 5 s without a quorum (the default is 15 s); no snapshots
+        // unless asked.
+        let snapshots = match site.contains("snapshot_interval_secs") {
+            true => "",
+            false => "snapshot_interval_secs = 0\n",
+        };
+        std::fs::write(
+            &config,
+            format!("[site]\nwrite_deadline_secs = 5\n{snapshots}{site}"),
+        )
+        .unwrap();
         let mut child = Command::new(idnode_bin())
             .arg("serve")
             .arg("--config")
@@ -902,7 +916,7 @@ async fn register_some(
 
 /// Must-show 3: SIGKILL of one NATS server of three under write load: writes go on and
 /// nothing acknowledged is lost. Two of three down: writes fail with UNAVAILABLE within the
-/// stated bound (the site's write deadline, 3 s here, plus one JetStream request timeout)
+/// stated bound (the site's write deadline, 5 s here, plus one JetStream request timeout)
 /// while every server still answers reads; when they return, writes succeed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn losing_nats_servers_stops_writes_not_reads() {
@@ -1100,4 +1114,73 @@ async fn a_retried_request_is_applied_once_through_any_server() {
     assert_eq!(e.code(), Code::InvalidArgument, "{e}");
     let held = records_of(&s[1], &token, "88.101.11").await;
     assert_eq!(held[id].values.len(), 2);
+}
+
+/// The stream's first and last sequence, read with a NATS client of the test's own.
+async fn stream_bounds(nats: &NatsCluster) -> (u64, u64) {
+    let client = async_nats::connect(nats.urls[1].as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let info = js
+        .get_stream("IDNODE")
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
+    (info.state.first_sequence, info.state.last_sequence)
+}
+
+/// Must-show 6: one server snapshots into the site's object store and the stream is purged
+/// below the snapshot; a new server with an empty data directory then restores the newest
+/// snapshot, replays the rest, and holds what the others hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_server_joins_from_a_snapshot_after_the_stream_was_purged() {
+    let mut site = tokio::task::spawn_blocking(Site::start).await.unwrap();
+    let token = create_enterprise(&site.servers[0], &site.admin_token, "88.101.12").await;
+    let (done, e) = register_some(&site.servers[0], &token, "88.101.12/BEFORE", 120).await;
+    assert_eq!(done.len(), 120, "{e:?}");
+    // Server 1 starts again with snapshots every second.
+    let nats = site.nats.url_list();
+    let dir = site.servers[1].dir.clone();
+    site.servers[1].stop();
+    site.servers[1] = tokio::task::block_in_place(|| {
+        SiteServer::start_with(&dir, &nats, "snapshot_interval_secs = 1\n")
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let purged_to = loop {
+        let (first, _) = stream_bounds(&site.nats).await;
+        if first > 1 {
+            break first;
+        }
+        assert!(Instant::now() < deadline, "no snapshot purged the stream");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // More writes after the snapshot, through another server.
+    let (after, e) = register_some(&site.servers[2], &token, "88.101.12/AFTER", 40).await;
+    assert_eq!(after.len(), 40, "{e:?}");
+    // A new server: restored from the snapshot, then the rest of the stream.
+    let fresh_dir = site.servers[0].dir.with_file_name("idnode-new");
+    let fresh = tokio::task::block_in_place(|| SiteServer::start(&fresh_dir, &nats));
+    assert!(
+        fresh
+            .banner
+            .iter()
+            .any(|l| l.contains("restored the newest snapshot")),
+        "{:?}",
+        fresh.banner
+    );
+    for id in done.iter().chain(&after) {
+        visible_within(&fresh, id, Duration::from_secs(10)).await;
+    }
+    let want = records_of(&site.servers[0], &token, "88.101.12").await;
+    assert_eq!(records_of(&fresh, &token, "88.101.12").await, want);
+    assert_eq!(
+        log_head(&fresh, &token, &after[0]).await,
+        log_head(&site.servers[0], &token, &after[0]).await
+    );
+    eprintln!(
+        "site: the stream was purged below {purged_to}; a new server restored the snapshot and \
+         caught up ({} records)",
+        want.len()
+    );
 }
