@@ -285,7 +285,8 @@ fn stage_fresh<'a>(
 /// Imports `items` into the store behind `core` (the node must be stopped). `memory` bounds
 /// the bytes of records held before a sorted run is spilled to `tmp`.
 ///
-/// Errors: any I/O or store failure. Before the import is committed the store is left
+/// Errors: `InvalidArgument` for the store of a replicated site's server; any I/O or store
+/// failure. Before the import is committed the store is left
 /// as it was; after, the import is completed by the next `Core::open` (module doc).
 pub fn import(
     core: &Core,
@@ -296,6 +297,16 @@ pub fn import(
     mut progress: impl FnMut(u64),
 ) -> Result<OfflineReport> {
     let started = Instant::now();
+    // A replicated site's servers hold what their shared log says: records written into one
+    // store directly would exist on no other server. A site is fed through its log.
+    let applied = core.site_applied()?;
+    if applied > 0 {
+        return Err(Error::invalid(format!(
+            "this store is a server of a replicated site (its log applied through sequence \
+             {applied}): an offline import would make it differ from the other servers; \
+             import online through any server instead (idnode import --node ...)"
+        )));
+    }
     let mut report = OfflineReport::default();
     std::fs::create_dir_all(tmp).map_err(Error::internal)?;
     // 1. Read, validate, encode; spill sorted runs beyond the memory budget.

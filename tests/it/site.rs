@@ -1183,4 +1183,26 @@ async fn a_new_server_joins_from_a_snapshot_after_the_stream_was_purged() {
          caught up ({} records)",
         want.len()
     );
+    // An offline import into a site server's store is refused: it would exist there only.
+    let mut fresh = fresh;
+    fresh.stop();
+    let data = fresh_dir.with_extension("jsonl");
+    std::fs::write(&data, "{\"identifier\":\"88.101.12/OFF\",\"values\":[{\"index\":1,\"type\":\"URL\",\"data\":\"u\"}]}\n").unwrap();
+    let out = Command::new(idnode_bin())
+        .args(["import", "--offline", "--data-dir"])
+        .arg(&fresh_dir)
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("replicated site"),
+        "{}: {err} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !out.status.success() && err.contains("replicated site"),
+        "{err}"
+    );
 }
