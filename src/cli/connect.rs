@@ -40,7 +40,8 @@ impl TlsArgs {
 #[derive(Args, Clone)]
 pub struct Connection {
     /// The node's gRPC URL: http://HOST:PORT, https://HOST:PORT, or HOST:PORT (https:// when
-    /// --ca, --cert or --key is given, else http://).
+    /// --ca, --cert or --key is given, else http://). Several, comma-separated (the servers
+    /// of a replicated site): the first that accepts the connection is used.
     #[arg(
         long,
         global = true,
@@ -188,13 +189,28 @@ impl Connection {
 
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
         let auth = BearerAuth::new(self.token()?.as_deref()).map_err(|e| anyhow!("{e}"))?;
-        let (url, endpoint) = endpoint(&self.node, &self.tls)?;
-        let channel = connect(&url, endpoint).await?;
-        Ok(Client {
-            channel: InterceptedService::new(channel, auth),
-            json: self.json,
-            url,
-        })
+        let nodes: Vec<&str> = self
+            .node
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        let mut failed = None;
+        for node in &nodes {
+            let (url, endpoint) = endpoint(node, &self.tls)?;
+            match connect(&url, endpoint).await {
+                Ok(channel) => {
+                    return Ok(Client {
+                        channel: InterceptedService::new(channel, auth),
+                        json: self.json,
+                        url,
+                    })
+                }
+                // The next server of the site, if there is one.
+                Err(e) => failed = Some(e),
+            }
+        }
+        Err(failed.unwrap_or_else(|| anyhow!("--node is empty")))
     }
 }
 

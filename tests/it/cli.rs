@@ -679,6 +679,10 @@ fn client_errors_say_what_failed() {
     const ID: &str = "88.101.5/BAT-2024-000001";
     let out = stdout(&idnode(&["resolve", ID, "--node", host_port]));
     assert!(out.starts_with(&format!("{ID}\n")), "{out}");
+    // Several servers (a replicated site's): a closed one is passed over.
+    let list = format!("127.0.0.1:1,{host_port}");
+    let out = stdout(&idnode(&["resolve", ID, "--node", &list]));
+    assert!(out.starts_with(&format!("{ID}\n")), "{out}");
     let err = stderr(&idnode(&[
         "resolve",
         ID,
