@@ -104,15 +104,20 @@ impl Op {
 }
 
 thread_local! {
-    /// The client's id of the request being served on this thread ([`as_request`]).
-    static REQUEST: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// The request being served on this thread ([`as_request`]): the client's id for it and
+    /// the id of the credential it authenticated with.
+    static REQUEST: std::cell::RefCell<(Option<String>, Option<String>)> =
+        const { std::cell::RefCell::new((None, None)) };
 }
 
-/// Runs `f` on behalf of the client request `id` (its `x-idnode-request-id`): the writes `f`
-/// makes carry it, so the same request retried, on this server or another of its site, is
-/// applied once and answered with the first outcome.
-pub fn as_request<R>(id: Option<&str>, f: impl FnOnce() -> R) -> R {
-    let previous = REQUEST.with(|r| r.replace(id.map(str::to_owned)));
+/// Runs `f` on behalf of a client request: `id` (its `x-idnode-request-id`) and the id of
+/// the credential that authenticated it. The writes `f` makes carry both: the same request
+/// retried, on this server or another of its site, is applied once and answered with the
+/// first outcome; and a write is refused when applied if its credential was revoked (or
+/// expired) by then, on every server alike.
+pub fn as_request<R>(id: Option<&str>, credential: Option<&str>, f: impl FnOnce() -> R) -> R {
+    let now = (id.map(str::to_owned), credential.map(str::to_owned));
+    let previous = REQUEST.with(|r| r.replace(now));
     let out = f();
     REQUEST.with(|r| *r.borrow_mut() = previous);
     out
@@ -125,6 +130,9 @@ pub struct Command {
     /// site's log, where a repeat is recognised).
     pub request: Option<String>,
     pub caller: Caller,
+    /// The id of the credential the caller authenticated with, if the adapter said: it must
+    /// still hold when the command is applied.
+    pub credential: Option<String>,
     /// The one clock reading of the write (seconds since the epoch): value timestamps, the
     /// log entry's time, creation times, token expiry, and the day of per-day quotas.
     pub at: i64,
@@ -214,8 +222,10 @@ impl Core {
     /// Makes `op` a command for `caller` now, and applies it: directly, or through the
     /// site's log.
     pub(super) fn write(&self, caller: &Caller, op: Op) -> Result<Applied> {
+        let (request, credential) = REQUEST.with(|r| r.borrow().clone());
         let command = Command {
-            request: REQUEST.with(|r| r.borrow().clone()),
+            request,
+            credential,
             caller: caller.clone(),
             at: auth::now(),
             op,
@@ -236,7 +246,9 @@ impl Core {
             position,
             ..Stamp::at(command.at)
         };
-        let result = self.apply_stamped(&command.caller, command.op, &stamp);
+        let result = self
+            .credential_holds(&command)
+            .and_then(|()| self.apply_stamped(&command.caller, command.op, &stamp));
         if position.is_some() && !stamp.positioned.get() {
             let mut batch = Batch::new();
             stamp.seal(&mut batch)?;
@@ -270,11 +282,44 @@ impl Core {
             }
             _ => return Ok(()),
         };
+        self.credential_holds(command)?;
         match self.apply_stamped(&command.caller, op, &stamp) {
             Err(e) if e.kind == ErrorKind::Internal && e.message == DRY_RUN => Ok(()),
             Err(e) => Err(e),
             // Nothing to write (e.g. an identical record is present): it would succeed.
             Ok(_) => Ok(()),
+        }
+    }
+
+    /// Whether the credential `command` was sent with (if named) still speaks for its
+    /// caller at the command's time: stored (not revoked), unexpired, of the same subject.
+    fn credential_holds(&self, command: &Command) -> Result<()> {
+        let Some(id) = &command.credential else {
+            return Ok(());
+        };
+        let stored = self
+            .store
+            .get(Table::Credentials, id.as_bytes())
+            .map_err(Error::internal)?;
+        let holds = match stored {
+            Some(bytes) => {
+                let c: Credential = codec::decode_json(&bytes).map_err(Error::internal)?;
+                let unexpired = c.expires_at.is_none_or(|t| command.at < t);
+                let same = match (&c.subject, &command.caller) {
+                    (Subject::Admin, Caller::Admin) => true,
+                    (Subject::Enterprise { prefix }, Caller::Enterprise(p)) => prefix == p.as_str(),
+                    (Subject::Node { prefix }, Caller::Node(p)) => prefix == p.as_str(),
+                    _ => false,
+                };
+                unexpired && same
+            }
+            None => false,
+        };
+        match holds {
+            true => Ok(()),
+            false => Err(Error::unauthenticated(
+                "the token was revoked or expired before this write was applied",
+            )),
         }
     }
 
@@ -379,6 +424,8 @@ struct Wire {
     /// Format version.
     v: u8,
     caller: WireCaller,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credential: Option<String>,
     at: i64,
     op: WireOp,
 }
@@ -582,6 +629,7 @@ impl Command {
         serde_json::to_vec(&Wire {
             v: WIRE_VERSION,
             caller,
+            credential: self.credential.clone(),
             at: self.at,
             op,
         })
@@ -677,6 +725,7 @@ impl Command {
         Ok(Command {
             request: None,
             caller,
+            credential: w.credential,
             at: w.at,
             op,
         })
@@ -722,6 +771,7 @@ mod tests {
     fn command(op: Op) -> Command {
         Command {
             request: None,
+            credential: None,
             caller: Caller::Enterprise(Prefix::parse("88.101.5").unwrap()),
             at: 1_700_000_000,
             op,
@@ -846,6 +896,48 @@ mod tests {
     }
 
     #[test]
+    fn a_write_whose_token_was_revoked_before_it_applied_is_refused_everywhere() {
+        let core = Core::in_memory("88.101");
+        let admin = Caller::Admin;
+        let prefix = Prefix::parse("88.101.5").unwrap();
+        let (_, token) = core
+            .create_enterprise(&admin, &prefix, "Co", "C39", None)
+            .unwrap();
+        let (id, _) = auth::split_token(&token).unwrap();
+        let caller = Caller::Enterprise(prefix.clone());
+        let command = |n: u32| Command {
+            request: None,
+            credential: Some(id.to_owned()),
+            caller: caller.clone(),
+            at: auth::now(),
+            op: Op::Register {
+                id: Identifier::parse(&format!("88.101.5/T-{n}")).unwrap(),
+                record: Record::new(vec![Value::text(1, "URL", "u")]),
+            },
+        };
+        // Sent with a valid token: applied.
+        core.apply(command(1), None).unwrap();
+        // The token is revoked (on another server, say) before the next command applies.
+        core.revoke_tokens(&admin, &prefix).unwrap();
+        let e = core.apply(command(2), Some(9)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthenticated, "{e}");
+        assert!(core.check(&command(3)).is_err());
+        // Nothing was written but the position; a credential of another subject fails too.
+        assert!(core
+            .get(&admin, &Identifier::parse("88.101.5/T-2").unwrap())
+            .is_err());
+        assert_eq!(core.site_applied().unwrap(), 9);
+        let wrong = Command {
+            caller: Caller::Admin,
+            ..command(4)
+        };
+        assert!(core.apply(wrong, None).is_err());
+        // The id travels in the command's wire form.
+        let c = command(5);
+        assert_eq!(Command::decode(&c.encode()).unwrap(), c);
+    }
+
+    #[test]
     fn single_process_writes_are_applied_commands() {
         let core = Core::in_memory("88.101");
         let admin = Caller::Admin;
@@ -853,6 +945,7 @@ mod tests {
         let rec = Record::new(vec![Value::text(1, "URL", "u")]);
         let cmd = Command {
             request: None,
+            credential: None,
             caller: admin.clone(),
             at: 1_000_000,
             op: Op::Register {

@@ -389,6 +389,7 @@ impl Site {
         let minted = auth::mint(Subject::Admin, auth::now());
         let command = Command {
             request: None,
+            credential: None,
             caller: Caller::Admin,
             at: auth::now(),
             op: Op::AdminCredential {

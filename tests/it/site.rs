@@ -665,7 +665,11 @@ async fn concurrent_registrations_of_one_identifier_have_one_winner() {
         let id = format!("88.101.7/RACE-{i:04}");
         let ra = register_request(record(&id, vec![text(1, "URL", "https://a.example.cn")]));
         let rb = register_request(record(&id, vec![text(1, "URL", "https://b.example.cn")]));
-        let (x, y) = tokio::join!(a.register(ra), b.register(rb));
+        let (x, y) = tokio::join!(a.register(ra.clone()), b.register(rb.clone()));
+        // Under heavy load a write may time out (UNAVAILABLE: not applied within the
+        // deadline); the client retries it, as any client would, and learns its outcome.
+        let x = retry_unavailable(&mut a, ra, x).await;
+        let y = retry_unavailable(&mut b, rb, y).await;
         let ok: Vec<usize> = [&x, &y]
             .iter()
             .enumerate()
@@ -1205,4 +1209,22 @@ async fn a_new_server_joins_from_a_snapshot_after_the_stream_was_purged() {
         !out.status.success() && err.contains("replicated site"),
         "{err}"
     );
+}
+
+/// `first`, or when it is UNAVAILABLE the outcome of sending `request` again (up to 3 times).
+async fn retry_unavailable(
+    client: &mut pb::registry_client::RegistryClient<InterceptedService<Channel, BearerAuth>>,
+    request: pb::RegisterRequest,
+    first: Result<tonic::Response<pb::RegisterResponse>, tonic::Status>,
+) -> Result<tonic::Response<pb::RegisterResponse>, tonic::Status> {
+    let mut answer = first;
+    for _ in 0..3 {
+        match &answer {
+            Err(e) if e.code() == Code::Unavailable => {
+                answer = client.register(request.clone()).await;
+            }
+            _ => break,
+        }
+    }
+    answer
 }

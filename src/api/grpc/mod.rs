@@ -102,7 +102,12 @@ where
     let r = core
         .blocking(move |c| {
             let caller = c.caller(&presented)?;
-            crate::resolver::as_request(request.as_deref(), || f(c, &caller))
+            let credential = presented
+                .token
+                .as_deref()
+                .and_then(crate::auth::split_token)
+                .map(|(id, _)| id);
+            crate::resolver::as_request(request.as_deref(), credential, || f(c, &caller))
         })
         .await;
     observe(telemetry, op, started, &r);
