@@ -6,7 +6,7 @@ use super::register::{daily_key, today, Listing};
 use super::Core;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::identifier::{Identifier, Prefix};
+use crate::identifier::Prefix;
 use crate::store::Table;
 
 /// Registrations of the current UTC day.
@@ -37,31 +37,7 @@ impl Core {
                 "the search text is longer than an identifier",
             ));
         }
-        let page_size = page_size.clamp(1, self.config.max_page_size);
-        let scan = format!("{prefix}/{starts}");
-        let after = cursor.map(|c| format!("{prefix}/{c}"));
-        let rows = self
-            .store
-            .scan(
-                Table::Records,
-                scan.as_bytes(),
-                after.as_deref().map(str::as_bytes),
-                page_size + 1,
-            )
-            .map_err(Error::internal)?;
-        let more = rows.len() > page_size;
-        let mut identifiers = Vec::with_capacity(rows.len().min(page_size));
-        for (k, _) in rows.into_iter().take(page_size) {
-            let text = String::from_utf8(k).map_err(Error::internal)?;
-            identifiers.push(Identifier::parse(&text).map_err(Error::internal)?);
-        }
-        let next_cursor = more
-            .then(|| identifiers.last().map(|i| i.suffix().to_owned()))
-            .flatten();
-        Ok(Listing {
-            identifiers,
-            next_cursor,
-        })
+        self.page(prefix, starts, cursor, page_size)
     }
 
     /// Today's registrations (UTC) per counting prefix the caller owns (every prefix for
@@ -88,6 +64,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identifier::Identifier;
     use crate::record::{Record, Value};
 
     #[test]

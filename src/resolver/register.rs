@@ -38,9 +38,13 @@ pub fn class_key(domain: DataDomain, risk: Risk) -> String {
     format!("class/{}/{}", domain.name(), risk.name())
 }
 
-/// Adds `by` to the domain × risk counters of `record`'s classes.
-fn count_classes(batch: &mut Batch, record: &Record, by: i64) {
-    for (d, r) in record.classes() {
+/// Adds `by` to the domain × risk counter of each of `classes`.
+fn count_classes(
+    batch: &mut Batch,
+    classes: impl IntoIterator<Item = (DataDomain, Risk)>,
+    by: i64,
+) {
+    for (d, r) in classes {
         batch.add(Table::Counters, class_key(d, r).into_bytes(), by);
     }
 }
@@ -592,9 +596,16 @@ impl Core {
                 .into_iter()
                 .zip(&outcomes)
                 .filter(|(_, o)| matches!(o, Ok(RegisterOutcome::Registered)));
+            // Domain × risk counters, like the others, are tallied and added once.
+            let mut classes: BTreeMap<(DataDomain, Risk), i64> = BTreeMap::new();
             for (p, _) in new_records {
-                count_classes(&mut batch, &p.record, 1);
+                for c in p.record.classes() {
+                    *classes.entry(c).or_default() += 1;
+                }
                 batch.put(Table::Records, p.id.as_bytes(), p.bytes);
+            }
+            for ((d, r), n) in classes {
+                batch.add(Table::Counters, class_key(d, r).into_bytes(), n);
             }
             self.commit_logged(batch, drafts, stamp)?;
         }
@@ -628,9 +639,7 @@ impl Core {
         let current = self
             .load(id)?
             .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
-        let before = Record {
-            values: current.values.clone(),
-        };
+        let before = current.classes();
         let ts = stamp.at;
         let mut record = match update {
             Update::Replace(mut values) => {
@@ -696,9 +705,10 @@ impl Core {
         let bytes = codec::encode_record(&record);
         let draft = self.entry("update", caller, id.to_string(), None, Some(&bytes));
         let mut batch = Batch::new();
-        if before.classes() != record.classes() {
-            count_classes(&mut batch, &before, -1);
-            count_classes(&mut batch, &record, 1);
+        let after = record.classes();
+        if before != after {
+            count_classes(&mut batch, before, -1);
+            count_classes(&mut batch, after, 1);
         }
         batch.put(Table::Records, id.as_bytes(), bytes);
         self.commit_logged(batch, vec![draft], stamp)?;
@@ -728,7 +738,7 @@ impl Core {
             return Err(Error::not_found(format!("{id} is not registered")));
         };
         let mut batch = Batch::new();
-        count_classes(&mut batch, &old, -1);
+        count_classes(&mut batch, old.classes(), -1);
         batch.delete(Table::Records, id.as_bytes());
         batch.add(Table::Counters, NODE_COUNT, -1);
         batch.add(
@@ -752,14 +762,26 @@ impl Core {
         page_size: usize,
     ) -> Result<Listing> {
         self.require_owner(caller, prefix)?;
+        self.page(prefix, "", cursor, page_size)
+    }
+
+    /// One page of the identifiers with exactly `prefix` whose suffix starts with `starts`,
+    /// in key order, after the suffix `cursor` (one range scan).
+    pub(super) fn page(
+        &self,
+        prefix: &Prefix,
+        starts: &str,
+        cursor: Option<&str>,
+        page_size: usize,
+    ) -> Result<Listing> {
         let page_size = page_size.clamp(1, self.config.max_page_size);
-        let scan_prefix = format!("{prefix}/");
-        let after = cursor.map(|c| format!("{scan_prefix}{c}"));
+        let scan = format!("{prefix}/{starts}");
+        let after = cursor.map(|c| format!("{prefix}/{c}"));
         let rows = self
             .store
             .scan(
                 Table::Records,
-                scan_prefix.as_bytes(),
+                scan.as_bytes(),
                 after.as_deref().map(str::as_bytes),
                 page_size + 1,
             )

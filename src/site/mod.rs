@@ -607,6 +607,11 @@ fn snapshot_prefix(seq: u64) -> String {
     format!("snapshot-{seq:020}")
 }
 
+/// The sequence of the snapshot an object belongs to (its name's `snapshot-<seq>` start).
+fn snapshot_of(name: &str) -> Option<u64> {
+    name.strip_prefix("snapshot-")?.get(..20)?.parse().ok()
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Manifest {
     seq: u64,
@@ -665,12 +670,8 @@ async fn listing(bucket: &jetstream::object_store::ObjectStore) -> Result<(Vec<u
     }
     let mut manifests: Vec<u64> = names
         .iter()
-        .filter_map(|n| {
-            n.strip_prefix("snapshot-")?
-                .strip_suffix(".manifest")?
-                .parse()
-                .ok()
-        })
+        .filter(|n| n.ends_with(".manifest"))
+        .filter_map(|n| snapshot_of(n))
         .collect();
     manifests.sort_unstable();
     Ok((manifests, names))
@@ -736,12 +737,7 @@ impl Site {
         if manifests.len() > 2 {
             let keep_from = manifests[manifests.len() - 2];
             for n in &names {
-                let old = n
-                    .strip_prefix("snapshot-")
-                    .and_then(|r| r.get(..20))
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .is_some_and(|s| s < keep_from);
-                if old {
+                if snapshot_of(n).is_some_and(|s| s < keep_from) {
                     let _ = bucket.delete(n).await;
                 }
             }
