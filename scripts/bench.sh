@@ -38,11 +38,41 @@ stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
 
+# Queries per second of one dnsperf run against 127.0.0.1:PORT (the rest: dnsperf's
+# arguments); fails, with dnsperf's report, when it lost queries or saw response codes other
+# than NOERROR and NXDOMAIN: a server that refuses or fails answers fast and measures nothing.
+dnsperf_qps() { # port, dnsperf arguments
+  local port=$1 out lost codes qps; shift
+  out=$(dnsperf -s 127.0.0.1 -p "$port" "$@" 2>&1) || { echo "dnsperf against port $port failed:" >&2; echo "$out" >&2; return 1; }
+  lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")
+  codes=$(awk -F'Response codes: *' 'NF > 1 {print $2}' <<<"$out")
+  qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
+  if [ "$lost" != 0 ] || [ -z "$codes" ] || [ -z "$qps" ] \
+    || tr ',' '\n' <<<"$codes" | awk 'NF && $1 != "NOERROR" && $1 != "NXDOMAIN" {bad = 1} END {exit !bad}'; then
+    echo "dnsperf against port $port: lost queries (${lost:-?}) or response codes other than NOERROR/NXDOMAIN (${codes:-none}):" >&2
+    echo "$out" >&2
+    return 1
+  fi
+  echo "$qps"
+}
+
+# The TXT answer of one name at 127.0.0.1:PORT, records sorted (a server may order an RRset
+# as it likes); fails unless the answer is NOERROR with at least one record.
+txt_answer() { # port, name
+  local out
+  out=$(dig @127.0.0.1 -p "$1" +norec +time=2 +tries=1 "$2" TXT 2>&1) || true
+  if ! grep -q 'status: NOERROR' <<<"$out" || grep -q 'ANSWER: 0,' <<<"$out"; then
+    echo "port $1 does not answer $2 TXT with NOERROR and a record:" >&2; echo "$out" >&2; return 1
+  fi
+  dig @127.0.0.1 -p "$1" +norec +short "$2" TXT | sort
+}
+
 dns() {
   command -v knotd >/dev/null && command -v dnsperf >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends knot dnsperf >/dev/null; }
   local d="$W/dns-$N_DNS"
-  if [ ! -s "$d.jsonl" ]; then
+  # Regenerated when the binary is newer than the zone: its text follows the node's answers.
+  if [ ! -s "$d.jsonl" ] || [ ! -s "$d.zone" ] || [ "$B" -nt "$d.zone" ]; then
     "$B" gen --count "$N_DNS" --out "$d.jsonl" --zone-file "$d.zone" --dnsperf-queries "$d.queries"
   fi
   rm -rf "$d.node" && "$B" import --offline --create --data-dir "$d.node" "$d.jsonl" >/dev/null
@@ -67,16 +97,35 @@ log:
     any: warning
 EOF
   knotd -c "$W/knot/knot.conf" 2>"$W/knot/err.log" & local kp=$!; PIDS+=("$kp")
+  local soa=""
   for _ in $(seq 1 600); do
-    dig @127.0.0.1 -p 5401 +short SOA id.example. 2>/dev/null | grep -q hostmaster && break; sleep 0.5; done
+    soa=$(dig @127.0.0.1 -p 5401 +short SOA id.example. 2>/dev/null || true)
+    [[ "$soa" == *hostmaster* ]] && break
+    kill -0 "$kp" 2>/dev/null || break # knotd exited: no use waiting
+    sleep 0.5
+  done
+  if [[ "$soa" != *hostmaster* ]]; then
+    echo "bench.sh dns: Knot never served the SOA of id.example. on 127.0.0.1:5401 (zone $d.zone not loaded?); its log, $W/knot/err.log:" >&2
+    tail -n 20 "$W/knot/err.log" >&2
+    exit 1
+  fi
   CONFIG="$W/node-cache.toml" serve "$d.node" "$W/dns-node.log"
+  # Before measuring: Knot answers a known identifier NOERROR, with the node's TXT texts.
+  local first ref node
+  first=$(head -n 1 "$d.queries" | cut -d' ' -f1)
+  ref=$(txt_answer 5401 "$first") || { echo "bench.sh dns: the reference does not serve the generated zone" >&2; exit 1; }
+  node=$(txt_answer 5400 "$first") || { echo "bench.sh dns: the node does not serve the imported data" >&2; exit 1; }
+  if [ "$ref" != "$node" ]; then
+    printf 'bench.sh dns: Knot and the node answer %s TXT differently\nKnot:\n%s\nnode:\n%s\n' "$first" "$ref" "$node" >&2
+    exit 1
+  fi
   local knot idn q=(-d "$d.queries" -c 4 -T 1 -q 200)
   # The same warm-up for both (one pass over the names: Knot has its zone in memory from
   # the start, idnode's block cache fills on first reads), then the measured runs.
   dnsperf -s 127.0.0.1 -p 5401 "${q[@]}" -l 10 >/dev/null 2>&1
   dnsperf -s 127.0.0.1 -p 5400 "${q[@]}" -l 10 >/dev/null 2>&1
-  knot=$(dnsperf -s 127.0.0.1 -p 5401 -d "$d.queries" -l "$DURATION" -c 4 -T 1 -q 200 2>/dev/null | awk '/Queries per second/ {print $4}')
-  idn=$(dnsperf -s 127.0.0.1 -p 5400 -d "$d.queries" -l "$DURATION" -c 4 -T 1 -q 200 2>/dev/null | awk '/Queries per second/ {print $4}')
+  knot=$(dnsperf_qps 5401 "${q[@]}" -l "$DURATION") || { echo "bench.sh dns: the Knot run is not a measurement" >&2; exit 1; }
+  idn=$(dnsperf_qps 5400 "${q[@]}" -l "$DURATION") || { echo "bench.sh dns: the idnode run is not a measurement" >&2; exit 1; }
   stop "$SERVE_PID"; stop "$kp"
   row "DNS resolve, $N_DNS identifiers, dnsperf UDP (-c 4 -T 1 -q 200, ${DURATION}s)" "Knot 3.2: $knot qps" "idnode (512 MiB record cache): $idn qps" "$(echo "$idn $knot" | awk '{printf "%.2f", $1/$2}')"
 }

@@ -697,6 +697,12 @@ impl Config {
             )?
             .max(Duration::from_secs(1));
             if let Some(name) = &file.site.server_name {
+                if name.is_empty() || !crate::toplevel::valid_server_name(name) {
+                    return Err(invalid(
+                        "site.server_name",
+                        "must be 1-63 lowercase letters, digits or '-' (a DNS label)",
+                    ));
+                }
                 s.server_name = name.clone();
             }
             s.snapshot_interval = match file.site.snapshot_interval_secs {

@@ -64,9 +64,17 @@ pub enum Distribution {
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "resolve")]
     pub op: Op,
-    /// The node's gRPC URL.
+    /// The node's gRPC URL; a site's servers comma-separated: the workers are spread over
+    /// them, and one that answers UNAVAILABLE (or cannot be reached) moves to the next.
     #[arg(long, env = "IDNODE_NODE", default_value = "http://127.0.0.1:7000")]
     pub node: String,
+    /// Register ops: another server of the same site, where every `--observe-every`th
+    /// acknowledged identifier is resolved until it appears: the replication lag, from
+    /// the acknowledgement to visibility there.
+    #[arg(long)]
+    pub observe: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub observe_every: u64,
     #[command(flatten)]
     pub tls: super::connect::TlsArgs,
     /// DNS server for resolve-dns.
@@ -168,6 +176,29 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     pub throughput: f64,
     pub latency_us: LatencyUs,
+    /// Workers that moved to the next server of `target` after UNAVAILABLE.
+    #[serde(default)]
+    pub failovers: u64,
+    /// With `--observe`: from a register's acknowledgement until the observed server
+    /// resolved it, over the sampled identifiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_after_us: Option<LatencyUs>,
+    /// With `--observe`: sampled identifiers the observed server did not resolve in 10 s.
+    #[serde(default)]
+    pub never_visible: u64,
+}
+
+impl LatencyUs {
+    fn of(hist: &Histogram<u64>) -> LatencyUs {
+        LatencyUs {
+            p50: hist.value_at_quantile(0.5),
+            p90: hist.value_at_quantile(0.9),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+            mean: hist.mean(),
+        }
+    }
 }
 
 /// The keys of a run: read from a file, or computed from `idnode gen`'s parameters when
@@ -280,6 +311,10 @@ struct Stats {
     ok: AtomicU64,
     requests: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
+    failovers: AtomicU64,
+    /// `--observe`: acknowledgement → visible on the observed server, and the misses.
+    visible: Mutex<Histogram<u64>>,
+    never_visible: AtomicU64,
 }
 
 impl Stats {
@@ -307,21 +342,78 @@ impl Stats {
     }
 }
 
-/// One client of the node: gRPC stubs, or a DNS socket.
+type Resolver = pb::resolver_client::ResolverClient<
+    tonic::service::interceptor::InterceptedService<Channel, BearerAuth>,
+>;
+type Registry = pb::registry_client::RegistryClient<
+    tonic::service::interceptor::InterceptedService<Channel, BearerAuth>,
+>;
+
+/// One client of the node: gRPC stubs for each server of `--node`, or a DNS socket.
 struct Worker {
-    resolver: pb::resolver_client::ResolverClient<
-        tonic::service::interceptor::InterceptedService<Channel, BearerAuth>,
-    >,
-    registry: pb::registry_client::RegistryClient<
-        tonic::service::interceptor::InterceptedService<Channel, BearerAuth>,
-    >,
+    /// One (resolver, registry) per server; `current` is the one asked.
+    targets: Vec<(Resolver, Registry)>,
+    current: usize,
     dns: Option<tokio::net::UdpSocket>,
     zone: hickory_proto::rr::Name,
     acked: Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>>,
+    /// `--observe`: the observed server.
+    observer: Option<Resolver>,
+    /// The run's counters (failovers and the observed figures are recorded here).
+    stats: Arc<Stats>,
 }
 
 impl Worker {
+    /// One request; after UNAVAILABLE (a server down or without a quorum) the next
+    /// server of `--node` takes this worker's requests.
     async fn run_one(
+        &mut self,
+        args: &BenchArgs,
+        keys: &Keys,
+        rng: &mut StdRng,
+        seq: u64,
+        run: u64,
+    ) -> Result<(), String> {
+        let outcome = self.run_op(args, keys, rng, seq, run).await;
+        if outcome.as_ref().is_err_and(|e| e == "unavailable") && self.targets.len() > 1 {
+            self.current = (self.current + 1) % self.targets.len();
+            self.stats.failovers.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// Samples every `every`th acknowledged identifier: resolves it on the observed
+    /// server until it is there (10 s at most) and records how long after `acked` it was.
+    fn observe(&self, id: &str, seq: u64, every: u64, acked: Instant) {
+        let Some(resolver) = &self.observer else {
+            return;
+        };
+        let stats = &self.stats;
+        if seq % every.max(1) != 0 {
+            return;
+        }
+        let (mut resolver, stats, id) = (resolver.clone(), Arc::clone(stats), id.to_owned());
+        tokio::spawn(async move {
+            while acked.elapsed() < Duration::from_secs(10) {
+                let asked = resolver
+                    .resolve(pb::ResolveRequest {
+                        identifier: id.clone(),
+                        ..Default::default()
+                    })
+                    .await;
+                if asked.is_ok() {
+                    let us = acked.elapsed().as_micros().max(1) as u64;
+                    let mut h = stats.visible.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = h.record(us.min(60_000_000));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            stats.never_visible.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+
+    async fn run_op(
         &mut self,
         args: &BenchArgs,
         keys: &Keys,
@@ -344,7 +436,8 @@ impl Worker {
                     identifier: keys.pick(rng, args),
                     ..Default::default()
                 };
-                self.resolver
+                self.targets[self.current]
+                    .0
                     .resolve(req)
                     .await
                     .map(|_| ())
@@ -353,13 +446,15 @@ impl Worker {
             Op::Register => {
                 let record = bench_record(&args.create_prefix, run, seq, 0);
                 let id = record.identifier.clone();
-                self.registry
+                self.targets[self.current]
+                    .1
                     .register(pb::RegisterRequest {
                         record: Some(record),
                     })
                     .await
                     .map_err(grpc_err)?;
                 self.ack([id.as_str()]);
+                self.observe(&id, seq, args.observe_every, Instant::now());
                 Ok(())
             }
             Op::BatchRegister => {
@@ -367,8 +462,8 @@ impl Worker {
                     .map(|j| bench_record(&args.create_prefix, run, seq, j))
                     .collect();
                 let ids: Vec<String> = records.iter().map(|r| r.identifier.clone()).collect();
-                let mut s = self
-                    .registry
+                let mut s = self.targets[self.current]
+                    .1
                     .batch_register(tokio_stream::iter(vec![pb::BatchRegisterRequest {
                         records,
                     }]))
@@ -376,6 +471,12 @@ impl Worker {
                     .map_err(grpc_err)?
                     .into_inner();
                 let r = s.message().await.map_err(grpc_err)?.ok_or("empty")?;
+                let acked_at = Instant::now();
+                if let (Some(first), Some(x)) = (ids.first(), r.results.first()) {
+                    if x.code == 0 {
+                        self.observe(first, seq, args.observe_every, acked_at);
+                    }
+                }
                 self.ack(
                     ids.iter()
                         .zip(&r.results)
@@ -484,15 +585,57 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut channels = Vec::new();
+    // Per server of --node, `connections` channels. A server that cannot be reached now
+    // gets lazy channels (its requests fail over) as long as one server can be.
+    let mut channels: Vec<Vec<Channel>> = Vec::new();
     if args.op != Op::ResolveDns {
-        let (url, endpoint) = super::connect::endpoint(&args.node, &args.tls)?;
-        for _ in 0..args.connections.max(1) {
-            channels.push(super::connect::connect(&url, endpoint.clone()).await?);
+        let mut reached = None;
+        for node in args
+            .node
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let (url, endpoint) = super::connect::endpoint(node, &args.tls)?;
+            let mut of_node = Vec::new();
+            for _ in 0..args.connections.max(1) {
+                match super::connect::connect(&url, endpoint.clone()).await {
+                    Ok(ch) => {
+                        reached = Some(Ok(()));
+                        of_node.push(ch);
+                    }
+                    Err(e) => {
+                        if reached.is_none() {
+                            reached = Some(Err(e));
+                        }
+                        of_node.push(endpoint.clone().connect_lazy());
+                    }
+                }
+            }
+            channels.push(of_node);
+        }
+        match reached {
+            None => bail!("--node is empty"),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(())) => {}
         }
     } else {
-        channels.push(Channel::from_static("http://127.0.0.1:1").connect_lazy());
+        channels.push(vec![
+            Channel::from_static("http://127.0.0.1:1").connect_lazy()
+        ]);
     }
+    let observer = match (&args.observe, args.op) {
+        (Some(node), Op::Register | Op::BatchRegister | Op::Mixed) => {
+            let (url, endpoint) = super::connect::endpoint(node, &args.tls)?;
+            let ch = super::connect::connect(&url, endpoint).await?;
+            Some(pb::resolver_client::ResolverClient::with_interceptor(
+                ch,
+                auth.clone(),
+            ))
+        }
+        (Some(_), _) => bail!("--observe is for register ops"),
+        (None, _) => None,
+    };
     let zone =
         hickory_proto::rr::Name::from_ascii(&args.zone).map_err(|e| anyhow!("--zone: {e}"))?;
     let stats = Arc::new(Stats {
@@ -500,6 +643,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         ok: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
+        failovers: AtomicU64::new(0),
+        visible: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        never_visible: AtomicU64::new(0),
     });
     let run: u64 = rand::rng().random();
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
@@ -512,16 +658,24 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let make_worker = |i: usize| -> anyhow::Result<Worker> {
-        let ch = channels[i % channels.len()].clone();
+        let targets = channels
+            .iter()
+            .map(|of_node| {
+                let ch = of_node[(i / channels.len()) % of_node.len()].clone();
+                (
+                    pb::resolver_client::ResolverClient::with_interceptor(ch.clone(), auth.clone()),
+                    pb::registry_client::RegistryClient::with_interceptor(ch, auth.clone()),
+                )
+            })
+            .collect();
         Ok(Worker {
-            resolver: pb::resolver_client::ResolverClient::with_interceptor(
-                ch.clone(),
-                auth.clone(),
-            ),
-            registry: pb::registry_client::RegistryClient::with_interceptor(ch, auth.clone()),
+            targets,
+            current: i % channels.len(),
             dns: None,
             zone: zone.clone(),
             acked: acked.clone(),
+            observer: observer.clone(),
+            stats: Arc::clone(&stats),
         })
     };
     let mut tasks = Vec::new();
@@ -635,14 +789,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
         throughput: requests as f64 / seconds.max(1e-9),
-        latency_us: LatencyUs {
-            p50: hist.value_at_quantile(0.5),
-            p90: hist.value_at_quantile(0.9),
-            p99: hist.value_at_quantile(0.99),
-            p999: hist.value_at_quantile(0.999),
-            max: hist.max(),
-            mean: hist.mean(),
-        },
+        latency_us: LatencyUs::of(&hist),
+        failovers: stats.failovers.load(Ordering::Relaxed),
+        visible_after_us: observer
+            .as_ref()
+            .map(|_| LatencyUs::of(&stats.visible.lock().unwrap_or_else(|e| e.into_inner()))),
+        never_visible: stats.never_visible.load(Ordering::Relaxed),
     };
     print_report(&report);
     if let Some(path) = &args.report {
@@ -751,6 +903,15 @@ fn print_report(r: &Report) {
     if !r.errors.is_empty() {
         let errs: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("errors: {}", errs.join(", "));
+    }
+    if r.failovers > 0 {
+        println!("failovers to the next server: {}", r.failovers);
+    }
+    if let Some(v) = &r.visible_after_us {
+        println!(
+            "visible on the observed server after µs: p50 {} p90 {} p99 {} max {} ({} not within 10 s)",
+            v.p50, v.p90, v.p99, v.max, r.never_visible
+        );
     }
 }
 

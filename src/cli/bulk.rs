@@ -113,17 +113,9 @@ pub fn gen(a: GenArgs) -> anyhow::Result<()> {
             let name = idnode::api::dns::naming::encode(&id, &zone)?;
             if let Some(z) = zone_out.as_mut() {
                 let record = r.to_record().map_err(|e| anyhow!("{e}"))?;
-                for v in &record.values {
-                    let text = idnode::api::dns::txt_text(v);
-                    write!(z, "{} {} IN TXT", name.to_ascii(), v.ttl)?;
-                    for chunk in text.as_bytes().chunks(255) {
-                        let s = String::from_utf8_lossy(chunk)
-                            .replace('\\', "\\\\")
-                            .replace('"', "\\\"");
-                        write!(z, " \"{s}\"")?;
-                    }
-                    writeln!(z)?;
-                }
+                let mut lines = String::new();
+                idnode::api::dns::zonefile::write_txt_records(&mut lines, &name, &record.values);
+                z.write_all(lines.as_bytes())?;
             }
             if let Some(q) = queries.as_mut() {
                 writeln!(q, "{} TXT", name.to_ascii())?;

@@ -18,6 +18,7 @@ pub mod record_print;
 pub mod records;
 pub mod reference;
 pub mod serve;
+pub mod site;
 pub mod template;
 pub mod toplevel;
 
@@ -66,6 +67,9 @@ pub enum Command {
     /// The tamper-evident operation log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Replicated sites: seed a new one with a store built offline.
+    #[command(subcommand)]
+    Site(site::SiteCommand),
     // gen, import.
     #[command(flatten)]
     Bulk(bulk::BulkCommand),
@@ -89,6 +93,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Template(c) => template::run(c).await,
         Command::Grant(c) => grant::run(c).await,
         Command::Audit(c) => audit::run(c).await,
+        Command::Site(c) => site::run(c).await,
         Command::Bulk(c) => bulk::run(c).await,
         Command::Bench(c) => bench::run(c).await,
         Command::BenchReference(c) => reference::run(c).await,

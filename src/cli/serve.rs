@@ -141,14 +141,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 "--reset-admin-token: a site's admin token is reset on one server, not at start"
             );
         }
-        let (joined, bootstrap) = idnode::node::join_site(&opened, site).await?;
+        let (joined, bootstrap) = idnode::node::join_site(&mut opened, site, config.seed).await?;
         println!(
             "site: stream {} on {} ({} replicas), applied through sequence {}; this server is {}",
             site.stream,
             site.servers.join(","),
             site.replicas,
             joined.caught_up_to,
-            site.server_name
+            opened.server_name
         );
         opened.admin_bootstrap = bootstrap.clone();
         if bootstrap == idnode::resolver::AdminBootstrap::Existing

@@ -242,11 +242,12 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner();
-            let e = r.endpoints.unwrap_or_default();
+            let e = r.endpoints.clone().unwrap_or_default();
             if c.json() {
                 c.print_json(&serde_json::json!({
                     "node_prefix": r.node_prefix, "node_id": r.node_id, "node_name": r.node_name,
                     "grpc": e.grpc, "dns": e.dns, "http": e.http, "ttl": r.ttl,
+                    "servers": servers_json(&r.servers),
                 }))
             } else {
                 println!(
@@ -254,11 +255,7 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                     r.node_prefix,
                     r.node_id,
                     r.node_name,
-                    if e.grpc.is_empty() {
-                        "<no endpoint announced>"
-                    } else {
-                        &e.grpc
-                    },
+                    grpc_list(&r.servers),
                     r.ttl
                 );
                 Ok(())
@@ -277,6 +274,33 @@ pub async fn run(cmd: TopLevelCommand) -> anyhow::Result<()> {
                 .into_inner();
             show_record(&c, &r.identifier, r.values)
         }
+    }
+}
+
+/// A node's servers as JSON: name, endpoints, liveness.
+fn servers_json(servers: &[pb::Server]) -> serde_json::Value {
+    servers
+        .iter()
+        .map(|s| {
+            let e = s.endpoints.clone().unwrap_or_default();
+            serde_json::json!({
+                "name": s.name, "grpc": e.grpc, "dns": e.dns, "http": e.http,
+                "live": s.live, "last_heartbeat": s.last_heartbeat,
+            })
+        })
+        .collect()
+}
+
+/// The servers' gRPC URLs, live ones first, comma-separated (a site's servers), or "-".
+fn grpc_list(servers: &[pb::Server]) -> String {
+    let urls: Vec<String> = servers
+        .iter()
+        .filter_map(|s| s.endpoints.as_ref().map(|e| e.grpc.clone()))
+        .filter(|g| !g.is_empty())
+        .collect();
+    match urls.is_empty() {
+        true => "-".into(),
+        false => urls.join(","),
     }
 }
 
@@ -332,19 +356,19 @@ async fn delegation(cmd: DelegationCommand) -> anyhow::Result<()> {
                             "node_prefix": n.node_prefix, "node_id": n.node_id, "name": n.name,
                             "grpc": n.endpoints.clone().unwrap_or_default().grpc,
                             "live": n.live, "last_heartbeat": n.last_heartbeat,
+                            "servers": servers_json(&n.servers),
                         })
                     })
                     .collect();
                 return c.print_json(&all);
             }
             for n in r.delegations {
-                let grpc = n.endpoints.unwrap_or_default().grpc;
                 println!(
                     "{:<8} {:<36} {:<5} {:<24} {}",
                     n.node_prefix,
                     n.node_id,
                     if n.live { "live" } else { "-" },
-                    if grpc.is_empty() { "-" } else { &grpc },
+                    grpc_list(&n.servers),
                     n.name
                 );
             }

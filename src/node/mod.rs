@@ -62,6 +62,9 @@ pub struct Opened {
     pub reporter: Arc<dyn Reporter>,
     /// Signs the operation-log heads reported upstream (`<data_dir>/node.key`, mode 0600).
     pub node_key: ed25519_dalek::SigningKey,
+    /// This server's name in its site ("" for a single-process node): as configured, else
+    /// `s-` and the start of its node key's public half, stable for its data directory.
+    pub server_name: String,
 }
 
 /// The RocksDB directory inside a data directory.
@@ -205,6 +208,14 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
     };
     let node_key = crate::secrets::node_key(&config.data_dir.join("node.key"))
         .map_err(|e| NodeError::Setup(format!("node key in {}: {e}", config.data_dir.display())))?;
+    let server_name = match &config.site {
+        None => String::new(),
+        Some(s) if !s.server_name.is_empty() => s.server_name.clone(),
+        Some(_) => format!(
+            "s-{}",
+            hex::encode(&node_key.verifying_key().as_bytes()[..4])
+        ),
+    };
     Ok(Opened {
         core,
         admin_token_file,
@@ -214,6 +225,7 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         forwarder,
         reporter,
         node_key,
+        server_name,
     })
 }
 
@@ -244,11 +256,19 @@ pub async fn restore_site_snapshot(config: &Config) -> Result<Option<u64>, NodeE
 
 /// Joins the replicated site of `config`: applies its log up to the end, routes every
 /// write of the core through it, and makes sure the site has an admin credential (the
-/// first server wins and writes the token file).
+/// first server wins and writes the token file). That server also loads the seed data when
+/// `seed` is set, through the log like any write: the site is seeded once, and the seeded
+/// enterprises' tokens are in that server's data directory, with the admin token.
 pub async fn join_site(
-    opened: &Opened,
+    opened: &mut Opened,
     config: &crate::site::SiteConfig,
+    seed: bool,
 ) -> Result<(crate::site::Joined, AdminBootstrap), NodeError> {
+    let config = crate::site::SiteConfig {
+        server_name: opened.server_name.clone(),
+        ..config.clone()
+    };
+    let config = &config;
     let (site, joined) = crate::site::Site::join(Arc::clone(&opened.core), config.clone()).await?;
     opened.core.set_shared_log(Arc::new(site.clone()));
     // The lag metric: how far the log's end is ahead of this server, looked at each second.
@@ -280,6 +300,19 @@ pub async fn join_site(
         true => AdminBootstrap::Created,
         false => AdminBootstrap::Existing,
     };
+    if created && seed {
+        let core = Arc::clone(&opened.core);
+        let tokens = opened
+            .admin_token_file
+            .parent()
+            .map(|d| d.join("tokens"))
+            .unwrap_or_else(|| PathBuf::from("tokens"));
+        opened.seeded =
+            crate::blocking::run(move || seed::load_once(&core, &seed::Seed::embedded(), &tokens))
+                .await
+                .map_err(|e| NodeError::Setup(e.to_string()))?
+                .map_err(NodeError::Setup)?;
+    }
     Ok((joined, bootstrap))
 }
 
@@ -298,6 +331,8 @@ pub fn report(core: &Core, key: &ed25519_dalek::SigningKey) -> Result<Report, cr
             .unwrap_or(0),
     );
     Ok(Report {
+        server: String::new(),
+        head_seq: 0,
         head: Some(head),
         registered: counts.node_registered,
         prefixes: counts.prefixes,
@@ -320,15 +355,31 @@ async fn heartbeat_and_report(
     core: &Arc<Core>,
     key: &ed25519_dalek::SigningKey,
     upstream: &Arc<dyn Reporter>,
+    server: &str,
     endpoints: &Endpoints,
+    dns: Option<&DnsHandler>,
 ) {
-    if let Err(e) = upstream.heartbeat(endpoints).await {
-        tracing::warn!(upstream = %upstream.describe(), error = %e, "heartbeat failed");
-        return;
+    match upstream.heartbeat(server, endpoints).await {
+        Ok(servers) => {
+            if let Some(dns) = dns {
+                let named: Vec<(String, String)> = servers
+                    .into_iter()
+                    .map(|s| (s.name, s.endpoints.dns))
+                    .collect();
+                dns.set_name_servers(&named);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %upstream.describe(), error = %e, "heartbeat failed");
+            return;
+        }
     }
     let key = key.clone();
     let report = match core.blocking(move |c| report(c, &key)).await {
-        Ok(r) => r,
+        Ok(r) => Report {
+            server: server.to_owned(),
+            ..r
+        },
         Err(e) => {
             tracing::warn!(error = %e, "cannot compute the statistics report");
             return;
@@ -382,6 +433,7 @@ pub async fn serve(
     // The node's one metrics registry: every adapter records into it, `/metrics` renders it.
     let telemetry = Arc::new(Telemetry::new());
     let mut side_servers = Vec::new();
+    let mut dns_handler = None;
     if let (Some((udp, tcp)), Some((_, dns_config))) = (listeners.dns, &config.dns) {
         let handler = Arc::new(DnsHandler::new(
             Arc::clone(&core),
@@ -389,6 +441,9 @@ pub async fn serve(
             Arc::clone(&admission),
             Arc::clone(&telemetry),
         ));
+        // Until the top-level node lists the node's servers: this one.
+        handler.set_name_servers(&[(node.server_name.clone(), endpoints.dns.clone())]);
+        dns_handler = Some(Arc::clone(&handler));
         side_servers.push(tokio::spawn(dns::serve_udp(
             Arc::clone(&handler),
             udp,
@@ -431,7 +486,11 @@ pub async fn serve(
         }));
     }
     let upstream = Arc::clone(&node.reporter);
+    // A site's servers are told apart by name at the top-level node.
+    let server_name = node.server_name.clone();
     let reporter = {
+        let server = server_name.clone();
+        let dns = dns_handler.clone();
         let (core, upstream, endpoints, stop) = (
             Arc::clone(&core),
             Arc::clone(&upstream),
@@ -442,7 +501,8 @@ pub async fn serve(
         let key = node.node_key.clone();
         tokio::spawn(async move {
             loop {
-                heartbeat_and_report(&core, &key, &upstream, &endpoints).await;
+                heartbeat_and_report(&core, &key, &upstream, &server, &endpoints, dns.as_deref())
+                    .await;
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(every) => {}
@@ -554,7 +614,15 @@ pub async fn serve(
     }
     let _ = reporter.await;
     // Final statistics, bounded by the upstream timeout.
-    heartbeat_and_report(&core, &node.node_key, &upstream, &endpoints).await;
+    heartbeat_and_report(
+        &core,
+        &node.node_key,
+        &upstream,
+        &server_name,
+        &endpoints,
+        dns_handler.as_deref(),
+    )
+    .await;
     core.store().flush().map_err(|e| NodeError::Store {
         path: db_path(config),
         detail: e.to_string(),

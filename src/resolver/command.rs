@@ -123,6 +123,51 @@ pub fn as_request<R>(id: Option<&str>, credential: Option<&str>, f: impl FnOnce(
     out
 }
 
+/// Metadata (gRPC) and header (HTTP) naming a client's request, so that its retry (on this
+/// server or, in a site, on another) is applied once: up to 128 visible ASCII characters.
+pub const REQUEST_ID_HEADER: &str = "x-idnode-request-id";
+
+/// Whether `id` may name a client's request: 1-128 visible ASCII characters.
+pub fn valid_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// An authenticated request as the HTTP adapters carry it: the caller, the client's
+/// request id, and the id of the credential it authenticated with. Writes made in
+/// [`Requester::acting`] carry both (see [`as_request`]); it derefs to the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requester {
+    pub caller: Caller,
+    pub request: Option<String>,
+    pub credential: Option<String>,
+}
+
+impl Requester {
+    /// `caller`, authenticated with `token` (if any), for the request named `request`.
+    pub fn new(caller: Caller, token: Option<&str>, request: Option<String>) -> Requester {
+        let credential = token
+            .and_then(crate::auth::split_token)
+            .map(|(id, _)| id.to_owned());
+        Requester {
+            caller,
+            request,
+            credential,
+        }
+    }
+
+    /// Runs `f` on behalf of this request ([`as_request`]).
+    pub fn acting<R>(&self, f: impl FnOnce() -> R) -> R {
+        as_request(self.request.as_deref(), self.credential.as_deref(), f)
+    }
+}
+
+impl std::ops::Deref for Requester {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
 /// A write, complete: applying it needs nothing but the store it is applied to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {

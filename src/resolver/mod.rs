@@ -24,7 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use crate::credentials::AdminBootstrap;
-pub use command::{as_request, Applied, Command, Op, SharedLog, SITE_APPLIED};
+pub use command::{
+    as_request, valid_request_id, Applied, Command, Op, Requester, SharedLog, REQUEST_ID_HEADER,
+    SITE_APPLIED,
+};
 pub use console::Today;
 pub use grants::{Grant, Scope};
 pub use places::Place;

@@ -57,12 +57,8 @@ impl SiteConfig {
             replicas: 3,
             max_command_bytes: 17 << 20,
             write_deadline: Duration::from_secs(15),
-            // Unique per process: what it appends is recognised by this name.
-            server_name: format!(
-                "idnode-{}-{:08x}",
-                std::process::id(),
-                rand::random::<u32>()
-            ),
+            // Empty: `node::open` names it after its node key.
+            server_name: String::new(),
             snapshot_interval: Some(Duration::from_secs(3600)),
             snapshot_dir: std::path::PathBuf::from("snapshot"),
         }
@@ -677,6 +673,83 @@ async fn listing(bucket: &jetstream::object_store::ObjectStore) -> Result<(Vec<u
     Ok((manifests, names))
 }
 
+/// Uploads the snapshot of `seq` from `dir` (`files`, relative to it), its manifest last.
+async fn upload(
+    bucket: &jetstream::object_store::ObjectStore,
+    dir: &std::path::Path,
+    seq: u64,
+    files: Vec<String>,
+) -> Result<()> {
+    let prefix = snapshot_prefix(seq);
+    for f in &files {
+        let mut file = tokio::fs::File::open(dir.join(f))
+            .await
+            .map_err(|e| Error::internal(format!("{f}: {e}")))?;
+        let meta = jetstream::object_store::ObjectMetadata {
+            name: format!("{prefix}/{f}"),
+            chunk_size: Some(1 << 20),
+            ..Default::default()
+        };
+        bucket
+            .put(meta, &mut file)
+            .await
+            .map_err(|e| unavailable(format!("uploading {f}: {e}")))?;
+    }
+    let manifest = serde_json::to_vec(&Manifest { seq, files }).map_err(Error::internal)?;
+    bucket
+        .put(
+            format!("{prefix}.manifest").as_str(),
+            &mut manifest.as_slice(),
+        )
+        .await
+        .map_err(|e| unavailable(format!("uploading the manifest: {e}")))?;
+    Ok(())
+}
+
+/// Seeds a new site with a store built elsewhere (by an offline import): `backup_dir` holds
+/// a backup of that store (`db/…`), uploaded as the site's first snapshot, at sequence 0.
+/// Every server that starts on an empty data directory restores it and applies the log
+/// after it. Refused when the site's stream holds a message or the site has a snapshot.
+pub async fn seed(config: &SiteConfig, backup_dir: &std::path::Path) -> Result<u64> {
+    let client = async_nats::ConnectOptions::new()
+        .name("idnode site seed")
+        .connection_timeout(Duration::from_secs(2))
+        .connect(config.servers.as_slice())
+        .await
+        .map_err(|e| unavailable(format!("connecting to {:?}: {e}", config.servers)))?;
+    let js = jetstream::new(client);
+    if let Ok(s) = js.get_stream(&config.stream).await {
+        let info = s
+            .get_info()
+            .await
+            .map_err(|e| unavailable(format!("stream info: {e}")))?;
+        if info.state.last_sequence > 0 {
+            return Err(Error::invalid(format!(
+                "site stream {} already holds {} messages: only a new site is seeded",
+                config.stream, info.state.last_sequence
+            )));
+        }
+    }
+    let bucket = bucket(&js, config).await?;
+    if let Some(seq) = listing(&bucket).await?.0.last() {
+        return Err(Error::invalid(format!(
+            "the site already has a snapshot (sequence {seq}): only a new site is seeded"
+        )));
+    }
+    let files = {
+        let d = backup_dir.to_owned();
+        crate::blocking::run(move || files_under(&d).map_err(|e| Error::internal(e.to_string())))
+            .await??
+    };
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(backup_dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    upload(&bucket, backup_dir, 0, files).await?;
+    Ok(bytes)
+}
+
 impl Site {
     /// Takes a snapshot: the store backed up between two messages (it holds exactly the
     /// sequence applied then), uploaded to the site's object store with its manifest last,
@@ -709,29 +782,7 @@ impl Site {
             })
             .await??
         };
-        let prefix = snapshot_prefix(seq);
-        for f in &files {
-            let mut file = tokio::fs::File::open(dir.join(f))
-                .await
-                .map_err(|e| Error::internal(format!("{f}: {e}")))?;
-            let meta = jetstream::object_store::ObjectMetadata {
-                name: format!("{prefix}/{f}"),
-                chunk_size: Some(1 << 20),
-                ..Default::default()
-            };
-            bucket
-                .put(meta, &mut file)
-                .await
-                .map_err(|e| unavailable(format!("uploading {f}: {e}")))?;
-        }
-        let manifest = serde_json::to_vec(&Manifest { seq, files }).map_err(Error::internal)?;
-        bucket
-            .put(
-                format!("{prefix}.manifest").as_str(),
-                &mut manifest.as_slice(),
-            )
-            .await
-            .map_err(|e| unavailable(format!("uploading the manifest: {e}")))?;
+        upload(&bucket, &dir, seq, files).await?;
         // The newest two snapshots are kept; older objects go.
         let (manifests, names) = listing(&bucket).await?;
         if manifests.len() > 2 {
@@ -768,21 +819,29 @@ pub async fn download_newest_snapshot(
         .await
         .map_err(|e| unavailable(format!("connecting to {:?}: {e}", config.servers)))?;
     let js = jetstream::new(client);
-    let info = match js.get_stream(&config.stream).await {
-        Ok(s) => s
-            .get_info()
-            .await
-            .map_err(|e| unavailable(format!("stream info: {e}")))?,
-        Err(_) => return Ok(None), // a new site
+    let first = match js.get_stream(&config.stream).await {
+        Ok(s) => {
+            s.get_info()
+                .await
+                .map_err(|e| unavailable(format!("stream info: {e}")))?
+                .state
+                .first_sequence
+        }
+        Err(_) => 0, // a new site, or one seeded with a snapshot only
     };
-    if info.state.first_sequence <= 1 {
-        return Ok(None);
-    }
-    let bucket = bucket(&js, config).await?;
+    // The newest snapshot, whenever there is one: a site seeded from an offline-built store
+    // starts from it, and replaying a snapshot is cheaper than replaying the log before it.
+    let bucket = match js.get_object_store(bucket_name(&config.stream)).await {
+        Ok(b) => b,
+        Err(_) if first <= 1 => return Ok(None),
+        Err(e) => return Err(unavailable(format!("snapshot bucket: {e}"))),
+    };
     let Some(seq) = listing(&bucket).await?.0.last().copied() else {
+        if first <= 1 {
+            return Ok(None);
+        }
         return Err(unavailable(format!(
-            "the stream starts at {} but the site has no snapshot to start from",
-            info.state.first_sequence
+            "the stream starts at {first} but the site has no snapshot to start from"
         )));
     };
     let prefix = snapshot_prefix(seq);

@@ -61,6 +61,10 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    pub fn is_empty(&self) -> bool {
+        self.grpc.is_empty() && self.dns.is_empty() && self.http.is_empty()
+    }
+
     fn validate(&self) -> Result<()> {
         for (name, v) in [
             ("grpc", &self.grpc),
@@ -84,19 +88,78 @@ impl Endpoints {
     }
 }
 
+/// Most servers one node may have announced; a new one beyond it replaces the server
+/// silent longest, if that one is not live.
+pub const MAX_SERVERS: usize = 16;
+
+/// Whether `name` may name a server of a site: a DNS label of lowercase letters, digits
+/// and '-' (its DNS name server is `<name>.ns.<zone>`). The empty name is the one server
+/// of a single-process node.
+pub fn valid_server_name(name: &str) -> bool {
+    name.is_empty()
+        || (name.len() <= 63
+            && !name.starts_with('-')
+            && !name.ends_with('-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+}
+
+/// One server of a node: the only one of a single-process node (named ""), or one of the
+/// servers of a site, each announced by its own heartbeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    #[serde(default)]
+    pub name: String,
+    pub endpoints: Endpoints,
+    /// Hex public key that signs this server's log heads, pinned at its first report.
+    #[serde(default)]
+    pub log_key: Option<String>,
+}
+
 /// A node prefix delegated to a secondary node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delegation {
     pub prefix: String,
     pub node_id: String,
     pub name: String,
-    pub endpoints: Endpoints,
+    /// The node's servers, in the order they were first announced.
+    #[serde(default)]
+    pub servers: Vec<Server>,
     pub created_at: i64,
     #[serde(default)]
     pub credential_ids: Vec<String>,
-    /// Hex public key that signs the node's log heads, pinned at its first report.
-    #[serde(default)]
-    pub log_key: Option<String>,
+    /// Stores written before sites: the one server's endpoints and key, moved into
+    /// `servers` when read.
+    #[serde(default, skip_serializing)]
+    endpoints: Option<Endpoints>,
+    #[serde(default, skip_serializing)]
+    log_key: Option<String>,
+}
+
+impl Delegation {
+    fn upgraded(mut self) -> Delegation {
+        if let Some(endpoints) = self.endpoints.take() {
+            if self.servers.is_empty() && (!endpoints.is_empty() || self.log_key.is_some()) {
+                self.servers.push(Server {
+                    name: String::new(),
+                    endpoints,
+                    log_key: self.log_key.take(),
+                });
+            }
+        }
+        self.log_key = None;
+        self
+    }
+}
+
+/// A server of a node with its liveness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub name: String,
+    pub endpoints: Endpoints,
+    pub live: bool,
+    pub last_heartbeat: i64,
 }
 
 /// The answer to "who serves this prefix".
@@ -105,9 +168,21 @@ pub struct Referral {
     pub node_prefix: Prefix,
     pub node_id: String,
     pub node_name: String,
-    pub endpoints: Endpoints,
+    /// Every server of the node: live ones first, the most recently heard first.
+    pub servers: Vec<ServerStatus>,
     /// Seconds the referral may be cached.
     pub ttl: u32,
+}
+
+impl Referral {
+    /// The gRPC URLs to ask, in order (servers that announced none are skipped).
+    pub fn grpc_urls(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .filter(|s| !s.endpoints.grpc.is_empty())
+            .map(|s| s.endpoints.grpc.clone())
+            .collect()
+    }
 }
 
 /// Resolutions a node served through one interface.
@@ -121,23 +196,31 @@ pub struct InterfaceCount {
 /// A node's statistics report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
+    /// The reporting server's name ("" for a single-process node).
+    #[serde(default)]
+    pub server: String,
     pub registered: i64,
     pub prefixes: Vec<(String, i64)>,
     pub resolutions: Vec<InterfaceCount>,
     /// Set by the top-level node on receipt.
     #[serde(default)]
     pub received_at: i64,
+    /// Set by the top-level node: the sequence of the head that came with it.
+    #[serde(default)]
+    pub head_seq: u64,
     /// The node's signed log head (kept separately, in `Heads`).
     #[serde(default, skip_serializing)]
     pub head: Option<SignedHead>,
 }
 
-/// One delegation with its liveness.
+/// One delegation with its liveness: live while any of its servers is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
     pub delegation: Delegation,
     pub live: bool,
     pub last_heartbeat: i64,
+    /// Its servers, live ones first (as in a referral).
+    pub servers: Vec<ServerStatus>,
 }
 
 /// Aggregated statistics.
@@ -165,8 +248,9 @@ pub struct TopLevel {
     config: TopLevelConfig,
     /// The delegation table, by node prefix (small; written through).
     delegations: RwLock<BTreeMap<String, Delegation>>,
-    /// Last heartbeat per node prefix (seconds since the epoch); liveness is volatile.
-    heartbeats: RwLock<HashMap<String, i64>>,
+    /// Last heartbeat per (node prefix, server name), seconds since the epoch; liveness
+    /// is volatile.
+    heartbeats: RwLock<HashMap<(String, String), i64>>,
     /// The failed-authentication lockout, as on a secondary node.
     failures: AuthFailures,
     /// What a backup copies (its store and key files), set by the wiring.
@@ -177,6 +261,16 @@ fn head_key(prefix: &str, seq: u64) -> Vec<u8> {
     let mut k = prefix.as_bytes().to_vec();
     k.push(0);
     k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// A server's statistics report: under the node prefix, then 0 and the server's name.
+fn report_key(prefix: &str, server: &str) -> Vec<u8> {
+    let mut k = prefix.as_bytes().to_vec();
+    if !server.is_empty() {
+        k.push(0);
+        k.extend_from_slice(server.as_bytes());
+    }
     k
 }
 
@@ -197,6 +291,7 @@ impl TopLevel {
         let mut delegations = BTreeMap::new();
         for (_, v) in rows {
             let d: Delegation = codec::decode_json(&v).map_err(Error::internal)?;
+            let d = d.upgraded();
             delegations.insert(d.prefix.clone(), d);
         }
         Ok(TopLevel {
@@ -296,7 +391,7 @@ impl TopLevel {
             node_prefix: Prefix::parse(&d.prefix).map_err(Error::internal)?,
             node_id: d.node_id.clone(),
             node_name: d.name.clone(),
-            endpoints: d.endpoints.clone(),
+            servers: self.servers(d),
             ttl: self.config.referral_ttl,
         })
     }
@@ -342,13 +437,21 @@ impl TopLevel {
             },
             now(),
         );
+        let servers = match endpoints.is_empty() {
+            true => Vec::new(),
+            false => vec![Server {
+                endpoints,
+                ..Server::default()
+            }],
+        };
         let d = Delegation {
             prefix: prefix.to_string(),
             node_id: node_id.to_owned(),
             name: name.to_owned(),
-            endpoints,
+            servers,
             created_at: now(),
             credential_ids: vec![minted.credential.id.clone()],
+            endpoints: None,
             log_key: None,
         };
         let mut batch = Batch::new();
@@ -373,6 +476,9 @@ impl TopLevel {
         let mut batch = Batch::new();
         batch.delete(Table::Delegations, prefix.as_str());
         batch.delete(Table::Reports, prefix.as_str());
+        for s in &d.servers {
+            batch.delete(Table::Reports, report_key(prefix.as_str(), &s.name));
+        }
         for id in &d.credential_ids {
             batch.delete(Table::Credentials, id.as_bytes());
         }
@@ -381,20 +487,49 @@ impl TopLevel {
         self.heartbeats
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(prefix.as_str());
+            .retain(|(p, _), _| p != prefix.as_str());
         Ok(())
     }
 
-    fn liveness(&self, prefix: &str) -> (bool, i64) {
+    /// When `server` of `prefix` was last heard, and whether that is within the window.
+    fn liveness(&self, prefix: &str, server: &str) -> (bool, i64) {
         let last = self
             .heartbeats
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(prefix)
+            .get(&(prefix.to_owned(), server.to_owned()))
             .copied()
             .unwrap_or(0);
         let window = 3 * self.config.heartbeat_interval as i64;
         (last > 0 && now() - last <= window, last)
+    }
+
+    /// A delegation's servers with liveness: live ones first, the most recently heard
+    /// first, then in the order they were announced.
+    fn servers(&self, d: &Delegation) -> Vec<ServerStatus> {
+        let mut servers: Vec<ServerStatus> = d
+            .servers
+            .iter()
+            .map(|s| {
+                let (live, last_heartbeat) = self.liveness(&d.prefix, &s.name);
+                ServerStatus {
+                    name: s.name.clone(),
+                    endpoints: s.endpoints.clone(),
+                    live,
+                    last_heartbeat,
+                }
+            })
+            .collect();
+        servers.sort_by_key(|s| (!s.live, std::cmp::Reverse(s.last_heartbeat)));
+        servers
+    }
+
+    /// The servers of the node serving `node_prefix` exactly (empty when none does).
+    pub fn servers_of(&self, node_prefix: &Prefix) -> Vec<ServerStatus> {
+        self.read()
+            .get(node_prefix.as_str())
+            .map(|d| self.servers(d))
+            .unwrap_or_default()
     }
 
     /// The delegation table with liveness, by prefix.
@@ -402,11 +537,12 @@ impl TopLevel {
         self.read()
             .values()
             .map(|d| {
-                let (live, last_heartbeat) = self.liveness(&d.prefix);
+                let servers = self.servers(d);
                 NodeStatus {
                     delegation: d.clone(),
-                    live,
-                    last_heartbeat,
+                    live: servers.iter().any(|s| s.live),
+                    last_heartbeat: servers.iter().map(|s| s.last_heartbeat).max().unwrap_or(0),
+                    servers,
                 }
             })
             .collect()
@@ -422,19 +558,52 @@ impl TopLevel {
         }
     }
 
-    /// Records a node's heartbeat and its current endpoints; returns its node prefix.
-    pub fn heartbeat(&self, caller: &Caller, endpoints: Endpoints) -> Result<Prefix> {
+    /// Records the heartbeat of one server of a node (`server`: its name in the site, ""
+    /// for a single-process node) and its current endpoints; returns the node prefix.
+    /// A server not seen before is added to the delegation; beyond [`MAX_SERVERS`] it
+    /// replaces the server silent longest, unless every one is live.
+    pub fn heartbeat(&self, caller: &Caller, server: &str, endpoints: Endpoints) -> Result<Prefix> {
         let prefix = Self::node_prefix_of(caller)?.clone();
         endpoints.validate()?;
+        if !valid_server_name(server) {
+            return Err(Error::invalid(
+                "a server name is 1-63 lowercase letters, digits or '-' (a DNS label)",
+            ));
+        }
         {
             let mut delegations = self.delegations.write().unwrap_or_else(|e| e.into_inner());
             let d = delegations
                 .get_mut(prefix.as_str())
                 .ok_or_else(|| Error::denied(format!("prefix {prefix} is no longer delegated")))?;
-            if d.endpoints != endpoints {
-                let mut changed = d.clone();
-                changed.endpoints = endpoints;
-                let mut batch = Batch::new();
+            let mut changed = d.clone();
+            let mut batch = Batch::new();
+            match changed.servers.iter_mut().find(|s| s.name == server) {
+                Some(s) if s.endpoints == endpoints => {}
+                Some(s) => s.endpoints = endpoints,
+                None => {
+                    if changed.servers.len() >= MAX_SERVERS {
+                        let silent = self
+                            .servers(&changed)
+                            .into_iter()
+                            .rev()
+                            .find(|s| !s.live)
+                            .ok_or_else(|| {
+                                Error::exhausted(format!(
+                                    "node {prefix} already has {MAX_SERVERS} live servers"
+                                ))
+                            })?;
+                        changed.servers.retain(|s| s.name != silent.name);
+                        batch.delete(Table::Reports, report_key(prefix.as_str(), &silent.name));
+                        tracing::info!(node = %prefix, server = %silent.name, "silent server dropped");
+                    }
+                    changed.servers.push(Server {
+                        name: server.to_owned(),
+                        endpoints,
+                        ..Server::default()
+                    });
+                }
+            }
+            if changed != *d {
                 batch.put(
                     Table::Delegations,
                     prefix.as_str(),
@@ -442,19 +611,21 @@ impl TopLevel {
                 );
                 self.commit(batch)?;
                 *d = changed;
-                tracing::info!(node = %prefix, grpc = %d.endpoints.grpc, "node endpoints changed");
+                tracing::info!(node = %prefix, server, "node servers changed");
             }
         }
         self.heartbeats
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(prefix.to_string(), now());
+            .insert((prefix.to_string(), server.to_owned()), now());
         Ok(prefix)
     }
 
-    /// Keeps a node's latest statistics report and its signed log head. The head's key
-    /// is pinned at the first report; a head signed by another key, with a bad signature,
-    /// or older than the last one is refused.
+    /// Keeps the latest statistics report of one server of a node and its signed log
+    /// head. Each server's key is pinned at its first report; a head signed by another key,
+    /// with a bad signature, older than that server's last, or with another hash than a
+    /// head another server of the node reported at the same sequence (their logs diverged)
+    /// is refused.
     pub fn report(&self, caller: &Caller, mut report: Report) -> Result<()> {
         let prefix = Self::node_prefix_of(caller)?.clone();
         if report.prefixes.len() > 1_000_000 || report.resolutions.len() > 16 {
@@ -466,40 +637,82 @@ impl TopLevel {
         let d = delegations
             .get_mut(prefix.as_str())
             .ok_or_else(|| Error::denied(format!("prefix {prefix} is no longer delegated")))?;
+        let mut changed = d.clone();
+        let server = changed
+            .servers
+            .iter_mut()
+            .find(|s| s.name == report.server)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "server {:?} of {prefix} has not announced itself by a heartbeat",
+                    report.server
+                ))
+            })?;
+        // A server's heads never go back; its last report holds the last one.
+        let last = self
+            .store
+            .get(Table::Reports, &report_key(prefix.as_str(), &report.server))
+            .map_err(Error::internal)?
+            .map(|b| codec::decode_json::<Report>(&b))
+            .transpose()
+            .map_err(Error::internal)?
+            .map_or(0, |r| r.head_seq);
+        report.head_seq = last;
         if let Some(head) = report.head.take() {
             if head.node_prefix != prefix.as_str() || !head.verify() {
                 return Err(Error::denied("the signed log head does not verify"));
             }
-            match &d.log_key {
+            match &server.log_key {
                 Some(k) if *k != head.public_key => {
                     return Err(Error::denied(format!(
-                        "the log head of {prefix} is signed by another key than the pinned one"
+                        "the log head of {prefix} is signed by another key than the one pinned for server {:?}",
+                        server.name
                     )))
                 }
                 Some(_) => {}
-                None => {
-                    d.log_key = Some(head.public_key.clone());
-                    batch.put(Table::Delegations, prefix.as_str(), codec::encode_json(&*d));
-                }
+                None => server.log_key = Some(head.public_key.clone()),
             }
-            let last = self.heads(&prefix)?.pop();
-            if last.as_ref().is_some_and(|l| l.seq > head.seq) {
+            if head.seq < last {
                 return Err(Error::invalid(format!(
-                    "log head {} is older than the reported {}: a rolled-back log?",
-                    head.seq,
-                    last.map(|l| l.seq).unwrap_or(0)
+                    "log head {} is older than the reported {last}: a rolled-back log?",
+                    head.seq
                 )));
             }
-            if last.as_ref().map(|l| l.seq) != Some(head.seq) {
-                batch.put(
-                    Table::Heads,
-                    head_key(prefix.as_str(), head.seq),
-                    codec::encode_json(&head),
-                );
+            report.head_seq = head.seq;
+            let key = head_key(prefix.as_str(), head.seq);
+            match self
+                .store
+                .get(Table::Heads, &key)
+                .map_err(Error::internal)?
+            {
+                Some(b) => {
+                    let known: SignedHead = codec::decode_json(&b).map_err(Error::internal)?;
+                    if known.hash != head.hash {
+                        tracing::error!(node = %prefix, seq = head.seq, "servers of one node report different log heads");
+                        return Err(Error::invalid(format!(
+                            "log head {} of {prefix} differs from the one reported earlier at the same sequence: the node's logs diverged",
+                            head.seq
+                        )));
+                    }
+                }
+                None => batch.put(Table::Heads, key, codec::encode_json(&head)),
             }
         }
-        batch.put(Table::Reports, prefix.as_str(), codec::encode_json(&report));
-        self.commit(batch)
+        if changed != *d {
+            batch.put(
+                Table::Delegations,
+                prefix.as_str(),
+                codec::encode_json(&changed),
+            );
+        }
+        batch.put(
+            Table::Reports,
+            report_key(prefix.as_str(), &report.server),
+            codec::encode_json(&report),
+        );
+        self.commit(batch)?;
+        *d = changed;
+        Ok(())
     }
 
     /// The signed heads a node reported, oldest first.
@@ -514,18 +727,52 @@ impl TopLevel {
             .collect()
     }
 
+    /// One node's statistics from its servers' reports: the identifiers as the server
+    /// with the newest log head counted them (a site's servers hold the same records, so
+    /// they count once), resolutions summed over the servers (each serves its own).
+    fn node_report(&self, d: &Delegation) -> Result<Option<Report>> {
+        let mut merged: Option<Report> = None;
+        let mut resolutions: BTreeMap<String, InterfaceCount> = BTreeMap::new();
+        for s in &d.servers {
+            let Some(b) = self
+                .store
+                .get(Table::Reports, &report_key(&d.prefix, &s.name))
+                .map_err(Error::internal)?
+            else {
+                continue;
+            };
+            let r: Report = codec::decode_json(&b).map_err(Error::internal)?;
+            for c in &r.resolutions {
+                let sum =
+                    resolutions
+                        .entry(c.interface.clone())
+                        .or_insert_with(|| InterfaceCount {
+                            interface: c.interface.clone(),
+                            ..InterfaceCount::default()
+                        });
+                sum.local += c.local;
+                sum.forwarded += c.forwarded;
+            }
+            let newer = merged
+                .as_ref()
+                .is_none_or(|m| (r.head_seq, r.received_at) > (m.head_seq, m.received_at));
+            if newer {
+                merged = Some(r);
+            }
+        }
+        Ok(merged.map(|mut r| {
+            r.server.clear();
+            r.resolutions = resolutions.into_values().collect();
+            r
+        }))
+    }
+
     /// Statistics per node and in total.
     pub fn stats(&self) -> Result<Stats> {
         let mut nodes = Vec::new();
         let (mut registered, mut resolutions) = (0i64, 0u64);
         for status in self.nodes() {
-            let report: Option<Report> = self
-                .store
-                .get(Table::Reports, status.delegation.prefix.as_bytes())
-                .map_err(Error::internal)?
-                .map(|b| codec::decode_json(&b))
-                .transpose()
-                .map_err(Error::internal)?;
+            let report = self.node_report(&status.delegation)?;
             if let Some(r) = &report {
                 registered += r.registered;
                 resolutions += r
@@ -542,5 +789,146 @@ impl TopLevel {
             resolutions,
             nodes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::SignedHead;
+    use ed25519_dalek::SigningKey;
+
+    fn top() -> (TopLevel, Caller) {
+        let store: SharedStore = Arc::new(crate::store::memory::MemoryStore::new());
+        let top = TopLevel::open(store, TopLevelConfig::default()).unwrap();
+        let prefix = Prefix::parse("88.101").unwrap();
+        top.add_delegation(
+            &Caller::Admin,
+            &prefix,
+            "hubei",
+            "Hubei",
+            Endpoints::default(),
+        )
+        .unwrap();
+        (top, Caller::Node(prefix))
+    }
+
+    fn at(grpc: &str) -> Endpoints {
+        Endpoints {
+            grpc: grpc.into(),
+            ..Endpoints::default()
+        }
+    }
+
+    fn report(server: &str, key: &SigningKey, seq: u64, hash: &str, registered: i64) -> Report {
+        Report {
+            server: server.into(),
+            registered,
+            resolutions: vec![InterfaceCount {
+                interface: "grpc".into(),
+                local: 10,
+                forwarded: 1,
+            }],
+            head: Some(SignedHead::sign(key, "88.101", seq, hash, 1)),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_site_is_one_node_with_every_server_in_its_referral() {
+        let (top, node) = top();
+        for (name, url) in [("s1", "http://a"), ("s2", "http://b"), ("s3", "http://c")] {
+            top.heartbeat(&node, name, at(url)).unwrap();
+        }
+        // A server that moved keeps its place; no fourth server appears.
+        top.heartbeat(&node, "s2", at("http://b2")).unwrap();
+        let referral = top.locate(&Prefix::parse("88.101.5").unwrap()).unwrap();
+        let mut urls = referral.grpc_urls();
+        urls.sort();
+        assert_eq!(urls, ["http://a", "http://b2", "http://c"]);
+        assert!(referral.servers.iter().all(|s| s.live));
+        let nodes = top.nodes();
+        assert_eq!(nodes.len(), 1, "a site is one node");
+        assert_eq!(nodes[0].servers.len(), 3);
+        assert!(top.heartbeat(&node, "Bad_Name", at("http://d")).is_err());
+
+        // The identifiers count once, from the newest head; resolutions add up.
+        let keys: Vec<SigningKey> = (1..=3u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]))
+            .collect();
+        top.report(&node, report("s1", &keys[0], 7, "h7", 70))
+            .unwrap();
+        top.report(&node, report("s2", &keys[1], 9, "h9", 90))
+            .unwrap();
+        top.report(&node, report("s3", &keys[2], 7, "h7", 70))
+            .unwrap();
+        let stats = top.stats().unwrap();
+        assert_eq!(stats.registered, 90);
+        assert_eq!(stats.resolutions, 33);
+
+        // Each server's key is pinned for it alone; its heads never go back; two servers
+        // never report different heads at one sequence.
+        let e = top
+            .report(&node, report("s1", &keys[1], 8, "h8", 80))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::PermissionDenied, "{e}");
+        let e = top
+            .report(&node, report("s2", &keys[1], 8, "h8", 80))
+            .unwrap_err();
+        assert!(e.message.contains("older"), "{e}");
+        let e = top
+            .report(&node, report("s3", &keys[2], 9, "other", 90))
+            .unwrap_err();
+        assert!(e.message.contains("diverged"), "{e}");
+        let e = top
+            .report(&node, report("s4", &keys[0], 9, "h9", 90))
+            .unwrap_err();
+        assert!(e.message.contains("heartbeat"), "{e}");
+        assert_eq!(
+            top.heads(&Prefix::parse("88.101").unwrap()).unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn servers_are_bounded_and_a_silent_one_makes_room() {
+        let (top, node) = top();
+        for i in 0..MAX_SERVERS {
+            top.heartbeat(&node, &format!("s{i}"), at("http://x"))
+                .unwrap();
+        }
+        let e = top
+            .heartbeat(&node, "one-more", at("http://y"))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ResourceExhausted);
+        // s0 falls silent (its last heartbeat ages past the window).
+        top.heartbeats
+            .write()
+            .unwrap()
+            .insert(("88.101".into(), "s0".into()), 1);
+        top.heartbeat(&node, "one-more", at("http://y")).unwrap();
+        let names: Vec<String> = top.nodes()[0]
+            .servers
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        assert_eq!(names.len(), MAX_SERVERS);
+        assert!(!names.contains(&"s0".to_owned()) && names.contains(&"one-more".to_owned()));
+    }
+
+    #[test]
+    fn a_delegation_stored_before_sites_reads_as_one_server() {
+        let old = r#"{"prefix":"88.102","node_id":"wuhan","name":"Wuhan","endpoints":{"grpc":"http://w","dns":"","http":""},"created_at":1,"credential_ids":[],"log_key":"abcd"}"#;
+        let d: Delegation = serde_json::from_str(old).unwrap();
+        let d = d.upgraded();
+        assert_eq!(d.servers.len(), 1);
+        assert_eq!(d.servers[0].name, "");
+        assert_eq!(d.servers[0].endpoints.grpc, "http://w");
+        assert_eq!(d.servers[0].log_key.as_deref(), Some("abcd"));
+        let again = serde_json::to_string(&d).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&again).unwrap();
+        assert!(json.get("endpoints").is_none() && json.get("log_key").is_none());
+        let back: Delegation = serde_json::from_str(&again).unwrap();
+        assert_eq!(back.upgraded(), d);
     }
 }

@@ -342,8 +342,8 @@ impl Forwarder {
                 referral.node_prefix
             )
         };
-        let url = referral.endpoints.grpc.clone();
-        if url.is_empty() {
+        let urls = referral.grpc_urls();
+        if urls.is_empty() {
             let detail = format!(
                 "node {} serving {} has not announced a gRPC endpoint",
                 referral.node_id, referral.node_prefix
@@ -351,8 +351,14 @@ impl Forwarder {
             let e = Error::new(ErrorKind::Unavailable, detail);
             return Err(withhold(id, e, unreachable()));
         }
+        // A site's servers in turn: an UNAVAILABLE one hands the request to the next.
+        let mut next = 0;
         let asked = self
-            .with_retries(&self.stats.remote_calls, || self.peers.resolve(&url, id))
+            .with_retries(&self.stats.remote_calls, urls.len(), || {
+                let url = urls[next % urls.len()].clone();
+                next += 1;
+                async move { self.peers.resolve(&url, id).await }
+            })
             .await
             .map_err(|e| withhold(id, e, unreachable()));
         match asked {
@@ -377,7 +383,9 @@ impl Forwarder {
             }
         }
         let referral = self
-            .with_retries(&self.stats.upstream_calls, || self.locator.locate(prefix))
+            .with_retries(&self.stats.upstream_calls, 1, || {
+                self.locator.locate(prefix)
+            })
             .await?;
         if referral.ttl > 0 {
             let expires = Instant::now() + Duration::from_secs(referral.ttl as u64);
@@ -394,15 +402,23 @@ impl Forwarder {
         Ok(referral)
     }
 
-    /// Runs `call` with a timeout, retrying failures (not authoritative answers) with
-    /// exponential backoff.
-    async fn with_retries<T, F, Fut>(&self, counter: &AtomicU64, mut call: F) -> Result<T>
+    /// Runs `call` with a timeout, retrying failures (not authoritative answers): each
+    /// round makes `round` calls (one per server of a site) without waiting, and rounds
+    /// back off exponentially; at most `retries + 1` rounds.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        counter: &AtomicU64,
+        round: usize,
+        mut call: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
         let mut backoff = self.config.backoff;
         let mut attempt = 0;
+        let round = round.max(1);
+        let attempts = (self.config.retries as usize + 1) * round;
         loop {
             bump(counter);
             let outcome = match tokio::time::timeout(self.config.timeout, call()).await {
@@ -413,10 +429,12 @@ impl Forwarder {
                 )),
             };
             match outcome {
-                Err(e) if e.kind == ErrorKind::Unavailable && attempt < self.config.retries => {
+                Err(e) if e.kind == ErrorKind::Unavailable && attempt + 1 < attempts => {
                     attempt += 1;
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    if attempt % round == 0 {
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
                 }
                 Err(e) if e.kind == ErrorKind::Unavailable => {
                     return Err(Error::new(
@@ -540,5 +558,69 @@ mod tests {
         next.abort();
         assert!(next.await.unwrap_err().is_cancelled());
         assert_eq!(forwarder.in_flight(), 0);
+    }
+
+    /// A site of three servers of which the first two are down.
+    struct Site {
+        asked: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Locator for Site {
+        async fn locate(&self, _: &Prefix) -> Result<Referral> {
+            let server = |name: &str| crate::toplevel::ServerStatus {
+                name: name.into(),
+                endpoints: crate::toplevel::Endpoints {
+                    grpc: format!("http://{name}"),
+                    ..Default::default()
+                },
+                live: true,
+                last_heartbeat: 1,
+            };
+            Ok(Referral {
+                node_prefix: Prefix::parse("88.102").unwrap(),
+                node_id: "site".into(),
+                node_name: "a site".into(),
+                servers: vec![server("a"), server("b"), server("c")],
+                ttl: 60,
+            })
+        }
+        fn describe(&self) -> String {
+            "a top-level node".into()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Peers for Site {
+        async fn resolve(&self, url: &str, _: &Identifier) -> Result<Vec<Value>> {
+            self.asked.lock().unwrap().push(url.to_owned());
+            match url {
+                "http://c" => Ok(Vec::new()),
+                _ => Err(Error::new(ErrorKind::Unavailable, format!("{url} is down"))),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_server_of_a_site_hands_the_request_to_the_next() {
+        let site = Arc::new(Site {
+            asked: Default::default(),
+        });
+        let config = ForwardConfig {
+            // Rounds back off by an hour: the answer must come within the first round.
+            backoff: Duration::from_secs(3600),
+            ..ForwardConfig::default()
+        };
+        let forwarder = Forwarder::new(Arc::clone(&site) as _, Arc::clone(&site) as _, config);
+        let id = Identifier::parse("88.102.3/AXLE-1").unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), forwarder.resolve(&id))
+            .await
+            .expect("no backoff between the servers of one round")
+            .unwrap();
+        assert!(answer.is_empty());
+        assert_eq!(
+            *site.asked.lock().unwrap(),
+            ["http://a", "http://b", "http://c"]
+        );
     }
 }

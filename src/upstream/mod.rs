@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::error::Result;
 use crate::identifier::{Identifier, Prefix};
 use crate::record::Value;
-use crate::toplevel::{Endpoints, Referral, Report, TopLevel};
+use crate::toplevel::{Endpoints, Referral, Report, ServerStatus, TopLevel};
 
 /// The top-level node as a secondary node asks it where prefixes are served.
 #[async_trait::async_trait]
@@ -31,8 +31,9 @@ pub trait Locator: Send + Sync + 'static {
 /// The top-level node as a secondary node reports to it.
 #[async_trait::async_trait]
 pub trait Reporter: Send + Sync + 'static {
-    /// Announces this node's endpoints.
-    async fn heartbeat(&self, endpoints: &Endpoints) -> Result<()>;
+    /// Announces this server's endpoints (`server`: its name in its site, "" for a
+    /// single-process node); returns every server of this node the top-level node knows.
+    async fn heartbeat(&self, server: &str, endpoints: &Endpoints) -> Result<Vec<ServerStatus>>;
     /// Reports this node's counts.
     async fn report(&self, report: &Report) -> Result<()>;
     /// The top-level node's figures over every node (registrations toward the goal,
@@ -108,10 +109,15 @@ impl LocalReporter {
 
 #[async_trait::async_trait]
 impl Reporter for LocalReporter {
-    async fn heartbeat(&self, endpoints: &Endpoints) -> Result<()> {
+    async fn heartbeat(&self, server: &str, endpoints: &Endpoints) -> Result<Vec<ServerStatus>> {
         let top = Arc::clone(&self.top);
         let (caller, endpoints) = (Caller::Node(self.node_prefix.clone()), endpoints.clone());
-        crate::blocking::run(move || top.heartbeat(&caller, endpoints).map(|_| ())).await?
+        let server = server.to_owned();
+        crate::blocking::run(move || {
+            let prefix = top.heartbeat(&caller, &server, endpoints)?;
+            Ok(top.servers_of(&prefix))
+        })
+        .await?
     }
 
     async fn report(&self, report: &Report) -> Result<()> {

@@ -562,3 +562,33 @@ async fn dns_goes_through_the_same_core_as_grpc() {
         .into_inner();
     assert_eq!(info.resolved_local, 1, "counted as a resolution");
 }
+
+/// The apex names the node's name server: `ns.<zone>` for a single-process node, with its
+/// address as glue, and the host name answers its address. (A site's servers each get one:
+/// `site::the_top_level_node_sees_one_node_with_three_servers`.)
+#[tokio::test]
+async fn the_apex_names_the_name_server_with_its_address() {
+    let (_node, addr) = node_with_records().await;
+    let (m, _) = udp(addr, &request(zone(), RecordType::NS, None)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.metadata.authoritative);
+    let ns = Name::from_ascii("ns.id.example.").unwrap();
+    let hosts: Vec<String> = m
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            hickory_proto::rr::RData::NS(n) => n.0.to_ascii(),
+            other => panic!("not NS: {other:?}"),
+        })
+        .collect();
+    assert_eq!(hosts, [ns.to_ascii()]);
+    let glue: Vec<String> = m.additionals.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(glue, [addr.ip().to_string()]);
+    let (m, _) = udp(addr, &request(ns.clone(), RecordType::A, None)).await;
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].data.to_string(), addr.ip().to_string());
+    // No AAAA for it: NODATA with the SOA.
+    let (m, _) = udp(addr, &request(ns, RecordType::AAAA, None)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty() && m.authorities.len() == 1);
+}

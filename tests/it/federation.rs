@@ -596,7 +596,7 @@ async fn node_calls_need_a_node_token_and_admin_calls_the_admin_token() {
     let p = province().await;
     let mut anon = p.top.client(None).await;
     let e = anon
-        .heartbeat(pb::HeartbeatRequest { endpoints: None })
+        .heartbeat(pb::HeartbeatRequest::default())
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
@@ -610,7 +610,7 @@ async fn node_calls_need_a_node_token_and_admin_calls_the_admin_token() {
         .top
         .client(Some(&p.top.admin_token))
         .await
-        .heartbeat(pb::HeartbeatRequest { endpoints: None })
+        .heartbeat(pb::HeartbeatRequest::default())
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
@@ -620,6 +620,7 @@ async fn node_calls_need_a_node_token_and_admin_calls_the_admin_token() {
                 grpc: "ftp://nope".into(),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -202,6 +202,8 @@ pub struct SiteServer {
     proc: Option<Proc>,
     pub url: String,
     pub http: Option<String>,
+    /// The DNS address, when it serves DNS.
+    pub dns: Option<String>,
     pub dir: PathBuf,
     pub banner: Vec<String>,
 }
@@ -213,6 +215,19 @@ impl SiteServer {
 
     /// [`SiteServer::start`] with more `[site]` settings.
     pub fn start_with(dir: &Path, nats: &str, site: &str) -> SiteServer {
+        SiteServer::start_full(dir, nats, site, "", "off", false)
+    }
+
+    /// With more `[site]` settings, other config tables (`more`), a DNS address, and the
+    /// seed data (loaded by the server that bootstraps the site) or none.
+    pub fn start_full(
+        dir: &Path,
+        nats: &str,
+        site: &str,
+        more: &str,
+        dns: &str,
+        seed: bool,
+    ) -> SiteServer {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.with_extension("toml");
         // Writes give up after 5 s without a quorum (the default is 15 s); no snapshots
@@ -223,7 +238,7 @@ impl SiteServer {
         };
         std::fs::write(
             &config,
-            format!("[site]\nwrite_deadline_secs = 5\n{snapshots}{site}"),
+            format!("[site]\nwrite_deadline_secs = 5\n{snapshots}{site}\n{more}"),
         )
         .unwrap();
         let mut child = Command::new(idnode_bin())
@@ -236,7 +251,7 @@ impl SiteServer {
                 "--grpc-addr",
                 "127.0.0.1:0",
                 "--dns-addr",
-                "off",
+                dns,
                 "--http-addr",
                 "127.0.0.1:0",
                 "--block-cache-mb",
@@ -244,6 +259,7 @@ impl SiteServer {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(if seed { None } else { Some("--no-seed") })
             .env(
                 "RUST_LOG",
                 std::env::var("IDNODE_SITE_TEST_LOG").unwrap_or("warn".into()),
@@ -266,10 +282,15 @@ impl SiteServer {
             l.strip_prefix("HTTP on ")
                 .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
         });
+        let dns = banner.iter().find_map(|l| {
+            l.strip_prefix("DNS on ")
+                .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
+        });
         SiteServer {
             proc: Some(Proc(child)),
             url,
             http,
+            dns,
             dir: dir.to_owned(),
             banner,
         }
@@ -503,14 +524,11 @@ async fn a_mixed_workload_through_three_servers_converges() {
             let mut ids = Vec::new();
             for i in 0..per_server {
                 let id = format!("88.101.5/S{w}-{i:04}");
-                let r = reg
-                    .register(register_request(record(
-                        &id,
-                        vec![text(1, "URL", &format!("https://example.cn/{w}/{i}"))],
-                    )))
-                    .await
-                    .unwrap()
-                    .into_inner();
+                let req = register_request(record(
+                    &id,
+                    vec![text(1, "URL", &format!("https://example.cn/{w}/{i}"))],
+                ));
+                let r = register_retrying(&mut reg, req, &id).await.unwrap();
                 assert!(r.registered, "{id}");
                 ids.push(id);
             }
@@ -1118,6 +1136,82 @@ async fn a_retried_request_is_applied_once_through_any_server() {
     assert_eq!(e.code(), Code::InvalidArgument, "{e}");
     let held = records_of(&s[1], &token, "88.101.11").await;
     assert_eq!(held[id].values.len(), 2);
+
+    // The same over the Handle REST API: a value added at an index that must be free
+    // (overwrite=false), retried with its request id through the other servers.
+    let put = |server: &SiteServer, request: Option<&str>| {
+        let url = format!(
+            "{}/api/handles/{id}?index=3&overwrite=false",
+            server.http.as_ref().unwrap()
+        );
+        let mut req = reqwest::Client::new()
+            .put(url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(r#"[{"index":3,"type":"EMAIL","data":{"format":"string","value":"b@r.cn"}}]"#);
+        if let Some(r) = request {
+            req = req.header("x-idnode-request-id", r);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(put(&s[0], Some("http-7")).await, 200);
+    assert_eq!(put(&s[1], Some("http-7")).await, 200, "the first outcome");
+    assert_eq!(put(&s[2], Some("http-7")).await, 200, "the first outcome");
+    assert_eq!(put(&s[2], None).await, 409, "without an id: a new write");
+    assert_eq!(put(&s[1], Some("a b")).await, 400, "a malformed id");
+    let held = records_of(&s[0], &token, "88.101.11").await;
+    assert_eq!(held[id].values.len(), 3);
+
+    // A BatchRegister stream sent again with its request id: each message is applied
+    // once and answered as the first time; without the id, the records are already there.
+    let batch = |server: &SiteServer, request: Option<&str>| {
+        let messages: Vec<pb::BatchRegisterRequest> = (0..2)
+            .map(|m| pb::BatchRegisterRequest {
+                records: (0..5)
+                    .map(|i| {
+                        let id = format!("88.101.11/BATCH-{m}-{i}");
+                        record(&id, vec![text(1, "URL", "https://b.cn")])
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut req = tonic::Request::new(tokio_stream::iter(messages));
+        if let Some(r) = request {
+            req.metadata_mut()
+                .insert("x-idnode-request-id", r.parse().unwrap());
+        }
+        let (url, token) = (server.url.clone(), token.clone());
+        async move {
+            let mut out = Vec::new();
+            let ch = Channel::from_shared(url).unwrap().connect().await.unwrap();
+            let mut answers = pb::registry_client::RegistryClient::with_interceptor(
+                ch,
+                BearerAuth::new(Some(&token)).unwrap(),
+            )
+            .batch_register(req)
+            .await
+            .unwrap()
+            .into_inner();
+            while let Some(a) = answers.message().await.unwrap() {
+                out.extend(a.results.into_iter().map(|r| (r.code, r.registered)));
+            }
+            out
+        }
+    };
+    let first = batch(&s[0], Some("stream-9")).await;
+    assert_eq!(first.len(), 10);
+    assert!(first
+        .iter()
+        .all(|&(code, registered)| code == 0 && registered));
+    assert_eq!(
+        batch(&s[1], Some("stream-9")).await,
+        first,
+        "the first outcomes"
+    );
+    let plain = batch(&s[2], None).await;
+    assert!(plain
+        .iter()
+        .all(|&(code, registered)| code == 0 && !registered));
 }
 
 /// The stream's first and last sequence, read with a NATS client of the test's own.
@@ -1212,6 +1306,27 @@ async fn a_new_server_joins_from_a_snapshot_after_the_stream_was_purged() {
 }
 
 /// `first`, or when it is UNAVAILABLE the outcome of sending `request` again (up to 3 times).
+/// Registers under the request id `name`, retrying (three times) a write the site could
+/// not take within its deadline (on two busy cores, a write can wait for JetStream longer
+/// than the tests' 5 s): with the id, a retry is applied once and answered as the first.
+async fn register_retrying(
+    client: &mut pb::registry_client::RegistryClient<InterceptedService<Channel, BearerAuth>>,
+    request: pb::RegisterRequest,
+    name: &str,
+) -> Result<pb::RegisterResponse, tonic::Status> {
+    let mut last = None;
+    for _ in 0..4 {
+        let mut r = tonic::Request::new(request.clone());
+        r.metadata_mut()
+            .insert("x-idnode-request-id", name.parse().unwrap());
+        match client.register(r).await {
+            Err(e) if e.code() == Code::Unavailable => last = Some(e),
+            other => return other.map(tonic::Response::into_inner),
+        }
+    }
+    Err(last.expect("four attempts"))
+}
+
 async fn retry_unavailable(
     client: &mut pb::registry_client::RegistryClient<InterceptedService<Channel, BearerAuth>>,
     request: pb::RegisterRequest,
@@ -1227,4 +1342,415 @@ async fn retry_unavailable(
         }
     }
     answer
+}
+
+/// `idnode top-level serve` as a process: its gRPC URL and data directory.
+struct TopLevelProc {
+    _proc: Proc,
+    url: String,
+    dir: PathBuf,
+}
+
+impl TopLevelProc {
+    fn start(dir: &Path) -> TopLevelProc {
+        let mut child = Command::new(idnode_bin())
+            .args(["top-level", "serve", "--grpc-addr", "127.0.0.1:0"])
+            .args(["--heartbeat-interval", "2", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
+            .spawn()
+            .expect("idnode top-level serve starts");
+        let (url, _) = read_banner(&mut child);
+        TopLevelProc {
+            _proc: Proc(child),
+            url,
+            dir: dir.to_owned(),
+        }
+    }
+
+    async fn client(&self) -> pb::top_level_client::TopLevelClient<Channel> {
+        pb::top_level_client::TopLevelClient::new(
+            Channel::from_shared(self.url.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// The `[upstream]` table of a node of `prefix` reporting every second.
+    fn upstream(&self, prefix: &str) -> String {
+        format!(
+            "[upstream]\nurl = \"{}\"\ntoken_file = \"{}\"\nreport_interval_secs = 1\n",
+            self.url,
+            self.dir
+                .join(format!("node-tokens/{prefix}.token"))
+                .display()
+        )
+    }
+}
+
+/// Waits (10 s at most) until `check` holds for what `f` returns; returns it.
+async fn eventually<T: std::fmt::Debug, F, Fut>(
+    what: &str,
+    mut f: F,
+    check: impl Fn(&T) -> bool,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = f().await;
+        if check(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {v:?} after 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `dig` at `server`: the answer and additional sections of `name`'s `t` records.
+fn dig(server: &str, name: &str, t: &str) -> String {
+    let (ip, port) = server.rsplit_once(':').unwrap();
+    let out = Command::new("dig")
+        .args([&format!("@{ip}"), "-p", port, name, t])
+        .args([
+            "+norecurse",
+            "+noall",
+            "+answer",
+            "+additional",
+            "+time=2",
+            "+tries=2",
+        ])
+        .output()
+        .expect("dig runs");
+    assert!(out.status.success(), "dig: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// One node, several servers: the top-level node lists every server of the site in its
+/// delegation and referrals, counts the site's identifiers once, and pins each server's
+/// key; every server's DNS zone names all three (distinct 127.0.0.x addresses, as NS
+/// records carry no port); another node's forwarder fails over to the next server when
+/// the first is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_top_level_node_sees_one_node_with_three_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = tokio::task::spawn_blocking({
+        let d = dir.path().join("top");
+        move || TopLevelProc::start(&d)
+    })
+    .await
+    .unwrap();
+    let nats = NatsCluster::start(dir.path());
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let (d, urls, more) = (
+            dir.path().join(format!("idnode{i}")),
+            nats.url_list(),
+            top.upstream("88.101"),
+        );
+        let dns = format!("127.0.0.{}:0", i + 1);
+        servers.push(
+            tokio::task::spawn_blocking(move || {
+                SiteServer::start_full(&d, &urls, "", &more, &dns, true)
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let admin = servers
+        .iter()
+        .find_map(|s| std::fs::read_to_string(s.dir.join("admin.token")).ok())
+        .expect("one server holds the admin token");
+    let mut urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    urls.sort();
+
+    // The delegation of 88.101 lists the three servers, live.
+    let mut t = top.client().await;
+    let d = eventually(
+        "the delegation of 88.101",
+        || {
+            let mut t = t.clone();
+            async move {
+                let all = t
+                    .list_delegations(pb::ListDelegationsRequest {})
+                    .await
+                    .unwrap();
+                all.into_inner()
+                    .delegations
+                    .into_iter()
+                    .find(|d| d.node_prefix == "88.101")
+                    .unwrap()
+            }
+        },
+        |d| d.servers.len() == 3 && d.servers.iter().all(|s| s.live),
+    )
+    .await;
+    let mut listed: Vec<String> = d
+        .servers
+        .iter()
+        .map(|s| s.endpoints.clone().unwrap().grpc)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, urls);
+    assert!(d.servers.iter().all(|s| s.name.starts_with("s-")), "{d:?}");
+    let referral = t
+        .locate(pb::LocateRequest {
+            prefix: "88.101.5".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(referral.servers.len(), 3);
+
+    // The site was seeded once, by the server that bootstrapped it, through the log: that
+    // server holds the seeded enterprises' tokens; every server holds the records.
+    let holder = servers
+        .iter()
+        .find(|s| s.dir.join("admin.token").exists())
+        .unwrap();
+    let token = std::fs::read_to_string(holder.dir.join("tokens/88.101.5.token")).unwrap();
+    let token = token.trim();
+    assert!(servers
+        .iter()
+        .all(|s| s.dir == holder.dir || !s.dir.join("tokens").exists()));
+    let seeded = servers[2]
+        .registry(admin.trim())
+        .await
+        .get_counts(pb::GetCountsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .node_registered;
+    assert!(seeded >= 100, "seeded: {seeded}");
+    // The site's identifiers count once, whichever servers report them.
+    let (ids, failed) = register_some(&servers[1], token, "88.101.5/TOP", 30).await;
+    assert!(failed.is_none() && ids.len() == 30);
+    for s in &servers {
+        visible_within(s, ids.last().unwrap(), Duration::from_secs(5)).await;
+    }
+    let stats = eventually(
+        "the statistics of 88.101",
+        || {
+            let mut t = t.clone();
+            async move {
+                t.get_stats(pb::GetStatsRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        },
+        |s| {
+            s.per_node
+                .iter()
+                .any(|n| n.node_prefix == "88.101" && n.registered == seeded + 30)
+        },
+    )
+    .await;
+    let seeded_elsewhere: i64 = stats
+        .per_node
+        .iter()
+        .filter(|n| n.node_prefix != "88.101")
+        .map(|n| n.registered)
+        .sum();
+    assert_eq!(
+        stats.registered,
+        seeded + 30 + seeded_elsewhere,
+        "counted once: {stats:?}"
+    );
+    let heads = t
+        .get_heads(pb::GetHeadsRequest {
+            node_prefix: "88.101".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .heads;
+    let keys: std::collections::BTreeSet<String> =
+        heads.iter().map(|h| h.public_key.clone()).collect();
+    assert!(!heads.is_empty() && !keys.is_empty());
+
+    // Every server's zone names the three servers, with their addresses as glue.
+    for s in &servers {
+        let dns = s.dns.clone().expect("DNS on");
+        let answer = eventually(
+            "the zone's name servers",
+            || {
+                let dns = dns.clone();
+                async move { dig(&dns, "id.example.", "NS") }
+            },
+            |a: &String| a.lines().filter(|l| l.contains("\tNS\t")).count() == 3,
+        )
+        .await;
+        for i in 1..=3 {
+            assert!(
+                answer.contains(&format!("\tA\t127.0.0.{i}")),
+                "glue for 127.0.0.{i}: {answer}"
+            );
+        }
+        let host = answer
+            .lines()
+            .find(|l| l.contains("\tNS\t"))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap()
+            .to_owned();
+        assert!(host.ends_with(".ns.id.example."), "{host}");
+        let a = dig(&dns, &host, "A");
+        assert!(a.contains("\tA\t127.0.0."), "{host}: {a}");
+    }
+
+    // Another node resolves the site's identifiers through the top-level node; with the
+    // first server of the referral killed, its forwarder asks the next.
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let config = other_dir.with_extension("toml");
+    std::fs::write(&config, top.upstream("88.102")).unwrap();
+    let mut child = Command::new(idnode_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args([
+            "--node-prefix",
+            "88.102",
+            "--no-seed",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--dns-addr", "off", "--http-addr", "off", "--data-dir"])
+        .arg(&other_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(other_dir.with_extension("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let (other_url, _) = read_banner(&mut child);
+    let _other = Proc(child);
+    let mut other = pb::resolver_client::ResolverClient::new(
+        Channel::from_shared(other_url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let resolve = |id: &str| pb::ResolveRequest {
+        identifier: id.into(),
+        ..Default::default()
+    };
+    other.resolve(resolve(&ids[0])).await.unwrap();
+    let first = referral.servers[0].endpoints.clone().unwrap().grpc;
+    let victim = servers.iter().position(|s| s.url == first).unwrap();
+    servers[victim].proc.take();
+    for id in &ids[1..6] {
+        let r = other.resolve(resolve(id)).await;
+        assert!(r.is_ok(), "{id} after {first} was killed: {r:?}");
+    }
+}
+
+/// Bulk loads in a site: a store built by an offline import seeds a new site
+/// (`idnode site seed`, its first snapshot); servers starting on empty data directories
+/// restore it and go on with the log; seeding a site that has a snapshot is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_site_is_seeded_from_an_offline_built_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.jsonl");
+    let built = dir.path().join("built");
+    let run = |args: &[&str]| {
+        let out = Command::new(idnode_bin()).args(args).output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let (ok, out) = run(&[
+        "gen",
+        "--count",
+        "500",
+        "--enterprises",
+        "5",
+        "--out",
+        &path(&data),
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&[
+        "import",
+        "--offline",
+        "--create",
+        "--data-dir",
+        &path(&built),
+        &path(&data),
+    ]);
+    assert!(ok, "{out}");
+    let ids: Vec<String> = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["identifier"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 500);
+
+    let nats = NatsCluster::start(dir.path());
+    let urls = nats.url_list();
+    let (ok, out) = run(&["site", "seed", "--site", &urls, "--data-dir", &path(&built)]);
+    assert!(ok && out.contains("seeded"), "{out}");
+    let mut servers = Vec::new();
+    for i in 0..2 {
+        let (d, urls) = (dir.path().join(format!("idnode{i}")), urls.clone());
+        let s = tokio::task::spawn_blocking(move || SiteServer::start(&d, &urls))
+            .await
+            .unwrap();
+        assert!(
+            s.banner
+                .iter()
+                .any(|l| l.contains("restored the newest snapshot (sequence 0)")),
+            "{:?}",
+            s.banner
+        );
+        servers.push(s);
+    }
+    for s in &servers {
+        for id in ids.iter().step_by(25) {
+            visible_within(s, id, Duration::from_secs(5)).await;
+        }
+    }
+    // The site goes on from the seed: a write through one server is on the other.
+    let admin = servers
+        .iter()
+        .find_map(|s| std::fs::read_to_string(s.dir.join("admin.token")).ok())
+        .expect("one server bootstrapped the site's admin credential");
+    let (added, e) = register_some(&servers[0], admin.trim(), "88.101/AFTER-SEED", 3).await;
+    assert_eq!(added.len(), 3, "{e:?}");
+    visible_within(&servers[1], &added[2], Duration::from_secs(5)).await;
+    let counts = |s: &SiteServer| {
+        let (s, admin) = (s.url.clone(), admin.trim().to_owned());
+        async move {
+            let ch = Channel::from_shared(s).unwrap().connect().await.unwrap();
+            pb::registry_client::RegistryClient::with_interceptor(
+                ch,
+                BearerAuth::new(Some(&admin)).unwrap(),
+            )
+            .get_counts(pb::GetCountsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .node_registered
+        }
+    };
+    assert_eq!(counts(&servers[0]).await, 503);
+    assert_eq!(counts(&servers[1]).await, 503);
+    // A site with a snapshot (or any message) is not seeded again.
+    let (ok, out) = run(&["site", "seed", "--site", &urls, "--data-dir", &path(&built)]);
+    assert!(!ok && out.contains("only a new site"), "{out}");
 }

@@ -23,7 +23,9 @@ use crate::bulk::{Format, Reader};
 use crate::error::Error;
 use crate::identifier::{Identifier, Prefix};
 use crate::record::TEMPLATE_TYPE;
-use crate::resolver::{Core, Filter, Interface, Presented, RegisterOutcome, Scope, Update};
+use crate::resolver::{
+    Core, Filter, Interface, Presented, RegisterOutcome, Requester, Scope, Update,
+};
 
 /// Most identifiers one listing page shows.
 const MAX_PAGE: usize = 200;
@@ -97,7 +99,14 @@ async fn observed(
 
 /// The caller the request's bearer token names; without one, `Unauthenticated` (the
 /// console's signed-in pages need a token; public pages never call this).
-async fn caller(c: &Console, headers: &HeaderMap, client: SocketAddr) -> Result<Caller, Failure> {
+///
+/// Writes run in [`acting`], so that they carry the credential: applied in a site after
+/// that credential was revoked, they are refused on every server alike.
+async fn caller(
+    c: &Console,
+    headers: &HeaderMap,
+    client: SocketAddr,
+) -> Result<Requester, Failure> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -114,10 +123,22 @@ async fn caller(c: &Console, headers: &HeaderMap, client: SocketAddr) -> Result<
             ))
         })?;
     let presented = Presented {
-        token: Some(token),
+        token: Some(token.clone()),
         client: Some(client.ip()),
     };
-    Ok(c.core.blocking(move |core| core.caller(&presented)).await?)
+    let caller = c.core.blocking(move |core| core.caller(&presented)).await?;
+    Ok(Requester::new(caller, Some(&token), None))
+}
+
+/// Runs a write on the blocking pool on behalf of `who`'s request.
+async fn acting<R: Send + 'static>(
+    c: &Console,
+    who: Requester,
+    f: impl FnOnce(&Core, &Requester) -> crate::error::Result<R> + Send + 'static,
+) -> crate::error::Result<R> {
+    c.core
+        .blocking(move |core| who.acting(|| f(core, &who)))
+        .await
 }
 
 /// The prefix an enterprise works under: its own; the admin names one (`prefix=`).
@@ -208,7 +229,7 @@ pub async fn session(
     headers: HeaderMap,
 ) -> Answer {
     let who = caller(&c, &headers, client).await?;
-    let (role, prefix, name, industry_code) = match &who {
+    let (role, prefix, name, industry_code) = match &who.caller {
         Caller::Admin => (
             "admin",
             c.core.config().node_prefix.to_string(),
@@ -318,10 +339,10 @@ pub async fn register(
         let id = c.core.parse_identifier(&input.identifier)?;
         let record = convert::record_in(&input.values)?;
         let target = id.clone();
-        let outcome = c
-            .core
-            .blocking(move |core| core.register(&who, target, record))
-            .await?;
+        let outcome = acting(&c, who, move |core, who| {
+            core.register(&who, target, record)
+        })
+        .await?;
         let outcome = match outcome {
             RegisterOutcome::Registered => "registered",
             RegisterOutcome::AlreadyPresent => "already_present",
@@ -346,9 +367,10 @@ pub async fn replace(
         let input: ValuesIn = body(&bytes)?;
         let record = convert::record_in(&input.values)?;
         let target = id.clone();
-        c.core
-            .blocking(move |core| core.update(&who, &target, Update::Replace(record.values)))
-            .await?;
+        acting(&c, who, move |core, who| {
+            core.update(&who, &target, Update::Replace(record.values))
+        })
+        .await?;
         ok(json!({ "identifier": id.to_string(), "outcome": "updated" }))
     })
     .await
@@ -366,9 +388,7 @@ pub async fn delete(
         let q = http_convert::query_pairs(raw.as_deref());
         let id = query_id(&c.core, &q)?;
         let target = id.clone();
-        c.core
-            .blocking(move |core| core.delete(&who, &target))
-            .await?;
+        acting(&c, who, move |core, who| core.delete(&who, &target)).await?;
         ok(json!({ "identifier": id.to_string(), "outcome": "deleted" }))
     })
     .await
@@ -393,10 +413,10 @@ pub async fn batch(
             other => return Err(invalid(format!("format {other:?}: csv or jsonl"))),
         };
         let offset = input.first_line.max(1) - 1;
-        let rows = c
-            .core
-            .blocking(move |core| Ok(register_chunk(core, &who, format, &input.text, offset)))
-            .await?;
+        let rows = acting(&c, who, move |core, who| {
+            Ok(register_chunk(core, &who, format, &input.text, offset))
+        })
+        .await?;
         let registered = rows.iter().filter(|r| r.outcome == "registered").count();
         let failed = rows.iter().filter(|r| r.outcome == "failed").count();
         ok(json!({ "rows": rows, "registered": registered, "failed": failed }))
@@ -501,13 +521,12 @@ pub async fn grant(
 ) -> Answer {
     let who = caller(&c, &headers, client).await?;
     let input: GrantIn = body(&bytes)?;
-    c.core
-        .blocking(move |core| {
-            let scope = Scope::parse(core, input.scope.trim())?;
-            let grantee = core.parse_prefix(input.grantee.trim())?;
-            core.grant(&who, &scope, &grantee)
-        })
-        .await?;
+    acting(&c, who, move |core, who| {
+        let scope = Scope::parse(core, input.scope.trim())?;
+        let grantee = core.parse_prefix(input.grantee.trim())?;
+        core.grant(&who, &scope, &grantee)
+    })
+    .await?;
     ok(json!({ "outcome": "granted" }))
 }
 
@@ -528,13 +547,12 @@ pub async fn revoke_grant(
         .next()
         .unwrap_or("")
         .to_owned();
-    c.core
-        .blocking(move |core| {
-            let scope = Scope::parse(core, &scope)?;
-            let grantee = core.parse_prefix(&grantee)?;
-            core.revoke_grant(&who, &scope, &grantee)
-        })
-        .await?;
+    acting(&c, who, move |core, who| {
+        let scope = Scope::parse(core, &scope)?;
+        let grantee = core.parse_prefix(&grantee)?;
+        core.revoke_grant(&who, &scope, &grantee)
+    })
+    .await?;
     ok(json!({ "outcome": "revoked" }))
 }
 
@@ -708,13 +726,11 @@ pub async fn create_enterprise(
 ) -> Answer {
     let who = caller(&c, &headers, client).await?;
     let input: EnterpriseIn = body(&bytes)?;
-    let (enterprise, token) = c
-        .core
-        .blocking(move |core| {
-            let prefix = core.parse_prefix(input.prefix.trim())?;
-            core.create_enterprise(&who, &prefix, &input.name, input.industry_code.trim(), None)
-        })
-        .await?;
+    let (enterprise, token) = acting(&c, who, move |core, who| {
+        let prefix = core.parse_prefix(input.prefix.trim())?;
+        core.create_enterprise(&who, &prefix, &input.name, input.industry_code.trim(), None)
+    })
+    .await?;
     ok(json!({ "prefix": enterprise.prefix, "name": enterprise.name, "token": token }))
 }
 
@@ -728,14 +744,12 @@ pub async fn rotate(
 ) -> Answer {
     let who = caller(&c, &headers, client).await?;
     let input: RotateIn = body(&bytes)?;
-    let (prefix, token) = c
-        .core
-        .blocking(move |core| {
-            let prefix = core.parse_prefix(input.prefix.trim())?;
-            let token = core.rotate_token(&who, &prefix, input.keep_previous, None)?;
-            Ok((prefix, token))
-        })
-        .await?;
+    let (prefix, token) = acting(&c, who, move |core, who| {
+        let prefix = core.parse_prefix(input.prefix.trim())?;
+        let token = core.rotate_token(&who, &prefix, input.keep_previous, None)?;
+        Ok((prefix, token))
+    })
+    .await?;
     ok(json!({ "prefix": prefix.to_string(), "token": token }))
 }
 
@@ -748,16 +762,15 @@ pub async fn quota(
 ) -> Answer {
     let who = caller(&c, &headers, client).await?;
     let input: QuotaIn = body(&bytes)?;
-    c.core
-        .blocking(move |core| {
-            let prefix = core.parse_prefix(input.prefix.trim())?;
-            let quota = Quota {
-                max_registrations: input.max_registrations,
-                max_registrations_per_day: input.max_registrations_per_day,
-                max_requests_per_second: input.max_requests_per_second,
-            };
-            core.set_quota(&who, &prefix, quota)
-        })
-        .await?;
+    acting(&c, who, move |core, who| {
+        let prefix = core.parse_prefix(input.prefix.trim())?;
+        let quota = Quota {
+            max_registrations: input.max_registrations,
+            max_registrations_per_day: input.max_registrations_per_day,
+            max_requests_per_second: input.max_requests_per_second,
+        };
+        core.set_quota(&who, &prefix, quota)
+    })
+    .await?;
     ok(json!({ "outcome": "set" }))
 }

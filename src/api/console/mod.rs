@@ -369,8 +369,12 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Reporter for NoReporter {
-        async fn heartbeat(&self, _: &crate::toplevel::Endpoints) -> crate::error::Result<()> {
-            Ok(())
+        async fn heartbeat(
+            &self,
+            _: &str,
+            _: &crate::toplevel::Endpoints,
+        ) -> crate::error::Result<Vec<crate::toplevel::ServerStatus>> {
+            Ok(Vec::new())
         }
         async fn report(&self, _: &crate::toplevel::Report) -> crate::error::Result<()> {
             Ok(())

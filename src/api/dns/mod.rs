@@ -10,6 +10,11 @@
 //! rest of the text (binary data in base64). Texts longer than 255 bytes are split into
 //! several character-strings of one TXT record; clients concatenate them.
 //!
+//! The apex answers SOA and NS: one name server per server of the node, `ns.<zone>` for a
+//! single-process node and `<server>.ns.<zone>` for each server of a site, as the top-level
+//! node lists them (`DnsHandler::set_name_servers`, after each heartbeat), each with its
+//! address as glue when it listens on a specific one.
+//!
 //! Names that are no registered identifier's: NOERROR with no answer and the SOA (NODATA)
 //! when something lies below them (an empty non-terminal: a prefix's name, `_` under it,
 //! the first whole chunks of a long suffix; see `naming`), else NXDOMAIN + SOA.
@@ -26,6 +31,7 @@
 mod answer;
 pub mod naming;
 mod udp;
+pub mod zonefile;
 
 pub use answer::txt_text;
 pub use udp::serve_udp;
@@ -35,7 +41,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -92,11 +98,20 @@ pub enum Transport {
     Tcp,
 }
 
+/// One of the zone's name servers, with its address when known (glue).
+#[derive(Debug, Clone, PartialEq)]
+struct NameServer {
+    host: Name,
+    addr: Option<IpAddr>,
+}
+
 /// Answers DNS queries from the core.
 pub struct DnsHandler {
     core: Arc<Core>,
     config: DnsConfig,
     soa: Record,
+    /// The zone's name servers: the node's servers.
+    name_servers: std::sync::RwLock<Arc<Vec<NameServer>>>,
     /// The node's limits: request rate per client, requests in flight, request timeout,
     /// TCP connections.
     admission: Arc<Admission>,
@@ -126,8 +141,13 @@ impl DnsHandler {
             86_400,
             config.negative_ttl,
         );
+        let name_servers = vec![NameServer {
+            host: host("ns").unwrap_or_else(|_| zone.clone()),
+            addr: None,
+        }];
         DnsHandler {
             soa: Record::from_rdata(zone, config.negative_ttl, RData::SOA(soa)),
+            name_servers: std::sync::RwLock::new(Arc::new(name_servers)),
             core,
             config,
             admission,
@@ -137,6 +157,51 @@ impl DnsHandler {
 
     pub fn zone(&self) -> &Name {
         &self.config.zone
+    }
+
+    /// Sets the zone's name servers from the node's servers: `(name in the site, DNS
+    /// address "ip:port")`, the name "" for a single-process node. A server listening on
+    /// every address gets no glue. Servers with no DNS address are left out; with none left,
+    /// the zone keeps the name servers it had.
+    pub fn set_name_servers(&self, servers: &[(String, String)]) {
+        let zone = &self.config.zone;
+        let named: Vec<NameServer> = servers
+            .iter()
+            .filter(|(_, dns)| !dns.is_empty())
+            .filter_map(|(name, dns)| {
+                let label = match name.is_empty() {
+                    true => "ns".to_owned(),
+                    false => format!("{name}.ns"),
+                };
+                let host = Name::from_ascii(&label)
+                    .and_then(|n| n.append_domain(zone))
+                    .ok()?;
+                let addr = dns
+                    .parse::<std::net::SocketAddr>()
+                    .ok()
+                    .map(|a| a.ip())
+                    .filter(|ip| !ip.is_unspecified());
+                Some(NameServer { host, addr })
+            })
+            .collect();
+        if !named.is_empty() {
+            *self.name_servers.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(named);
+        }
+    }
+
+    fn name_servers(&self) -> Arc<Vec<NameServer>> {
+        Arc::clone(&self.name_servers.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A name server's address records of type `t` (A, AAAA or ANY).
+    fn glue(&self, ns: &NameServer, t: RecordType) -> Option<Record> {
+        let ttl = self.config.negative_ttl.max(3600);
+        let rdata = match (ns.addr?, t) {
+            (IpAddr::V4(ip), RecordType::A | RecordType::ANY) => RData::A(A(ip)),
+            (IpAddr::V6(ip), RecordType::AAAA | RecordType::ANY) => RData::AAAA(AAAA(ip)),
+            _ => return None,
+        };
+        Some(Record::from_rdata(ns.host.clone(), ttl, rdata))
     }
 
     /// Answers one DNS message from `client` (`None`: address unknown, no rate applied);
@@ -343,11 +408,32 @@ impl DnsHandler {
         }
         response.metadata.authoritative = true;
         if query.name().num_labels() == self.config.zone.num_labels() {
-            if matches!(query.query_type(), RecordType::SOA | RecordType::ANY) {
+            let t = query.query_type();
+            if matches!(t, RecordType::SOA | RecordType::ANY) {
                 response.add_answer(self.soa.clone());
-            } else {
+            }
+            if matches!(t, RecordType::NS | RecordType::ANY) {
+                let ttl = self.config.negative_ttl.max(3600);
+                for ns in self.name_servers().iter() {
+                    let rdata = RData::NS(NS(ns.host.clone()));
+                    response.add_answer(Record::from_rdata(self.config.zone.clone(), ttl, rdata));
+                    response.add_additionals(self.glue(ns, RecordType::ANY));
+                }
+            }
+            if !matches!(t, RecordType::SOA | RecordType::NS | RecordType::ANY) {
                 response.add_authority(self.soa.clone());
             }
+            return Begun::Done(self.reply(response, limit, "ok", started));
+        }
+        if let Some(ns) = self
+            .name_servers()
+            .iter()
+            .find(|ns| ns.host == *query.name())
+        {
+            match self.glue(ns, query.query_type()) {
+                Some(glue) => response.add_answer(glue),
+                None => response.add_authority(self.soa.clone()),
+            };
             return Begun::Done(self.reply(response, limit, "ok", started));
         }
         let asked = match naming::decode(query.name(), &self.config.zone) {

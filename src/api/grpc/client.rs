@@ -14,7 +14,7 @@ use super::{convert, pb};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identifier::{Identifier, Prefix};
 use crate::record::Value;
-use crate::toplevel::{Endpoints, Referral, Report};
+use crate::toplevel::{Endpoints, Referral, Report, ServerStatus};
 use crate::upstream::{Federation, Locator, Peers, Reporter};
 
 /// gRPC metadata key carrying how many nodes a resolution already passed through.
@@ -70,6 +70,25 @@ impl GrpcUpstream {
     }
 }
 
+fn servers_from(servers: Vec<pb::Server>) -> Vec<ServerStatus> {
+    servers
+        .into_iter()
+        .map(|s| {
+            let e = s.endpoints.unwrap_or_default();
+            ServerStatus {
+                name: s.name,
+                endpoints: Endpoints {
+                    grpc: e.grpc,
+                    dns: e.dns,
+                    http: e.http,
+                },
+                live: s.live,
+                last_heartbeat: s.last_heartbeat,
+            }
+        })
+        .collect()
+}
+
 #[async_trait::async_trait]
 impl Locator for GrpcUpstream {
     async fn locate(&self, prefix: &Prefix) -> Result<Referral> {
@@ -82,7 +101,20 @@ impl Locator for GrpcUpstream {
             .await
             .map_err(|s| remote_error(&Locator::describe(self), s))?
             .into_inner();
-        let e = r.endpoints.unwrap_or_default();
+        let mut servers = servers_from(r.servers);
+        // A top-level node from before sites names one server.
+        if let (true, Some(e)) = (servers.is_empty(), r.endpoints) {
+            servers.push(ServerStatus {
+                name: String::new(),
+                endpoints: Endpoints {
+                    grpc: e.grpc,
+                    dns: e.dns,
+                    http: e.http,
+                },
+                live: true,
+                last_heartbeat: 0,
+            });
+        }
         Ok(Referral {
             node_prefix: Prefix::parse(&r.node_prefix).map_err(|e| {
                 Error::new(
@@ -92,11 +124,7 @@ impl Locator for GrpcUpstream {
             })?,
             node_id: r.node_id,
             node_name: r.node_name,
-            endpoints: Endpoints {
-                grpc: e.grpc,
-                dns: e.dns,
-                http: e.http,
-            },
+            servers,
             ttl: r.ttl,
         })
     }
@@ -108,15 +136,17 @@ impl Locator for GrpcUpstream {
 
 #[async_trait::async_trait]
 impl Reporter for GrpcUpstream {
-    async fn heartbeat(&self, endpoints: &Endpoints) -> Result<()> {
-        self.client
+    async fn heartbeat(&self, server: &str, endpoints: &Endpoints) -> Result<Vec<ServerStatus>> {
+        let r = self
+            .client
             .clone()
             .heartbeat(self.request(pb::HeartbeatRequest {
                 endpoints: Some(convert::endpoints_to(endpoints)),
+                server: server.to_owned(),
             }))
             .await
             .map_err(|s| remote_error(&Locator::describe(self), s))?;
-        Ok(())
+        Ok(servers_from(r.into_inner().servers))
     }
 
     async fn report(&self, report: &Report) -> Result<()> {
@@ -132,6 +162,7 @@ impl Reporter for GrpcUpstream {
                         .map(convert::interface_count_to)
                         .collect(),
                     head: report.head.clone().map(super::toplevel::head_to),
+                    server: report.server.clone(),
                 }),
             )
             .await

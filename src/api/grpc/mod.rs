@@ -66,18 +66,14 @@ fn presented<T>(req: &Request<T>) -> Result<Presented, Status> {
     Ok(Presented { token, client })
 }
 
-/// Metadata naming a client's request, so that its retry (on this server or, in a site, on
-/// another) is applied once: up to 128 visible ASCII characters.
-pub const REQUEST_ID_HEADER: &str = "x-idnode-request-id";
+pub use crate::resolver::REQUEST_ID_HEADER;
 
 fn request_id<T>(req: &Request<T>) -> Result<Option<String>, Status> {
     let Some(v) = req.metadata().get(REQUEST_ID_HEADER) else {
         return Ok(None);
     };
     match v.to_str() {
-        Ok(s) if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(Some(s.to_owned()))
-        }
+        Ok(s) if crate::resolver::valid_request_id(s) => Ok(Some(s.to_owned())),
         _ => Err(Status::invalid_argument(format!(
             "{REQUEST_ID_HEADER} must be 1-128 visible ASCII characters"
         ))),

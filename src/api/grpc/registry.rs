@@ -153,6 +153,14 @@ impl pb::registry_server::Registry for RegistryService {
         req: Request<Streaming<pb::BatchRegisterRequest>>,
     ) -> Result<Response<Self::BatchRegisterStream>, Status> {
         let presented = presented(&req)?;
+        // A stream's request id names each message's write by its first record's position
+        // in the stream, `<id>@<position>`: a stream sent again is applied once.
+        let request = super::request_id(&req)?;
+        let credential = presented
+            .token
+            .as_deref()
+            .and_then(crate::auth::split_token)
+            .map(|(id, _)| id.to_owned());
         let caller = self
             .core
             .blocking(move |c| c.caller(&presented))
@@ -249,9 +257,15 @@ impl pb::registry_server::Registry for RegistryService {
                     }
                 };
                 let (core, who) = (Arc::clone(&core), caller.clone());
+                let named = request.as_ref().map(|id| format!("{id}@{start}"));
+                let credential = credential.clone();
                 writing = Some(tokio::spawn(async move {
                     core.blocking(move |c| {
-                        let outcomes = c.write_batch(&who, prepared);
+                        let outcomes = crate::resolver::as_request(
+                            named.as_deref(),
+                            credential.as_deref(),
+                            || c.write_batch(&who, prepared),
+                        );
                         Ok(pb::BatchRegisterResponse {
                             results: outcomes
                                 .into_iter()

@@ -9,7 +9,7 @@ use super::{bearer, convert, pb};
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::identifier::{Identifier, Prefix};
-use crate::toplevel::{Endpoints, InterfaceCount, NodeStatus, Report, TopLevel};
+use crate::toplevel::{Endpoints, InterfaceCount, NodeStatus, Report, ServerStatus, TopLevel};
 use crate::upstream::Forwarder;
 use convert::{endpoints_to, interface_count_to, prefix_totals_to};
 
@@ -54,14 +54,34 @@ fn endpoints_from(e: Option<pb::Endpoints>) -> Endpoints {
     }
 }
 
+pub fn server_to(s: &ServerStatus) -> pb::Server {
+    pb::Server {
+        name: s.name.clone(),
+        endpoints: Some(endpoints_to(&s.endpoints)),
+        live: s.live,
+        last_heartbeat: s.last_heartbeat,
+    }
+}
+
+/// The first server's endpoints: where a client that knows one address asks.
+fn first_endpoints(servers: &[ServerStatus]) -> Option<pb::Endpoints> {
+    Some(
+        servers
+            .first()
+            .map(|s| endpoints_to(&s.endpoints))
+            .unwrap_or_default(),
+    )
+}
+
 fn delegation_to(s: &NodeStatus) -> pb::Delegation {
     pb::Delegation {
         node_prefix: s.delegation.prefix.clone(),
         node_id: s.delegation.node_id.clone(),
         name: s.delegation.name.clone(),
-        endpoints: Some(endpoints_to(&s.delegation.endpoints)),
+        endpoints: first_endpoints(&s.servers),
         live: s.live,
         last_heartbeat: s.last_heartbeat,
+        servers: s.servers.iter().map(server_to).collect(),
     }
 }
 
@@ -91,8 +111,9 @@ impl pb::top_level_server::TopLevel for TopLevelService {
             node_prefix: r.node_prefix.to_string(),
             node_id: r.node_id,
             node_name: r.node_name,
-            endpoints: Some(endpoints_to(&r.endpoints)),
+            endpoints: first_endpoints(&r.servers),
             ttl: r.ttl,
+            servers: r.servers.iter().map(server_to).collect(),
         }))
     }
 
@@ -123,9 +144,11 @@ impl pb::top_level_server::TopLevel for TopLevelService {
         mut req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let endpoints = endpoints_from(req.get_mut().endpoints.take());
+        let server = std::mem::take(&mut req.get_mut().server);
         call(&self.top, &req, move |t, caller| {
-            let node_prefix = t.heartbeat(caller, endpoints)?;
+            let node_prefix = t.heartbeat(caller, &server, endpoints)?;
             Ok(pb::HeartbeatResponse {
+                servers: t.servers_of(&node_prefix).iter().map(server_to).collect(),
                 node_prefix: node_prefix.to_string(),
                 interval: t.config().heartbeat_interval,
             })
@@ -139,6 +162,7 @@ impl pb::top_level_server::TopLevel for TopLevelService {
     ) -> Result<Response<pb::ReportStatsResponse>, Status> {
         let r = std::mem::take(req.get_mut());
         let report = Report {
+            server: r.server,
             registered: r.registered,
             prefixes: r
                 .prefixes
@@ -155,6 +179,7 @@ impl pb::top_level_server::TopLevel for TopLevelService {
                 })
                 .collect(),
             received_at: 0,
+            head_seq: 0,
             head: r.head.map(|h| crate::audit::SignedHead {
                 node_prefix: String::new(),
                 seq: h.seq,
@@ -222,6 +247,12 @@ impl pb::top_level_server::TopLevel for TopLevelService {
             let (d, token) = t.add_delegation(caller, &p, &r.node_id, &r.name, endpoints)?;
             Ok(pb::AddDelegationResponse {
                 delegation: Some(delegation_to(&NodeStatus {
+                    servers: t
+                        .nodes()
+                        .into_iter()
+                        .find(|n| n.delegation.prefix == d.prefix)
+                        .map(|n| n.servers)
+                        .unwrap_or_default(),
                     delegation: d,
                     live: false,
                     last_heartbeat: 0,

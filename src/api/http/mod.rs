@@ -37,7 +37,7 @@ use crate::api::admission::Admission;
 use crate::auth::Caller;
 use crate::error::{Error, ErrorKind};
 use crate::identifier::Identifier;
-use crate::resolver::{Core, Filter, Interface, Presented, RegisterOutcome, Update};
+use crate::resolver::{Core, Filter, Interface, Presented, RegisterOutcome, Requester, Update};
 use crate::telemetry::{Figures, Forwarding, Telemetry};
 use convert::code;
 
@@ -335,16 +335,30 @@ fn credentials(headers: &HeaderMap) -> Result<Option<(String, Option<String>)>, 
 
 /// Authenticates on the blocking pool; for Basic, the user's handle must belong to the
 /// caller.
+///
+/// The request carries the client's `x-idnode-request-id`, if it sent one, into its writes.
 async fn caller(
     core: &Arc<Core>,
     headers: &HeaderMap,
     client: SocketAddr,
-) -> Result<Caller, Failure> {
+) -> Result<Requester, Failure> {
+    let request = match headers.get(crate::resolver::REQUEST_ID_HEADER) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s) if crate::resolver::valid_request_id(s) => Some(s.to_owned()),
+            _ => {
+                return Err(Failure::from(Error::invalid(format!(
+                    "{} must be 1-128 visible ASCII characters",
+                    crate::resolver::REQUEST_ID_HEADER
+                ))))
+            }
+        },
+    };
     let Some((token, handle)) = credentials(headers)? else {
-        return Ok(Caller::Anonymous);
+        return Ok(Requester::new(Caller::Anonymous, None, request));
     };
     let presented = Presented {
-        token: Some(token),
+        token: Some(token.clone()),
         client: Some(client.ip()),
     };
     let caller = core
@@ -367,7 +381,7 @@ async fn caller(
             Ok(caller)
         })
         .await?;
-    Ok(caller)
+    Ok(Requester::new(caller, Some(&token), request))
 }
 
 fn presented(headers: &HeaderMap, client: SocketAddr) -> Result<Presented, Failure> {
@@ -568,7 +582,7 @@ async fn write_inner(
         if !overwrite {
             let outcome = s
                 .core
-                .blocking(move |c| c.register(&creator, target, record))
+                .blocking(move |c| creator.acting(|| c.register(&creator, target, record)))
                 .await;
             return match outcome {
                 Ok(RegisterOutcome::Registered) => done(StatusCode::CREATED, code::SUCCESS),
@@ -587,7 +601,7 @@ async fn write_inner(
         }
         // Overwrite: replace when present, else create (one core operation).
         s.core
-            .blocking(move |c| c.put(&creator, target, record))
+            .blocking(move |c| creator.acting(|| c.put(&creator, target, record)))
             .await?;
         return done(StatusCode::OK, code::SUCCESS);
     }
@@ -622,7 +636,7 @@ async fn write_inner(
         },
     };
     s.core
-        .blocking(move |c| c.update(&caller, &id_for_edit, edit))
+        .blocking(move |c| caller.acting(|| c.update(&caller, &id_for_edit, edit)))
         .await?;
     done(StatusCode::OK, code::SUCCESS)
 }
@@ -657,16 +671,18 @@ async fn remove_inner(
     let target = id.clone();
     s.core
         .blocking(move |c| {
-            if idx.is_empty() {
-                return c.delete(&caller, &target);
-            }
-            let edit = Update::Edit {
-                add: Vec::new(),
-                modify: Vec::new(),
-                remove: idx,
-                put: Vec::new(),
-            };
-            c.update(&caller, &target, edit).map(|_| ())
+            caller.acting(|| {
+                if idx.is_empty() {
+                    return c.delete(&caller, &target);
+                }
+                let edit = Update::Edit {
+                    add: Vec::new(),
+                    modify: Vec::new(),
+                    remove: idx,
+                    put: Vec::new(),
+                };
+                c.update(&caller, &target, edit).map(|_| ())
+            })
         })
         .await?;
     Ok(reply(
