@@ -2,7 +2,7 @@
 # Reproduces the rows of BENCHMARKS.md on this machine, each against a reference measured
 # in the same run. Loopback only; every process started here is stopped by its PID.
 #
-#   scripts/bench.sh [dns|grpc|import|offline|disk|scale|all]
+#   scripts/bench.sh [dns|grpc|import|offline|disk|scale|site|all]
 #
 # Sizes: N_DNS (default 1000000), N_GRPC (1000000), N_IMPORT (10000000), N_SCALE
 # (100000000) against N_BASE (1000000). Work files go to
@@ -244,10 +244,113 @@ for f in glob.glob(sys.argv[1] + '/*.sst'):
   row "peak RSS under that load at $big records" "1 GiB block cache + 64 MiB record cache + 300 MiB = 1388 MiB (at $base: ${rss[0]} MiB)" "${rss[1]} MiB" "$(echo "${rss[1]}" | awk '{printf "%.2f", $1/1388}')"
 }
 
+# A replicated site against a single-process node, both on this box: three nats-server
+# processes (R3) and three idnode servers share core 0 with the single-process node, the load
+# generator runs on core 1; relative costs, not capacity. Each row alternates the two three
+# times (A B A B A B) and prints medians with min-max. N_SITE records are imported per side
+# (BatchRegister); N_CATCHUP records built offline seed a new site for the catch-up row.
+site() {
+  local nats="${IDNODE_NATS_SERVER:-${IDNODE_VENV:-/var/tmp/idnode-venv}/bin/nats-server}"
+  local n="${N_SITE:-200000}" c="${N_CATCHUP:-10000000}" d="$W/site" i p f
+  rm -rf "$d" && mkdir -p "$d"
+  local routes="nats-route://127.0.0.1:14422, nats-route://127.0.0.1:14423, nats-route://127.0.0.1:14424"
+  for i in 0 1 2; do
+    mkdir -p "$d/nats$i"
+    printf '%s\n' "server_name: n$i" "listen: 127.0.0.1:$((14322 + i))" "http: 127.0.0.1:$((14352 + i))" \
+      "max_payload: 64MB" "jetstream { store_dir: \"$d/nats$i\", max_memory_store: 256MB, max_file_store: 64GB }" \
+      "cluster { name: benchsite, listen: 127.0.0.1:$((14422 + i)), routes: [$routes] }" >"$d/nats$i.conf"
+    taskset -c 0 "$nats" -c "$d/nats$i.conf" -l "$d/nats$i.log" & PIDS+=($!)
+  done
+  for i in 0 1 2; do
+    for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$((14352 + i))/healthz" >/dev/null && break; sleep 0.1; done
+  done
+  local urls="nats://127.0.0.1:14322,nats://127.0.0.1:14323,nats://127.0.0.1:14324" sp=()
+  for i in 0 1 2; do
+    taskset -c 0 "$B" serve --config "$W/node.toml" --site "$urls" --data-dir "$d/idnode$i" --grpc-addr "127.0.0.1:$((7501 + i))" \
+      --dns-addr off --http-addr off --no-seed --log-level warn >"$d/idnode$i.log" 2>&1 & PIDS+=($!); sp+=($!)
+    wait_for "$d/idnode$i.log" "grpc://"
+  done
+  taskset -c 0 "$B" serve --config "$W/node.toml" --data-dir "$d/single" --grpc-addr 127.0.0.1:7500 --dns-addr off \
+    --http-addr off --no-seed --log-level warn >"$d/single.log" 2>&1 & PIDS+=($!); local single=$!
+  wait_for "$d/single.log" "grpc://"
+  local site_token single_token="$d/single/admin.token"
+  site_token=$(ls "$d"/idnode*/admin.token | head -1)
+  local S="http://127.0.0.1:7501,http://127.0.0.1:7502" O="http://127.0.0.1:7503" P="http://127.0.0.1:7500"
+  local gen=(taskset -c 1 "$B" bench --duration "$DURATION" --connections 2)
+  # Median (min-max) of one figure over JSON reports.
+  med() { python3 -c '
+import json, statistics, sys
+def get(f):
+    v = json.load(open(f))
+    for k in sys.argv[1].split("."):
+        v = v[k]
+    return v
+xs = [get(f) for f in sys.argv[2:]]
+print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")' "$@"; }
+  # Register (one identifier per call), 16 in flight, through two servers; the third
+  # resolves every 20th acknowledged identifier until it is there: the replication lag.
+  for i in 1 2 3; do
+    "${gen[@]}" --op register --concurrency 16 --node "$P" --token-file "$single_token" --create-prefix 88.101 \
+      --label single --report "$d/reg-single-$i.json" >/dev/null
+    "${gen[@]}" --op register --concurrency 16 --node "$S" --observe "$O" --token-file "$site_token" --create-prefix 88.101 \
+      --label site --report "$d/reg-site-$i.json" >/dev/null
+    sleep 2
+  done
+  for f in "$d"/reg-*.json; do
+    python3 -c "import json,sys;r=json.load(open('$f'));sys.exit(1 if r['errors'] or r.get('never_visible') else 0)" \
+      || { echo "bench.sh site: errors in $f" >&2; cat "$f" >&2; exit 1; }
+  done
+  row "Register, 16 in flight: p50 µs" "single process: $(med latency_us.p50 "$d"/reg-single-*.json)" "3-server site: $(med latency_us.p50 "$d"/reg-site-*.json)" ""
+  row "Register, 16 in flight: p99 µs" "single process: $(med latency_us.p99 "$d"/reg-single-*.json)" "3-server site: $(med latency_us.p99 "$d"/reg-site-*.json)" ""
+  row "Register, 16 in flight: per second" "single process: $(med throughput "$d"/reg-single-*.json)" "3-server site: $(med throughput "$d"/reg-site-*.json)" ""
+  row "replication lag under that load (acknowledged → resolvable on another server), µs" "" "p50 $(med visible_after_us.p50 "$d"/reg-site-*.json), p99 $(med visible_after_us.p99 "$d"/reg-site-*.json), max $(med visible_after_us.max "$d"/reg-site-*.json)" ""
+  # Online import (BatchRegister, the importer's defaults) of N_SITE records: the first run
+  # registers them, the next two find them present (the same checks, no new records).
+  local data="$W/site-$n.jsonl"
+  [ -s "$data" ] || "$B" gen --count "$n" --out "$data" >/dev/null
+  local imp_single=() imp_site=() rate='import json,sys;r=json.load(sys.stdin);assert r["failed"]==0,r;print(round(r["records_per_second"]))'
+  for i in 1 2 3; do
+    imp_single+=("$(taskset -c 1 "$B" import "$data" --node "$P" --token-file "$single_token" --json | python3 -c "$rate")")
+    imp_site+=("$(taskset -c 1 "$B" import "$data" --node http://127.0.0.1:7501 --token-file "$site_token" --json | python3 -c "$rate")")
+  done
+  local m='import statistics,sys;xs=[float(x) for x in sys.argv[1:]];print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")'
+  row "online import of $n records (BatchRegister), records/s: first run" "single process: ${imp_single[0]}" "3-server site, through one server: ${imp_site[0]}" "$(echo "${imp_site[0]} ${imp_single[0]}" | awk '{printf "%.2f", $1/$2}')"
+  row "the same again (records present), median of two" "single process: $(python3 -c "$m" "${imp_single[@]:1}")" "3-server site: $(python3 -c "$m" "${imp_site[@]:1}")" ""
+  # Resolve (gRPC, 64 in flight) of those records: the single node, and two site servers.
+  for i in 1 2 3; do
+    "${gen[@]}" --op resolve --concurrency 64 --keys "$data" --node "$P" --report "$d/res-single-$i.json" >/dev/null
+    "${gen[@]}" --op resolve --concurrency 64 --keys "$data" --node http://127.0.0.1:7501 --report "$d/res-s0-$i.json" >/dev/null
+    "${gen[@]}" --op resolve --concurrency 64 --keys "$data" --node http://127.0.0.1:7503 --report "$d/res-s2-$i.json" >/dev/null
+  done
+  row "gRPC Resolve, 64 in flight, per second" "single process: $(med throughput "$d"/res-single-*.json)" "site server 0: $(med throughput "$d"/res-s0-*.json); server 2: $(med throughput "$d"/res-s2-*.json)" "$(echo "$(med throughput "$d"/res-s0-*.json | cut -d' ' -f1) $(med throughput "$d"/res-single-*.json | cut -d' ' -f1)" | awk '{printf "%.2f", $1/$2}')"
+  for p in "${sp[@]}" "$single"; do stop "$p"; done
+  # Catch-up: N_CATCHUP records built offline seed a new site (stream SEED); a new server
+  # restores that snapshot and joins; timed from its start until it serves.
+  local cu="$W/catchup-$c"
+  if [ ! -f "$cu/imported" ]; then
+    rm -rf "$cu" && "$B" gen --count "$c" --out - 2>/dev/null | "$B" import --offline --create --data-dir "$cu" - --json >/dev/null
+    touch "$cu/imported"
+  fi
+  local t0=$SECONDS
+  "$B" site seed --site "$urls" --stream SEED --data-dir "$cu" >&2
+  local seeded=$((SECONDS - t0))
+  printf '[site]\nstream = "SEED"\nsnapshot_interval_secs = 0\n' >"$d/seed.toml"
+  local t1; t1=$(date +%s.%N)
+  taskset -c 0 "$B" serve --config "$d/seed.toml" --site "$urls" --data-dir "$d/joined" --grpc-addr 127.0.0.1:7510 \
+    --dns-addr off --http-addr off --no-seed --log-level warn >"$d/joined.log" 2>&1 & PIDS+=($!); local jp=$!
+  wait_for "$d/joined.log" "grpc://"
+  local joined; joined=$(python3 -c "import time;print(f'{time.time()-$t1:.1f}')")
+  "$B" bench --node http://127.0.0.1:7510 --op resolve --gen-count "$c" --count 1000 --concurrency 8 --report "$d/joined.json" >/dev/null
+  python3 -c "import json,sys;r=json.load(open('$d/joined.json'));sys.exit(0 if r['ok']==r['requests']==1000 else 1)" \
+    || { echo "bench.sh site: the joined server does not resolve the seeded records" >&2; exit 1; }
+  stop "$jp"
+  row "a new server catching up $c records from a snapshot (download, restore, join), s" "seeding the new site (upload): $seeded s" "$joined s ($(du -sb "$d/joined/db" | cut -f1) bytes of store)" ""
+}
+
 echo "| measurement | reference | idnode | ratio |"
 echo "| --- | --- | --- | --- |"
 case "${1:-all}" in
-  dns) dns ;; grpc) grpc ;; import) import ;; offline) offline ;; disk) disk ;; scale) scale ;;
-  all) dns; grpc; import; offline; disk; scale ;;
+  dns) dns ;; grpc) grpc ;; import) import ;; offline) offline ;; disk) disk ;; scale) scale ;; site) site ;;
+  all) dns; grpc; import; offline; disk; scale; site ;;
   *) echo "unknown row $1" >&2; exit 2 ;;
 esac

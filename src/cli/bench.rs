@@ -389,7 +389,7 @@ impl Worker {
             return;
         };
         let stats = &self.stats;
-        if seq % every.max(1) != 0 {
+        if !seq.is_multiple_of(every.max(1)) {
             return;
         }
         let (mut resolver, stats, id) = (resolver.clone(), Arc::clone(stats), id.to_owned());

@@ -1754,3 +1754,89 @@ async fn a_new_site_is_seeded_from_an_offline_built_store() {
     let (ok, out) = run(&["site", "seed", "--site", &urls, "--data-dir", &path(&built)]);
     assert!(!ok && out.contains("only a new site"), "{out}");
 }
+
+/// `idnode bench --node a,b` (a site's servers): when the server a worker writes through
+/// is killed, the worker moves to the next; every identifier it reported acknowledged is
+/// on the surviving servers (`--verify`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idnode_bench_fails_over_to_the_next_server_of_a_site() {
+    let mut site = tokio::task::spawn_blocking(Site::start).await.unwrap();
+    let dir = site.servers[0].dir.with_file_name("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (token, acked, report) = (
+        dir.join("admin.token"),
+        dir.join("acked"),
+        dir.join("report.json"),
+    );
+    std::fs::write(&token, &site.admin_token).unwrap();
+    let nodes = format!("{},{}", site.servers[0].url, site.servers[1].url);
+    let mut bench = Command::new(idnode_bin())
+        .args([
+            "bench",
+            "--op",
+            "register",
+            "--create-prefix",
+            "88.101",
+            "--duration",
+            "6",
+        ])
+        .args([
+            "--concurrency",
+            "4",
+            "--connections",
+            "1",
+            "--node",
+            &nodes,
+            "--token-file",
+        ])
+        .arg(&token)
+        .arg("--acked")
+        .arg(&acked)
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    site.servers[0].proc.take(); // SIGKILL
+    let status = tokio::task::spawn_blocking(move || bench.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(r["failovers"].as_u64().unwrap() >= 1, "{r}");
+    let acked_ids = std::fs::read_to_string(&acked).unwrap();
+    let n = acked_ids.lines().count();
+    assert!(
+        n as u64 >= r["ok"].as_u64().unwrap() && n > 10,
+        "{n} acknowledged: {r}"
+    );
+    for server in &site.servers[1..] {
+        // Within a few seconds, the surviving servers have applied everything.
+        let verify = || {
+            Command::new(idnode_bin())
+                .args(["bench", "--node", &server.url, "--token-file"])
+                .arg(&token)
+                .arg("--verify")
+                .arg(&acked)
+                .output()
+                .unwrap()
+        };
+        let mut out = verify();
+        for _ in 0..5 {
+            if out.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            out = verify();
+        }
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            server.url,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

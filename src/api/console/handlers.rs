@@ -339,10 +339,7 @@ pub async fn register(
         let id = c.core.parse_identifier(&input.identifier)?;
         let record = convert::record_in(&input.values)?;
         let target = id.clone();
-        let outcome = acting(&c, who, move |core, who| {
-            core.register(&who, target, record)
-        })
-        .await?;
+        let outcome = acting(&c, who, move |core, who| core.register(who, target, record)).await?;
         let outcome = match outcome {
             RegisterOutcome::Registered => "registered",
             RegisterOutcome::AlreadyPresent => "already_present",
@@ -368,7 +365,7 @@ pub async fn replace(
         let record = convert::record_in(&input.values)?;
         let target = id.clone();
         acting(&c, who, move |core, who| {
-            core.update(&who, &target, Update::Replace(record.values))
+            core.update(who, &target, Update::Replace(record.values))
         })
         .await?;
         ok(json!({ "identifier": id.to_string(), "outcome": "updated" }))
@@ -388,7 +385,7 @@ pub async fn delete(
         let q = http_convert::query_pairs(raw.as_deref());
         let id = query_id(&c.core, &q)?;
         let target = id.clone();
-        acting(&c, who, move |core, who| core.delete(&who, &target)).await?;
+        acting(&c, who, move |core, who| core.delete(who, &target)).await?;
         ok(json!({ "identifier": id.to_string(), "outcome": "deleted" }))
     })
     .await
@@ -414,7 +411,7 @@ pub async fn batch(
         };
         let offset = input.first_line.max(1) - 1;
         let rows = acting(&c, who, move |core, who| {
-            Ok(register_chunk(core, &who, format, &input.text, offset))
+            Ok(register_chunk(core, who, format, &input.text, offset))
         })
         .await?;
         let registered = rows.iter().filter(|r| r.outcome == "registered").count();
@@ -524,7 +521,7 @@ pub async fn grant(
     acting(&c, who, move |core, who| {
         let scope = Scope::parse(core, input.scope.trim())?;
         let grantee = core.parse_prefix(input.grantee.trim())?;
-        core.grant(&who, &scope, &grantee)
+        core.grant(who, &scope, &grantee)
     })
     .await?;
     ok(json!({ "outcome": "granted" }))
@@ -550,7 +547,7 @@ pub async fn revoke_grant(
     acting(&c, who, move |core, who| {
         let scope = Scope::parse(core, &scope)?;
         let grantee = core.parse_prefix(&grantee)?;
-        core.revoke_grant(&who, &scope, &grantee)
+        core.revoke_grant(who, &scope, &grantee)
     })
     .await?;
     ok(json!({ "outcome": "revoked" }))
@@ -728,7 +725,7 @@ pub async fn create_enterprise(
     let input: EnterpriseIn = body(&bytes)?;
     let (enterprise, token) = acting(&c, who, move |core, who| {
         let prefix = core.parse_prefix(input.prefix.trim())?;
-        core.create_enterprise(&who, &prefix, &input.name, input.industry_code.trim(), None)
+        core.create_enterprise(who, &prefix, &input.name, input.industry_code.trim(), None)
     })
     .await?;
     ok(json!({ "prefix": enterprise.prefix, "name": enterprise.name, "token": token }))
@@ -746,7 +743,7 @@ pub async fn rotate(
     let input: RotateIn = body(&bytes)?;
     let (prefix, token) = acting(&c, who, move |core, who| {
         let prefix = core.parse_prefix(input.prefix.trim())?;
-        let token = core.rotate_token(&who, &prefix, input.keep_previous, None)?;
+        let token = core.rotate_token(who, &prefix, input.keep_previous, None)?;
         Ok((prefix, token))
     })
     .await?;
@@ -769,7 +766,7 @@ pub async fn quota(
             max_registrations_per_day: input.max_registrations_per_day,
             max_requests_per_second: input.max_requests_per_second,
         };
-        core.set_quota(&who, &prefix, quota)
+        core.set_quota(who, &prefix, quota)
     })
     .await?;
     ok(json!({ "outcome": "set" }))
