@@ -1235,6 +1235,10 @@ async fn stream_bounds(nats: &NatsCluster) -> (u64, u64) {
 async fn a_new_server_joins_from_a_snapshot_after_the_stream_was_purged() {
     let mut site = tokio::task::spawn_blocking(Site::start).await.unwrap();
     let token = create_enterprise(&site.servers[0], &site.admin_token, "88.101.12").await;
+    // Server 2 is down across the snapshot and the purge.
+    let token_2 = token.clone();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    site.servers[2].stop();
     let (done, e) = register_some(&site.servers[0], &token, "88.101.12/BEFORE", 120).await;
     assert_eq!(done.len(), 120, "{e:?}");
     // Server 1 starts again with snapshots every second.
@@ -1254,8 +1258,60 @@ async fn a_new_server_joins_from_a_snapshot_after_the_stream_was_purged() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // More writes after the snapshot, through another server.
-    let (after, e) = register_some(&site.servers[2], &token, "88.101.12/AFTER", 40).await;
+    let (after, e) = register_some(&site.servers[1], &token, "88.101.12/AFTER", 40).await;
     assert_eq!(after.len(), 40, "{e:?}");
+    // Server 2 needs what was purged: it refuses to start, naming the gap.
+    let dir_2 = site.servers[2].dir.clone();
+    let mut refused = Command::new(idnode_bin())
+        .args([
+            "serve",
+            "--site",
+            &nats,
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
+            "off",
+        ])
+        .args(["--http-addr", "off", "--no-seed", "--data-dir"])
+        .arg(&dir_2)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a server behind the purge started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut err = String::new();
+    refused
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        !status.success() && err.contains("purged below a snapshot"),
+        "{err}"
+    );
+    // With its data directory moved away, it rejoins from the newest snapshot.
+    std::fs::rename(&dir_2, dir_2.with_extension("old")).unwrap();
+    site.servers[2] = tokio::task::block_in_place(|| SiteServer::start(&dir_2, &nats));
+    for id in done.iter().chain(&after) {
+        visible_within(&site.servers[2], id, Duration::from_secs(10)).await;
+    }
+    assert_eq!(
+        records_of(&site.servers[2], &token_2, "88.101.12")
+            .await
+            .len(),
+        160
+    );
     // A new server: restored from the snapshot, then the rest of the stream.
     let fresh_dir = site.servers[0].dir.with_file_name("idnode-new");
     let fresh = tokio::task::block_in_place(|| SiteServer::start(&fresh_dir, &nats));
