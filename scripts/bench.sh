@@ -19,17 +19,18 @@ mkdir -p "$W"
 ./scripts/setup
 cargo build --release --locked --bin idnode 2>&1 | tail -1
 B="$CARGO_TARGET_DIR/release/idnode"
+# Every row names the build it measured.
+COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo +)"
 . scripts/lib.sh
 
-# One load generator on one address: no per-client request rate. The DNS and gRPC rows
-# compare with servers that hold every answer in memory (Knot's zone, the trivial server's
-# map): there the node's record cache is sized to hold the 1M records too.
+# Rows run the node's defaults, except no per-client request rate (one load generator is one
+# address). A row that sets more says so in its label (the gRPC row's 512 MiB record cache).
 printf '[limits]\nclient_requests_per_second = 0\n' >"$W/node.toml"
 printf '[limits]\nclient_requests_per_second = 0\n[store]\nrecord_cache_mb = 512\n' >"$W/node-cache.toml"
 
-serve() { # data dir, log; prints nothing; sets SERVE_PID
-  "$B" serve --config "${CONFIG:-$W/node.toml}" --data-dir "$1" --grpc-addr 127.0.0.1:7400 --dns-addr 127.0.0.1:5400 --http-addr off \
-    --no-seed --block-cache-mb "${CACHE_MB:-1024}" --log-level warn >"$2" 2>&1 &
+serve() { # data dir, log; prints nothing; sets SERVE_PID ($TASKSET: e.g. "taskset -c 0")
+  ${TASKSET:-} "$B" serve --config "${CONFIG:-$W/node.toml}" --data-dir "$1" --grpc-addr 127.0.0.1:7400 --dns-addr 127.0.0.1:5400 --http-addr off \
+    --no-seed ${CACHE_MB:+--block-cache-mb "$CACHE_MB"} --log-level warn >"$2" 2>&1 &
   SERVE_PID=$!; PIDS+=("$SERVE_PID")
   wait_for "$2" "grpc://"
 }
@@ -69,7 +70,7 @@ txt_answer() { # port, name
 
 dns() {
   command -v knotd >/dev/null && command -v dnsperf >/dev/null || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends knot dnsperf >/dev/null; }
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends knot dnsperf nsd >/dev/null; }
   local d="$W/dns-$N_DNS"
   # Regenerated when the binary is newer than the zone: its text follows the node's answers.
   if [ ! -s "$d.jsonl" ] || [ ! -s "$d.zone" ] || [ "$B" -nt "$d.zone" ]; then
@@ -82,7 +83,7 @@ dns() {
 server:
     listen: 127.0.0.1@5401
     rundir: "$W/knot"
-    udp-workers: 2
+    udp-workers: 1
     tcp-workers: 1
     background-workers: 1
 database:
@@ -96,7 +97,7 @@ log:
   - target: stderr
     any: warning
 EOF
-  knotd -c "$W/knot/knot.conf" 2>"$W/knot/err.log" & local kp=$!; PIDS+=("$kp")
+  taskset -c 0 knotd -c "$W/knot/knot.conf" 2>"$W/knot/err.log" & local kp=$!; PIDS+=("$kp")
   local soa=""
   for _ in $(seq 1 600); do
     soa=$(dig @127.0.0.1 -p 5401 +short SOA id.example. 2>/dev/null || true)
@@ -109,7 +110,9 @@ EOF
     tail -n 20 "$W/knot/err.log" >&2
     exit 1
   fi
-  CONFIG="$W/node-cache.toml" serve "$d.node" "$W/dns-node.log"
+  # Node defaults (the record cache included), pinned to core 0 like the references.
+  TASKSET="taskset -c 0" serve "$d.node" "$W/dns-node.log"
+  local node_pid=$SERVE_PID
   # Before measuring: Knot answers a known identifier NOERROR, with the node's TXT texts.
   local first ref node
   first=$(head -n 1 "$d.queries" | cut -d' ' -f1)
@@ -119,15 +122,65 @@ EOF
     printf 'bench.sh dns: Knot and the node answer %s TXT differently\nKnot:\n%s\nnode:\n%s\n' "$first" "$ref" "$node" >&2
     exit 1
   fi
-  local knot idn q=(-d "$d.queries" -c 4 -T 1 -q 200)
-  # The same warm-up for both (one pass over the names: Knot has its zone in memory from
-  # the start, idnode's block cache fills on first reads), then the measured runs.
-  dnsperf -s 127.0.0.1 -p 5401 "${q[@]}" -l 10 >/dev/null 2>&1
-  dnsperf -s 127.0.0.1 -p 5400 "${q[@]}" -l 10 >/dev/null 2>&1
-  knot=$(dnsperf_qps 5401 "${q[@]}" -l "$DURATION") || { echo "bench.sh dns: the Knot run is not a measurement" >&2; exit 1; }
-  idn=$(dnsperf_qps 5400 "${q[@]}" -l "$DURATION") || { echo "bench.sh dns: the idnode run is not a measurement" >&2; exit 1; }
-  stop "$SERVE_PID"; stop "$kp"
-  row "DNS resolve, $N_DNS identifiers, dnsperf UDP (-c 4 -T 1 -q 200, ${DURATION}s)" "Knot 3.2: $knot qps" "idnode (512 MiB record cache): $idn qps" "$(echo "$idn $knot" | awk '{printf "%.2f", $1/$2}')"
+  # Half the queries for names that do not exist (a letter before the first label).
+  awk 'NR % 2 == 0 {print "x" $0; next} {print}' "$d.queries" >"$d.nx-queries"
+  local q=(-c 4 -T 1 -q 200)
+  # The same warm-up for each server (one pass over the names), then three interleaved
+  # runs per row: reference, idnode, reference, idnode, ...
+  taskset -c 1 dnsperf -s 127.0.0.1 -p 5401 -d "$d.queries" "${q[@]}" -l 10 >/dev/null 2>&1
+  taskset -c 1 dnsperf -s 127.0.0.1 -p 5400 -d "$d.queries" "${q[@]}" -l 10 >/dev/null 2>&1
+  interleaved "DNS hits, $N_DNS identifiers, node defaults" "Knot 3.2, 1 UDP worker" 5401 "$kp" "$d.queries" "$node_pid"
+  interleaved "DNS, 50 % NXDOMAIN" "Knot 3.2, 1 UDP worker" 5401 "$kp" "$d.nx-queries" "$node_pid"
+  stop "$kp"
+  if command -v nsd >/dev/null; then
+    mkdir -p "$W/nsd"
+    printf '%s\n' "server:" "  ip-address: 127.0.0.1@5402" "  server-count: 1" "  username: \"\"" \
+      "  zonesdir: \"$W/nsd\"" "  database: \"\"" "  pidfile: \"$W/nsd/nsd.pid\"" "  xfrdfile: \"$W/nsd/xfrd.state\"" \
+      "  zonelistfile: \"$W/nsd/zone.list\"" "  logfile: \"$W/nsd/nsd.log\"" "remote-control:" "  control-enable: no" \
+      "zone:" "  name: id.example." "  zonefile: \"$d.zone\"" >"$W/nsd/nsd.conf"
+    taskset -c 0 nsd -d -c "$W/nsd/nsd.conf" 2>"$W/nsd/err.log" & local np=$!; PIDS+=("$np")
+    local nsoa=""
+    for _ in $(seq 1 600); do
+      nsoa=$(dig @127.0.0.1 -p 5402 +short SOA id.example. 2>/dev/null || true)
+      [[ "$nsoa" == *hostmaster* ]] && break
+      kill -0 "$np" 2>/dev/null || break
+      sleep 0.5
+    done
+    [[ "$nsoa" == *hostmaster* ]] || { echo "bench.sh dns: NSD never served the zone; $W/nsd/nsd.log" >&2; exit 1; }
+    [ "$(txt_answer 5402 "$first")" = "$node" ] || { echo "bench.sh dns: NSD and the node answer $first differently" >&2; exit 1; }
+    taskset -c 1 dnsperf -s 127.0.0.1 -p 5402 -d "$d.queries" "${q[@]}" -l 10 >/dev/null 2>&1
+    interleaved "DNS hits, $N_DNS identifiers, node defaults" "NSD, 1 server process" 5402 "$np" "$d.queries" "$node_pid"
+    stop "$np"
+  fi
+  stop "$node_pid"
+}
+
+# CPU seconds (user + system) process PID has used.
+cpu_of() { awk -v t="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / t}' "/proc/$1/stat"; }
+
+# One row: dnsperf against the reference (PORT, PID) and the node (5400, NODE_PID), pinned
+# to core 1, interleaved three times; medians with min-max, the ratio of medians, and each
+# server's CPU time per query.
+interleaved() { # label, reference name, port, pid, queries file, node pid
+  local label=$1 name=$2 port=$3 pid=$4 file=$5 node_pid=$6 i ref=() idn=() rcpu=() icpu=() c0 out
+  for i in 1 2 3; do
+    for side in ref idn; do
+      local p=$port sp=$pid
+      [ "$side" = idn ] && { p=5400; sp=$node_pid; }
+      c0=$(cpu_of "$sp")
+      out=$(taskset -c 1 bash -c "$(declare -f dnsperf_qps); dnsperf_qps $p -d '$file' -c 4 -T 1 -q 200 -l $DURATION") \
+        || { echo "bench.sh dns: $label: the $side run is not a measurement" >&2; exit 1; }
+      local cpu_us; cpu_us=$(awk -v a="$c0" -v b="$(cpu_of "$sp")" -v q="$out" -v s="$DURATION" 'BEGIN {printf "%.1f", (b - a) * 1e6 / (q * s)}')
+      if [ "$side" = ref ]; then ref+=("$out"); rcpu+=("$cpu_us"); else idn+=("$out"); icpu+=("$cpu_us"); fi
+    done
+  done
+  local m='import statistics,sys;xs=[float(x) for x in sys.argv[1:]];print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")'
+  local mc='import statistics,sys;print(f"{statistics.median(float(x) for x in sys.argv[1:]):.1f}")'
+  local rm im; rm=$(python3 -c "$m" "${ref[@]}"); im=$(python3 -c "$m" "${idn[@]}")
+  row "$label, dnsperf -c 4 -T 1 -q 200, ${DURATION} s × 3 interleaved ($COMMIT)" \
+    "$name: $rm qps, $(python3 -c "$mc" "${rcpu[@]}") µs CPU/query" \
+    "idnode: $im qps, $(python3 -c "$mc" "${icpu[@]}") µs CPU/query" \
+    "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
 grpc() {

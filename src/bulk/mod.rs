@@ -1,5 +1,6 @@
 //! Bulk data: synthetic data sets (`gen`), the input formats of `idnode import` (JSON Lines
-//! and CSV, [`Reader`]), and the offline import into a stopped node's store (`offline`).
+//! and CSV, [`Reader`]), the offline import into a stopped node's store (`offline`), and
+//! the plots of `idnode bench` reports (`plot`).
 //!
 //! CSV format: one row per value,
 //! `identifier,index,type,data[,ttl[,classification[,domain[,risk]]]]`, rows
@@ -8,6 +9,7 @@
 
 pub mod gen;
 pub mod offline;
+pub mod plot;
 
 use std::io::BufRead;
 

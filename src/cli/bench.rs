@@ -26,13 +26,19 @@ pub enum BenchCommand {
     /// Load generator: throughput and latency percentiles of a running node.
     Bench(Box<BenchArgs>),
     /// Print two `idnode bench` reports side by side.
-    BenchCompare { a: PathBuf, b: PathBuf },
+    BenchCompare {
+        a: PathBuf,
+        b: PathBuf,
+        /// Also plot both runs on one chart (SVG): throughput over time, latency percentiles.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Bench(b) => bench(*b).await,
-        BenchCommand::BenchCompare { a, b } => compare(&a, &b),
+        BenchCommand::BenchCompare { a, b, plot } => compare(&a, &b, plot.as_deref()),
     }
 }
 
@@ -133,7 +139,8 @@ pub struct BenchArgs {
     /// Prefix new identifiers are created under.
     #[arg(long, default_value = "88.101.1")]
     pub create_prefix: String,
-    /// Write the JSON report here.
+    /// Write the JSON report here, and its plots (throughput over time, latency
+    /// percentiles) beside it as SVG (the same name ending in `.svg`).
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Label in the report.
@@ -186,6 +193,27 @@ pub struct Report {
     /// With `--observe`: sampled identifiers the observed server did not resolve in 10 s.
     #[serde(default)]
     pub never_visible: u64,
+    /// Requests completed in each second of the run.
+    #[serde(default)]
+    pub per_second: Vec<u64>,
+    /// The latency percentile curve: (percentile, µs), from 0 to 100.
+    #[serde(default)]
+    pub percentiles: Vec<(f64, u64)>,
+}
+
+/// The percentiles an HDR plot shows: dense toward the tail (…, 99, 99.9, 99.99, …).
+fn percentile_curve(hist: &Histogram<u64>) -> Vec<(f64, u64)> {
+    let mut points = vec![0.0, 10.0, 25.0, 50.0, 75.0];
+    let mut nines = 90.0;
+    while nines < 99.9999 {
+        points.extend([nines, 100.0 - (100.0 - nines) / 2.0]);
+        nines = 100.0 - (100.0 - nines) / 10.0;
+    }
+    points.push(100.0);
+    points
+        .into_iter()
+        .map(|p| (p, hist.value_at_percentile(p)))
+        .collect()
 }
 
 impl LatencyUs {
@@ -315,12 +343,24 @@ struct Stats {
     /// `--observe`: acknowledgement → visible on the observed server, and the misses.
     visible: Mutex<Histogram<u64>>,
     never_visible: AtomicU64,
+    /// When the run started, and the requests completed in each second since (bounded: one
+    /// counter per second, at most a day's).
+    began: Instant,
+    per_second: Mutex<Vec<u64>>,
 }
 
 impl Stats {
     fn record(&self, started: Instant, outcome: Result<(), String>) {
         let us = started.elapsed().as_micros().max(1) as u64;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let second = (self.began.elapsed().as_secs() as usize).min(86_400);
+        {
+            let mut per = self.per_second.lock().unwrap_or_else(|e| e.into_inner());
+            if per.len() <= second {
+                per.resize(second + 1, 0);
+            }
+            per[second] += 1;
+        }
         let _ = self
             .hist
             .lock()
@@ -646,6 +686,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         failovers: AtomicU64::new(0),
         visible: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         never_visible: AtomicU64::new(0),
+        began: Instant::now(),
+        per_second: Mutex::new(Vec::new()),
     });
     let run: u64 = rand::rng().random();
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
@@ -795,11 +837,23 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|_| LatencyUs::of(&stats.visible.lock().unwrap_or_else(|e| e.into_inner()))),
         never_visible: stats.never_visible.load(Ordering::Relaxed),
+        per_second: stats
+            .per_second
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        percentiles: percentile_curve(&hist),
     };
     print_report(&report);
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-        println!("report written to {}", path.display());
+        let svg = path.with_extension("svg");
+        std::fs::write(&svg, plot(&report.label, &[&report]))?;
+        println!(
+            "report written to {} (plots: {})",
+            path.display(),
+            svg.display()
+        );
     }
     Ok(())
 }
@@ -915,8 +969,21 @@ fn print_report(r: &Report) {
     }
 }
 
-/// Prints two reports side by side with their ratio (b / a).
-pub fn compare(a: &PathBuf, b: &PathBuf) -> anyhow::Result<()> {
+/// The plots of runs on one chart.
+fn plot(title: &str, runs: &[&Report]) -> String {
+    let series: Vec<idnode::bulk::plot::Series> = runs
+        .iter()
+        .map(|r| idnode::bulk::plot::Series {
+            label: format!("{} ({:?}, {})", r.label, r.op, r.target),
+            per_second: r.per_second.clone(),
+            percentiles: r.percentiles.clone(),
+        })
+        .collect();
+    idnode::bulk::plot::svg(title, &series)
+}
+
+/// Prints two reports side by side with their ratio (b / a); plots both to `plot_to`.
+pub fn compare(a: &PathBuf, b: &PathBuf, plot_to: Option<&std::path::Path>) -> anyhow::Result<()> {
     let read = |p: &PathBuf| -> anyhow::Result<Report> {
         Ok(serde_json::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -942,5 +1009,11 @@ pub fn compare(a: &PathBuf, b: &PathBuf) -> anyhow::Result<()> {
         x.errors.values().sum::<u64>() as f64,
         y.errors.values().sum::<u64>() as f64,
     );
+    if let Some(path) = plot_to {
+        let title = format!("{} vs {}", x.label, y.label);
+        std::fs::write(path, plot(&title, &[&x, &y]))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("plot written to {}", path.display());
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use std::error::Error as _;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -41,7 +42,8 @@ impl TlsArgs {
 pub struct Connection {
     /// The node's gRPC URL: http://HOST:PORT, https://HOST:PORT, or HOST:PORT (https:// when
     /// --ca, --cert or --key is given, else http://). Several, comma-separated (the servers
-    /// of a replicated site): the first that accepts the connection is used.
+    /// of a replicated site): the first that accepts the connection is used, and a call it
+    /// answers UNAVAILABLE goes to the next.
     #[arg(
         long,
         global = true,
@@ -67,13 +69,41 @@ pub struct Connection {
     pub(crate) json: bool,
 }
 
-pub(crate) type Svc = InterceptedService<Channel, BearerAuth>;
+pub(crate) type Svc = InterceptedService<Channel, CliAuth>;
 
-/// A connected client of one node.
+/// The bearer token, and the request id of the call [`Client::call`] is making (the same on
+/// its retries, so a site applies the call once however many servers it reaches).
+#[derive(Clone)]
+pub(crate) struct CliAuth {
+    bearer: BearerAuth,
+    request: Arc<Mutex<Option<tonic::metadata::AsciiMetadataValue>>>,
+}
+
+impl tonic::service::Interceptor for CliAuth {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let mut req = self.bearer.call(req)?;
+        if let Some(id) = self
+            .request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            req.metadata_mut()
+                .insert(idnode::api::grpc::REQUEST_ID_HEADER, id);
+        }
+        Ok(req)
+    }
+}
+
+/// A connected client of one node: of one server of it, and the others to fail over to.
 pub(crate) struct Client {
-    channel: Svc,
+    /// The server in use, and its URL.
+    channel: Mutex<(Svc, String)>,
+    auth: CliAuth,
+    /// Every server of `--node`, and the position of the one in use.
+    servers: Vec<(String, Endpoint)>,
+    at: Mutex<usize>,
     json: bool,
-    url: String,
 }
 
 /// The URL to dial for `node`: `http://` and `https://` URLs as given; a bare HOST:PORT gets
@@ -195,15 +225,27 @@ impl Connection {
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .collect();
+        let servers = nodes
+            .iter()
+            .map(|node| endpoint(node, &self.tls))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let auth = CliAuth {
+            bearer: auth,
+            request: Arc::new(Mutex::new(None)),
+        };
         let mut failed = None;
-        for node in &nodes {
-            let (url, endpoint) = endpoint(node, &self.tls)?;
-            match connect(&url, endpoint).await {
+        for (at, (url, endpoint)) in servers.iter().enumerate() {
+            match connect(url, endpoint.clone()).await {
                 Ok(channel) => {
                     return Ok(Client {
-                        channel: InterceptedService::new(channel, auth),
+                        channel: Mutex::new((
+                            InterceptedService::new(channel, auth.clone()),
+                            url.clone(),
+                        )),
+                        auth,
+                        servers: servers.clone(),
+                        at: Mutex::new(at),
                         json: self.json,
-                        url,
                     })
                 }
                 // The next server of the site, if there is one.
@@ -215,19 +257,80 @@ impl Connection {
 }
 
 impl Client {
+    fn svc(&self) -> Svc {
+        self.channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+    fn url(&self) -> String {
+        self.channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
     pub(crate) fn resolver(&self) -> pb::resolver_client::ResolverClient<Svc> {
-        pb::resolver_client::ResolverClient::new(self.channel.clone())
+        pb::resolver_client::ResolverClient::new(self.svc())
     }
     pub(crate) fn registry(&self) -> pb::registry_client::RegistryClient<Svc> {
-        pb::registry_client::RegistryClient::new(self.channel.clone())
+        pb::registry_client::RegistryClient::new(self.svc())
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20)
     }
     pub(crate) fn admin(&self) -> pb::admin_client::AdminClient<Svc> {
-        pb::admin_client::AdminClient::new(self.channel.clone())
+        pb::admin_client::AdminClient::new(self.svc())
     }
     pub(crate) fn toplevel(&self) -> pb::top_level_client::TopLevelClient<Svc> {
-        pb::top_level_client::TopLevelClient::new(self.channel.clone())
+        pb::top_level_client::TopLevelClient::new(self.svc())
+    }
+
+    /// Makes one unary call (`call` builds it on the stubs above), named by a request id of
+    /// its own: when the server answers UNAVAILABLE (it cannot reach its site's log) or the
+    /// call does not get through (it went away), the same call goes to the next server of `--node` that accepts a
+    /// connection, each at most once. With the id, a site applies the call once.
+    pub(crate) async fn call<T, F, Fut>(&self, mut call: F) -> Result<tonic::Response<T>, Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let id = format!("cli-{:032x}", rand::random::<u128>());
+        *self.auth.request.lock().unwrap_or_else(|e| e.into_inner()) = id.parse().ok();
+        let start = *self.at.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tried = 1;
+        let outcome = loop {
+            match call().await {
+                // UNAVAILABLE from the node, or a status with a source: the call did not
+                // get through (the connection broke).
+                Err(s)
+                    if (s.code() == Code::Unavailable || s.source().is_some())
+                        && tried < self.servers.len() =>
+                {
+                    let mut moved = false;
+                    while tried < self.servers.len() && !moved {
+                        let next = (start + tried) % self.servers.len();
+                        tried += 1;
+                        let (url, endpoint) = &self.servers[next];
+                        if let Ok(channel) = connect(url, endpoint.clone()).await {
+                            eprintln!("{}: {}; asking {url}", self.url(), s.message());
+                            *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = (
+                                InterceptedService::new(channel, self.auth.clone()),
+                                url.clone(),
+                            );
+                            *self.at.lock().unwrap_or_else(|e| e.into_inner()) = next;
+                            moved = true;
+                        }
+                    }
+                    if !moved {
+                        break Err(s);
+                    }
+                }
+                other => break other,
+            }
+        };
+        *self.auth.request.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        outcome
     }
     pub(crate) fn json(&self) -> bool {
         self.json
@@ -239,10 +342,10 @@ impl Client {
     /// the node's answer, UNAVAILABLE included (e.g. its upstream failed): the node is up.
     pub(crate) fn fail(&self, s: Status) -> anyhow::Error {
         if s.source().is_some() {
-            return unreachable(&self.url, &chain_from(s.message().to_owned(), s.source()));
+            return unreachable(&self.url(), &chain_from(s.message().to_owned(), s.source()));
         }
         let what = match s.code() {
-            Code::Unavailable => format!("unavailable (answered by the node at {})", self.url),
+            Code::Unavailable => format!("unavailable (answered by the node at {})", self.url()),
             Code::Unauthenticated => "not authenticated (give --token-file or IDNODE_TOKEN)".into(),
             Code::PermissionDenied => "permission denied".into(),
             Code::NotFound => "not found".into(),

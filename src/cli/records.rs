@@ -199,12 +199,15 @@ pub async fn run(cmd: RecordCommand) -> anyhow::Result<()> {
             conn,
         } => {
             let c = conn.connect().await?;
+            let req = pb::ResolveRequest {
+                identifier,
+                types,
+                indexes,
+            };
             let r = c
-                .resolver()
-                .resolve(pb::ResolveRequest {
-                    identifier,
-                    types,
-                    indexes,
+                .call(|| {
+                    let (mut stub, req) = (c.resolver(), req.clone());
+                    async move { stub.resolve(req).await }
                 })
                 .await
                 .map_err(|s| c.fail(s))?
@@ -269,11 +272,14 @@ pub async fn run(cmd: RecordCommand) -> anyhow::Result<()> {
                     ..Default::default()
                 })
             };
+            let req = pb::UpdateRequest {
+                identifier,
+                change: Some(change),
+            };
             let r = c
-                .registry()
-                .update(pb::UpdateRequest {
-                    identifier,
-                    change: Some(change),
+                .call(|| {
+                    let (mut stub, req) = (c.registry(), req.clone());
+                    async move { stub.update(req).await }
                 })
                 .await
                 .map_err(|s| c.fail(s))?
@@ -284,9 +290,12 @@ pub async fn run(cmd: RecordCommand) -> anyhow::Result<()> {
         }
         RecordCommand::Get { identifier, conn } => {
             let c = conn.connect().await?;
+            let req = pb::GetRequest { identifier };
             let r = c
-                .registry()
-                .get(pb::GetRequest { identifier })
+                .call(|| {
+                    let (mut stub, req) = (c.registry(), req.clone());
+                    async move { stub.get(req).await }
+                })
                 .await
                 .map_err(|s| c.fail(s))?
                 .into_inner()
@@ -296,12 +305,15 @@ pub async fn run(cmd: RecordCommand) -> anyhow::Result<()> {
         }
         RecordCommand::Delete { identifier, conn } => {
             let c = conn.connect().await?;
-            c.registry()
-                .delete(pb::DeleteRequest {
-                    identifier: identifier.clone(),
-                })
-                .await
-                .map_err(|s| c.fail(s))?;
+            let req = pb::DeleteRequest {
+                identifier: identifier.clone(),
+            };
+            c.call(|| {
+                let (mut stub, req) = (c.registry(), req.clone());
+                async move { stub.delete(req).await }
+            })
+            .await
+            .map_err(|s| c.fail(s))?;
             let identifier = canonical_identifier(&identifier);
             if c.json() {
                 c.print_json(&serde_json::json!({ "deleted": identifier }))
@@ -320,12 +332,15 @@ pub async fn run(cmd: RecordCommand) -> anyhow::Result<()> {
             let c = conn.connect().await?;
             let mut everything = Vec::new();
             loop {
+                let req = pb::ListRequest {
+                    prefix: prefix.clone(),
+                    page_size,
+                    cursor: cursor.clone(),
+                };
                 let page = c
-                    .registry()
-                    .list(pb::ListRequest {
-                        prefix: prefix.clone(),
-                        page_size,
-                        cursor: cursor.clone(),
+                    .call(|| {
+                        let (mut stub, req) = (c.registry(), req.clone());
+                        async move { stub.list(req).await }
                     })
                     .await
                     .map_err(|s| c.fail(s))?
@@ -359,10 +374,13 @@ async fn register(c: &Client, records: Vec<pb::Record>) -> anyhow::Result<()> {
     if records.len() == 1 {
         let record = records.into_iter().next().expect("one record");
         let id = canonical_identifier(&record.identifier);
+        let req = pb::RegisterRequest {
+            record: Some(record),
+        };
         let r = c
-            .registry()
-            .register(pb::RegisterRequest {
-                record: Some(record),
+            .call(|| {
+                let (mut stub, req) = (c.registry(), req.clone());
+                async move { stub.register(req).await }
             })
             .await
             .map_err(|s| c.fail(s))?

@@ -1896,3 +1896,69 @@ async fn idnode_bench_fails_over_to_the_next_server_of_a_site() {
         );
     }
 }
+
+/// The CLI with several `--node` URLs: a call the server in use cannot answer (killed
+/// between two pages of `list --all`) goes to the next server, with its request id; the
+/// listing comes out whole, each identifier once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_moves_to_the_next_server_when_one_goes_away() {
+    let mut site = tokio::task::spawn_blocking(Site::start).await.unwrap();
+    let token = create_enterprise(&site.servers[0], &site.admin_token, "88.101.13").await;
+    let records: Vec<pb::Record> = (0..1500)
+        .map(|i| {
+            record(
+                &format!("88.101.13/L-{i:05}"),
+                vec![text(1, "URL", "https://l.cn")],
+            )
+        })
+        .collect();
+    let mut answers = site.servers[0]
+        .registry(&token)
+        .await
+        .batch_register(tokio_stream::iter(vec![pb::BatchRegisterRequest {
+            records,
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(a) = answers.message().await.unwrap() {
+        assert!(a.results.iter().all(|r| r.code == 0));
+    }
+    for s in &site.servers {
+        visible_within(s, "88.101.13/L-01499", Duration::from_secs(5)).await;
+    }
+    let nodes = format!("{},{}", site.servers[0].url, site.servers[1].url);
+    let cli = Command::new(idnode_bin())
+        .args([
+            "list",
+            "88.101.13",
+            "--all",
+            "--page-size",
+            "1",
+            "--node",
+            &nodes,
+        ])
+        .args(["--token", &token])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    site.servers[0].proc.take(); // SIGKILL, between two pages
+    let out = tokio::task::spawn_blocking(move || cli.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("asking {}", site.servers[1].url)),
+        "the listing ended before the kill, or did not move: {stderr}"
+    );
+    let listed: Vec<&str> = stdout.lines().collect();
+    let want: Vec<String> = (0..1500).map(|i| format!("88.101.13/L-{i:05}")).collect();
+    assert_eq!(listed, want);
+}
