@@ -309,6 +309,19 @@ async fn bench_reports_what_it_measured() {
     let ladder = [l("p50"), l("p90"), l("p99"), l("p999"), l("max")];
     assert!(ladder.windows(2).all(|w| w[0] <= w[1]), "{r}");
     assert!(l("p50") >= 10.0 && l("mean") <= l("max"), "{r}");
+    // Throughput over time adds up to the requests, and the plots are beside the report.
+    let per_second: u64 = r["per_second"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_second, 300, "{r}");
+    let curve = r["percentiles"].as_array().unwrap();
+    assert_eq!(curve.last().unwrap()[1].as_f64().unwrap(), l("max"));
+    let svg = std::fs::read_to_string(report.with_extension("svg")).unwrap();
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{svg}");
+    assert!(svg.contains("<polyline"), "a throughput line");
     let by_little = 4.0 / (l("mean") / 1e6);
     let measured = r["throughput"].as_f64().unwrap();
     assert!(
