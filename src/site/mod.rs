@@ -7,8 +7,10 @@
 //!   counts and operation log.
 //! - Any server accepts writes (no leader): it checks the command against its state
 //!   ([`Core::check`]) and appends it expecting the last sequence it applied of the
-//!   command's subject (one subject per owner prefix, `<stream>.o.<prefix>`), so a
-//!   conflicting append is refused by JetStream; it then catches up and checks again. What
+//!   command's subject (`<stream>.i.<owner>.<bucket>` for a command on one identifier, one
+//!   of 256 per owner prefix by its hash; `<stream>.o.<owner>` for the owner's other
+//!   commands), so a conflicting append is refused by JetStream; it then catches up and
+//!   checks again. What
 //!   the client is told is the outcome of applying the command, identical on every server.
 //! - A write is acknowledged only after JetStream acknowledged the append (a quorum holds
 //!   it) and this server applied it (read-your-writes here).
@@ -69,6 +71,10 @@ impl SiteConfig {
 /// (this server's, and a client's retry of a request first sent through another server);
 /// bounded: the oldest go first.
 const MAX_KEPT_OUTCOMES: usize = 4096;
+
+/// Subjects whose last applied sequence a server keeps (for the expected sequence of its
+/// next append there); beyond it the table starts again.
+const MAX_KNOWN_SUBJECTS: usize = 1 << 18;
 
 struct Shared {
     core: Arc<Core>,
@@ -241,12 +247,29 @@ impl Site {
 
     /// The subject of a command: its owner prefix's, the site's (node-wide changes), or
     /// the one for batches that span owners.
+    /// The subject a command is appended on, and whether its append expects that subject's
+    /// last sequence. A command on one identifier goes to one of 256 subjects of its owner
+    /// (by a hash of the identifier), so that writes of different identifiers of one
+    /// enterprise rarely conflict while two writes of one identifier always do; other
+    /// commands of one owner (batches, its account) share the owner's subject.
     fn subject(&self, command: &Command) -> (String, bool) {
         let root = &self.shared.subject_root;
-        match (&command.op, command.owner(&self.shared.core)) {
-            (Op::AdminCredential { .. }, _) => (format!("{root}.s"), true),
-            (_, Some(owner)) => (format!("{root}.o.{owner}"), true),
-            (_, None) => (format!("{root}.m"), false),
+        let identifier = match &command.op {
+            Op::Register { id, .. }
+            | Op::Put { id, .. }
+            | Op::Update { id, .. }
+            | Op::Delete { id } => Some(id),
+            _ => None,
+        };
+        match (&command.op, command.owner(&self.shared.core), identifier) {
+            (Op::AdminCredential { .. }, _, _) => (format!("{root}.s"), true),
+            (_, Some(owner), Some(id)) => {
+                use sha2::Digest;
+                let bucket = sha2::Sha256::digest(id.as_str().as_bytes())[0];
+                (format!("{root}.i.{owner}.{bucket:02x}"), true)
+            }
+            (_, Some(owner), None) => (format!("{root}.o.{owner}"), true),
+            (_, None, _) => (format!("{root}.m"), false),
         }
     }
 
@@ -573,11 +596,15 @@ async fn apply_loop(shared: Arc<Shared>) {
                     }
                 }
             }
-            shared
-                .subjects
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(subject, seq);
+            {
+                let mut subjects = shared.subjects.lock().unwrap_or_else(|e| e.into_inner());
+                // Bounded: a subject forgotten here costs its next append one conflict, after
+                // which the stream tells its last sequence again.
+                if subjects.len() >= MAX_KNOWN_SUBJECTS && !subjects.contains_key(&subject) {
+                    subjects.clear();
+                }
+                subjects.insert(subject, seq);
+            }
             {
                 let mut kept = shared.outcomes.lock().unwrap_or_else(|e| e.into_inner());
                 kept.insert(seq, outcome);
