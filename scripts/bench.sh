@@ -317,7 +317,7 @@ site() {
   for i in 0 1 2; do
     for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$((14352 + i))/healthz" >/dev/null && break; sleep 0.1; done
   done
-  local urls="nats://127.0.0.1:14322,nats://127.0.0.1:14323,nats://127.0.0.1:14324" sp=()
+  local urls="nats://127.0.0.1:14322,nats://127.0.0.1:14323,nats://127.0.0.1:14324" sp=() np=("${PIDS[@]: -3}")
   for i in 0 1 2; do
     taskset -c 0 "$B" serve --config "$W/node.toml" --site "$urls" --data-dir "$d/idnode$i" --grpc-addr "127.0.0.1:$((7501 + i))" \
       --dns-addr off --http-addr off --no-seed --log-level warn >"$d/idnode$i.log" 2>&1 & PIDS+=($!); sp+=($!)
@@ -342,12 +342,20 @@ xs = [get(f) for f in sys.argv[2:]]
 print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")' "$@"; }
   # Register (one identifier per call), 16 in flight, through two servers; the third
   # resolves every 20th acknowledged identifier until it is there: the replication lag.
+  # CPU seconds of a set of processes (user + system), to charge each side per request.
+  cpu_sum() { local p t=0; for p in "$@"; do t=$(awk -v t="$t" -v k="$(getconf CLK_TCK)" '{printf "%.3f", t + ($14 + $15) / k}' "/proc/$p/stat"); done; echo "$t"; }
+  local cs=() ci=() cn=() c0 i0 n0
   for i in 1 2 3; do
+    c0=$(cpu_sum "$single")
     "${gen[@]}" --op register --concurrency 16 --node "$P" --token-file "$single_token" --create-prefix 88.101 \
       --label single --report "$d/reg-single-$i.json" >/dev/null
+    cs+=("$(python3 -c "import json;r=json.load(open('$d/reg-single-$i.json'));print(($(cpu_sum "$single") - $c0) * 1e6 / r['ok'])")")
+    i0=$(cpu_sum "${sp[@]}"); n0=$(cpu_sum "${np[@]}")
     "${gen[@]}" --op register --concurrency 16 --node "$S" --observe "$O" --token-file "$site_token" --create-prefix 88.101 \
       --label site --report "$d/reg-site-$i.json" >/dev/null
-    sleep 2
+    sleep 2 # the lag drains; the servers' CPU for this run's writes is counted in full
+    ci+=("$(python3 -c "import json;r=json.load(open('$d/reg-site-$i.json'));print(($(cpu_sum "${sp[@]}") - $i0) * 1e6 / r['ok'])")")
+    cn+=("$(python3 -c "import json;r=json.load(open('$d/reg-site-$i.json'));print(($(cpu_sum "${np[@]}") - $n0) * 1e6 / r['ok'])")")
   done
   for f in "$d"/reg-*.json; do
     python3 -c "import json,sys;r=json.load(open('$f'));sys.exit(1 if r['errors'] or r.get('never_visible') else 0)" \
@@ -356,6 +364,8 @@ print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")' "$@"; }
   row "Register, 16 in flight: p50 µs" "single process: $(med latency_us.p50 "$d"/reg-single-*.json)" "3-server site: $(med latency_us.p50 "$d"/reg-site-*.json)" ""
   row "Register, 16 in flight: p99 µs" "single process: $(med latency_us.p99 "$d"/reg-single-*.json)" "3-server site: $(med latency_us.p99 "$d"/reg-site-*.json)" ""
   row "Register, 16 in flight: per second" "single process: $(med throughput "$d"/reg-single-*.json)" "3-server site: $(med throughput "$d"/reg-site-*.json)" ""
+  local mc='import statistics,sys;print(f"{statistics.median(float(x) for x in sys.argv[1:]):.0f}")'
+  row "Register: server CPU per registration (core 0), µs" "single process: $(python3 -c "$mc" "${cs[@]}")" "site: three idnode servers $(python3 -c "$mc" "${ci[@]}") + three nats-servers $(python3 -c "$mc" "${cn[@]}")" ""
   row "replication lag under that load (acknowledged → resolvable on another server), µs" "" "p50 $(med visible_after_us.p50 "$d"/reg-site-*.json), p99 $(med visible_after_us.p99 "$d"/reg-site-*.json), max $(med visible_after_us.max "$d"/reg-site-*.json)" ""
   # Online import (BatchRegister, the importer's defaults) of N_SITE records: the first run
   # registers them, the next two find them present (the same checks, no new records).
