@@ -476,6 +476,31 @@ async fn records_of(
     }
 }
 
+/// The records under `prefix` once every server holds the same (within 10 s: any of them
+/// may still be applying the others' last writes; each is read afresh every round).
+async fn converged(
+    servers: &[SiteServer],
+    token: &str,
+    prefix: &str,
+) -> BTreeMap<String, pb::Record> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut held = Vec::new();
+        for server in servers {
+            held.push(records_of(server, token, prefix).await);
+        }
+        if held.windows(2).all(|w| w[0] == w[1]) {
+            return held.swap_remove(0);
+        }
+        let sizes: Vec<usize> = held.iter().map(|h| h.len()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "the servers did not converge on {prefix}: {sizes:?} records"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn log_head(server: &SiteServer, token: &str, id: &str) -> (u64, String) {
     let p = server
         .registry(token)
@@ -600,11 +625,8 @@ async fn a_mixed_workload_through_three_servers_converges() {
         }
     }
     // The same records, counts and log head everywhere.
-    let first = records_of(&s[0], &token, "88.101.5").await;
+    let first = converged(s, &token, "88.101.5").await;
     assert_eq!(first.len(), all.len());
-    for server in &s[1..] {
-        assert_eq!(records_of(server, &token, "88.101.5").await, first);
-    }
     let mut counts = Vec::new();
     let mut heads = Vec::new();
     for server in s {
@@ -891,10 +913,7 @@ async fn killing_the_receiving_server_loses_nothing_acknowledged() {
             visible_within(server, id, Duration::from_secs(10)).await;
         }
     }
-    let first = records_of(&site.servers[0], &token, "88.101.8").await;
-    for server in &site.servers[1..] {
-        assert_eq!(records_of(server, &token, "88.101.8").await, first);
-    }
+    let first = converged(&site.servers, &token, "88.101.8").await;
     for batch in &unacked_batches {
         let present = batch.iter().filter(|id| first.contains_key(*id)).count();
         assert!(
@@ -1013,18 +1032,8 @@ async fn losing_nats_servers_stops_writes_not_reads() {
         "site: writes recovered {:?} after the servers returned",
         recovered.elapsed()
     );
-    let first = records_of(&site.servers[0], &token, "88.101.9").await;
-    assert!(acked.iter().all(|id| first.contains_key(id)));
-    for server in &site.servers[1..] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if records_of(server, &token, "88.101.9").await == first {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{} did not converge", server.url);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let held = converged(&site.servers, &token, "88.101.9").await;
+    assert!(acked.iter().all(|id| held.contains_key(id)));
 }
 
 /// Must-show 5: SIGSTOP of one server while writes go on through the others (5 s; 30 s
@@ -1058,11 +1067,8 @@ async fn a_stopped_server_catches_up() {
         acked.len(),
         resumed.elapsed()
     );
-    let first = records_of(&s[0], &token, "88.101.10").await;
+    let first = converged(s, &token, "88.101.10").await;
     assert_eq!(first.len(), acked.len());
-    for server in &s[1..] {
-        assert_eq!(records_of(server, &token, "88.101.10").await, first);
-    }
     // And it takes writes again.
     let (done, e) = register_some(&s[2], &token, "88.101.10/AFTER", 3).await;
     assert_eq!(done.len(), 3, "{e:?}");
