@@ -825,8 +825,12 @@ async fn killing_the_receiving_server_loses_nothing_acknowledged() {
             let (servers, token) = (servers.clone(), token.clone());
             tokio::spawn(async move {
                 let mut acked = Vec::new();
-                let mut served_by = Vec::new();
-                for i in 0..150 {
+                let mut served_by: Vec<usize> = Vec::new();
+                // Until the victim is killed and 20 more went elsewhere (at most 5,000).
+                for i in 0..5000 {
+                    if served_by.iter().filter(|b| **b != victim).count() >= 20 {
+                        break;
+                    }
                     let id = format!("88.101.8/K{round}-{i:04}");
                     let r = record(&id, vec![text(1, "URL", &format!("https://k.cn/{i}"))]);
                     let (by, answer) = register_anywhere(&servers, victim, &token, r).await;
