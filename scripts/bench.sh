@@ -196,7 +196,9 @@ grpc() {
   local d="$W/grpc-$N_GRPC"
   [ -s "$d.jsonl" ] || "$B" gen --count "$N_GRPC" --out "$d.jsonl"
   rm -rf "$d.node" && "$B" import --offline --create --data-dir "$d.node" "$d.jsonl" >/dev/null
-  "$B" bench-reference grpc --addr 127.0.0.1:7401 --gen-count "$N_GRPC" >"$W/trivial.log" 2>&1 & local tp=$!; PIDS+=("$tp")
+  # The reference holds the node's own records (read from its store): the same answers, byte
+  # for byte (bulk::the_trivial_grpc_reference_answers_what_the_node_answers).
+  "$B" bench-reference grpc --addr 127.0.0.1:7401 --data-dir "$d.node" >"$W/trivial.log" 2>&1 & local tp=$!; PIDS+=("$tp")
   wait_for "$W/trivial.log" "trivial Resolver"
   CONFIG="$W/node-cache.toml" serve "$d.node" "$W/grpc-node.log"
   local args=(--gen-count "$N_GRPC" --duration "$DURATION" --concurrency 64 --connections 4)

@@ -14,11 +14,16 @@ use idnode::bulk::gen::{self, GenConfig};
 
 #[derive(Subcommand)]
 pub enum ReferenceCommand {
-    /// A trivial tonic server answering Resolve from a HashMap of `idnode gen` records.
+    /// A trivial tonic server answering Resolve from a HashMap: of the records in a node's
+    /// store (`--data-dir`: the same answers, byte for byte, the node gives anonymous
+    /// clients), or of `idnode gen` records (`--gen-count`; their values carry no timestamp).
     Grpc {
         #[arg(long, default_value = "127.0.0.1:7900")]
         addr: SocketAddr,
-        #[arg(long)]
+        /// A node's data directory (read-only; it may be serving).
+        #[arg(long, conflicts_with = "gen_count")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
         gen_count: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -90,6 +95,7 @@ pub async fn run(cmd: ReferenceCommand) -> anyhow::Result<()> {
     match cmd {
         ReferenceCommand::Grpc {
             addr,
+            data_dir,
             gen_count,
             seed,
             enterprises,
@@ -101,6 +107,36 @@ pub async fn run(cmd: ReferenceCommand) -> anyhow::Result<()> {
                 enterprises,
             };
             let mut answers = std::collections::HashMap::with_capacity(gen_count as usize);
+            if let Some(dir) = &data_dir {
+                // Every record of the store, public values only: what the node answers.
+                let mut config = RocksConfig::new(dir.join("db"));
+                config.block_cache_bytes = 32 << 20;
+                let store = RocksStore::open_read_only(&config)
+                    .map_err(|e| anyhow!("opening {}: {e}", dir.display()))?;
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    let page = store
+                        .scan(Table::Records, b"", after.as_deref(), 10_000)
+                        .map_err(|e| anyhow!("{e}"))?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = Some(last.clone());
+                    for (k, v) in page {
+                        let identifier = String::from_utf8(k)?;
+                        let rec = idnode::store::codec::decode_record(&v)
+                            .map_err(|e| anyhow!("{identifier}: {e}"))?;
+                        let values = rec
+                            .values
+                            .into_iter()
+                            .filter(|v| v.permissions.public_read)
+                            .map(idnode::api::grpc::convert::value_to)
+                            .collect();
+                        answers.insert(
+                            identifier.clone(),
+                            pb::ResolveResponse { identifier, values },
+                        );
+                    }
+                }
+            }
             for i in 0..gen_count {
                 let r = gen::record(&c, i);
                 let rec = r.to_record().map_err(|e| anyhow!("{e}"))?;
@@ -116,7 +152,7 @@ pub async fn run(cmd: ReferenceCommand) -> anyhow::Result<()> {
                     },
                 );
             }
-            println!("trivial Resolver with {gen_count} records on {addr}");
+            println!("trivial Resolver with {} records on {addr}", answers.len());
             tonic::transport::Server::builder()
                 .add_service(pb::resolver_server::ResolverServer::new(Trivial {
                     answers,

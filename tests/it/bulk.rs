@@ -441,3 +441,125 @@ async fn bench_reports_what_it_measured() {
         "{cmp}"
     );
 }
+
+/// The trivial gRPC server `scripts/bench.sh` compares the node with answers what the node
+/// answers: loaded from the node's store, for every identifier of the data set the same
+/// Resolve response, byte for byte (value timestamps included: from `idnode gen` alone
+/// they would be missing, six bytes less per value), and NOT_FOUND for one not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trivial_grpc_reference_answers_what_the_node_answers() {
+    use prost::Message;
+    use std::process::Stdio;
+    let work = tempfile::tempdir().unwrap();
+    let (data, dir) = (work.path().join("d.jsonl"), work.path().join("node"));
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    idnode(&[
+        "gen",
+        "--count",
+        "25000",
+        "--enterprises",
+        "7",
+        "--out",
+        &path(&data),
+    ]);
+    idnode(&[
+        "import",
+        "--offline",
+        "--create",
+        "--data-dir",
+        &path(&dir),
+        &path(&data),
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spawn = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let mut trivial = spawn(&[
+        "bench-reference",
+        "grpc",
+        "--addr",
+        &addr,
+        "--data-dir",
+        &path(&dir),
+    ]);
+    let mut node = spawn(&[
+        "serve",
+        "--no-seed",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--dns-addr",
+        "off",
+        "--http-addr",
+        "off",
+        "--data-dir",
+        &path(&dir),
+    ]);
+    let (node_url, _) = crate::support::read_banner(&mut node);
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(trivial.stdout.take().unwrap()).lines();
+        let banner = lines.next().unwrap().unwrap();
+        assert!(
+            banner.starts_with("trivial Resolver with 25000 records"),
+            "{banner}"
+        );
+    }
+    let connect = |url: String| async move {
+        for _ in 0..100 {
+            if let Ok(ch) = tonic::transport::Channel::from_shared(url.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
+                return pb::resolver_client::ResolverClient::new(ch);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{url} does not answer");
+    };
+    let mut a = connect(format!("http://{addr}")).await;
+    let mut b = connect(node_url).await;
+    let config = idnode::bulk::gen::GenConfig {
+        seed: 1,
+        node_prefix: "88.101".into(),
+        enterprises: 7,
+    };
+    let ask = |id: String| pb::ResolveRequest {
+        identifier: id,
+        ..Default::default()
+    };
+    // The store holds 25,000 records: the reference reads it in pages of 10,000.
+    for i in (0..25_000).step_by(125) {
+        let id = idnode::bulk::gen::identifier_of(&config, i);
+        let x = a.resolve(ask(id.clone())).await.unwrap().into_inner();
+        let y = b.resolve(ask(id.clone())).await.unwrap().into_inner();
+        assert!(!x.values.is_empty(), "{id}");
+        assert_eq!(
+            x.encode_to_vec(),
+            y.encode_to_vec(),
+            "{id}: {x:?} against {y:?}"
+        );
+    }
+    let missing = ask("88.101.1/NOT-THERE".into());
+    assert_eq!(
+        a.resolve(missing.clone()).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    assert_eq!(
+        b.resolve(missing).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    let _ = trivial.kill();
+    let _ = node.kill();
+    let _ = (trivial.wait(), node.wait());
+}
