@@ -289,7 +289,10 @@ pub async fn join_site(
                 tokio::time::sleep(every).await;
                 match snapshots.snapshot().await {
                     Ok(seq) => {
-                        tracing::info!(seq, "site snapshot taken; the stream starts at it now")
+                        tracing::info!(
+                            seq,
+                            "site snapshot taken; the stream starts at the previous one"
+                        )
                     }
                     Err(e) => tracing::warn!("site snapshot: {e}"),
                 }

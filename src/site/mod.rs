@@ -781,7 +781,7 @@ impl Site {
     /// Takes a snapshot: the store backed up between two messages (it holds exactly the
     /// sequence applied then), uploaded to the site's object store with its manifest last,
     /// snapshots older than the previous one deleted, and the stream purged below the
-    /// snapshot's sequence. Returns that sequence.
+    /// previous one's sequence. Returns the new snapshot's sequence.
     pub async fn snapshot(&self) -> Result<u64> {
         let dir = self.shared.config.snapshot_dir.clone();
         let _ = std::fs::remove_dir_all(&dir);
@@ -810,22 +810,31 @@ impl Site {
             .await??
         };
         upload(&bucket, &dir, seq, files).await?;
-        // The newest two snapshots are kept; older objects go.
+        // The newest two snapshots are kept; older objects go. The stream is purged below
+        // the older of the two: a server that listed the snapshots just before this one
+        // and is restoring the previous can still replay after it.
         let (manifests, names) = listing(&bucket).await?;
-        if manifests.len() > 2 {
-            let keep_from = manifests[manifests.len() - 2];
-            for n in &names {
-                if snapshot_of(n).is_some_and(|s| s < keep_from) {
-                    let _ = bucket.delete(n).await;
-                }
+        let Some(&keep_from) = manifests
+            .len()
+            .checked_sub(2)
+            .and_then(|i| manifests.get(i))
+        else {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(seq);
+        };
+        for n in &names {
+            if snapshot_of(n).is_some_and(|s| s < keep_from) {
+                let _ = bucket.delete(n).await;
             }
         }
-        self.shared
-            .stream
-            .purge()
-            .sequence(seq)
-            .await
-            .map_err(|e| unavailable(format!("purging below {seq}: {e}")))?;
+        if keep_from > 0 {
+            self.shared
+                .stream
+                .purge()
+                .sequence(keep_from)
+                .await
+                .map_err(|e| unavailable(format!("purging below {keep_from}: {e}")))?;
+        }
         let _ = std::fs::remove_dir_all(&dir);
         Ok(seq)
     }

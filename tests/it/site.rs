@@ -1258,13 +1258,20 @@ async fn a_new_server_joins_from_a_snapshot_after_the_stream_was_purged() {
     site.servers[1] = tokio::task::block_in_place(|| {
         SiteServer::start_with(&dir, &nats, "snapshot_interval_secs = 1\n")
     });
+    // The stream is purged below the older of the two newest snapshots: writes go on (one
+    // every 200 ms) until a second snapshot at a later sequence purged it.
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut middle = Vec::new();
     let purged_to = loop {
         let (first, _) = stream_bounds(&site.nats).await;
         if first > 1 {
             break first;
         }
         assert!(Instant::now() < deadline, "no snapshot purged the stream");
+        let tag = format!("88.101.12/MIDDLE-{}", middle.len());
+        let (one, e) = register_some(&site.servers[0], &token, &tag, 1).await;
+        assert_eq!(one.len(), 1, "{e:?}");
+        middle.extend(one);
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // More writes after the snapshot, through another server.
@@ -1313,14 +1320,14 @@ async fn a_new_server_joins_from_a_snapshot_after_the_stream_was_purged() {
     // With its data directory moved away, it rejoins from the newest snapshot.
     std::fs::rename(&dir_2, dir_2.with_extension("old")).unwrap();
     site.servers[2] = tokio::task::block_in_place(|| SiteServer::start(&dir_2, &nats));
-    for id in done.iter().chain(&after) {
+    for id in done.iter().chain(&middle).chain(&after) {
         visible_within(&site.servers[2], id, Duration::from_secs(10)).await;
     }
     assert_eq!(
         records_of(&site.servers[2], &token_2, "88.101.12")
             .await
             .len(),
-        160
+        160 + middle.len()
     );
     // A new server: restored from the snapshot, then the rest of the stream.
     let fresh_dir = site.servers[0].dir.with_file_name("idnode-new");
@@ -1333,7 +1340,7 @@ async fn a_new_server_joins_from_a_snapshot_after_the_stream_was_purged() {
         "{:?}",
         fresh.banner
     );
-    for id in done.iter().chain(&after) {
+    for id in done.iter().chain(&middle).chain(&after) {
         visible_within(&fresh, id, Duration::from_secs(10)).await;
     }
     let want = records_of(&site.servers[0], &token, "88.101.12").await;
