@@ -475,13 +475,23 @@ async fn the_trivial_grpc_reference_answers_what_the_node_answers() {
         .local_addr()
         .unwrap()
         .port();
+    /// A child process killed (by its PID) when dropped, also when an assertion fails.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let spawn = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        Killed(
+            Command::new(BIN)
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     };
     let addr = format!("127.0.0.1:{port}");
     let mut trivial = spawn(&[
@@ -504,10 +514,10 @@ async fn the_trivial_grpc_reference_answers_what_the_node_answers() {
         "--data-dir",
         &path(&dir),
     ]);
-    let (node_url, _) = crate::support::read_banner(&mut node);
+    let (node_url, _) = crate::support::read_banner(&mut node.0);
     {
         use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(trivial.stdout.take().unwrap()).lines();
+        let mut lines = std::io::BufReader::new(trivial.0.stdout.take().unwrap()).lines();
         let banner = lines.next().unwrap().unwrap();
         assert!(
             banner.starts_with("trivial Resolver with 25000 records"),
@@ -559,7 +569,5 @@ async fn the_trivial_grpc_reference_answers_what_the_node_answers() {
         b.resolve(missing).await.unwrap_err().code(),
         tonic::Code::NotFound
     );
-    let _ = trivial.kill();
-    let _ = node.kill();
-    let _ = (trivial.wait(), node.wait());
+    drop((trivial, node));
 }
