@@ -39,6 +39,10 @@ stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
 
+# The median (min-max) of the numbers given, and the median alone with DIGITS decimals.
+spread() { python3 -c 'import statistics,sys;xs=[float(x) for x in sys.argv[1:]];print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")' "$@"; }
+median() { python3 -c 'import statistics,sys;print(f"{statistics.median(float(x) for x in sys.argv[2:]):.{sys.argv[1]}f}")' "$@"; }
+
 # Queries per second of one dnsperf run against 127.0.0.1:PORT (the rest: dnsperf's
 # arguments); fails, with dnsperf's report, when it lost more than one query in 10,000 (a
 # saturated UDP server drops a few; more is not a measurement) or saw response codes other
@@ -157,11 +161,11 @@ EOF
   stop "$node_pid"
 }
 
-# CPU seconds (user + system) process PID and its live children have used (NSD answers
-# from a child process).
+# CPU seconds (user + system) the processes PID... and their live children have used (NSD
+# answers from a child process).
 cpu_of() {
   local p t=0
-  for p in "$1" $(pgrep -P "$1" || true); do
+  for p in "$@" $(for c in "$@"; do pgrep -P "$c" || true; done); do
     t=$(awk -v t="$t" -v k="$(getconf CLK_TCK)" '{printf "%.3f", t + ($14 + $15) / k}' "/proc/$p/stat")
   done
   echo "$t"
@@ -183,12 +187,10 @@ interleaved() { # label, reference name, port, pid, queries file, node pid
       if [ "$side" = ref ]; then ref+=("$out"); rcpu+=("$cpu_us"); else idn+=("$out"); icpu+=("$cpu_us"); fi
     done
   done
-  local m='import statistics,sys;xs=[float(x) for x in sys.argv[1:]];print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")'
-  local mc='import statistics,sys;print(f"{statistics.median(float(x) for x in sys.argv[1:]):.1f}")'
-  local rm im; rm=$(python3 -c "$m" "${ref[@]}"); im=$(python3 -c "$m" "${idn[@]}")
+  local rm im; rm=$(spread "${ref[@]}"); im=$(spread "${idn[@]}")
   row "$label, dnsperf -c 4 -T 1 -q 200, ${DURATION} s × 3 interleaved ($COMMIT)" \
-    "$name: $rm qps, $(python3 -c "$mc" "${rcpu[@]}") µs CPU/query" \
-    "idnode: $im qps, $(python3 -c "$mc" "${icpu[@]}") µs CPU/query" \
+    "$name: $rm qps, $(median 1 "${rcpu[@]}") µs CPU/query" \
+    "idnode: $im qps, $(median 1 "${icpu[@]}") µs CPU/query" \
     "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
@@ -353,20 +355,18 @@ xs = [get(f) for f in sys.argv[2:]]
 print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")' "$@"; }
   # Register (one identifier per call), 16 in flight, through two servers; the third
   # resolves every 20th acknowledged identifier until it is there: the replication lag.
-  # CPU seconds of a set of processes (user + system), to charge each side per request.
-  cpu_sum() { local p t=0; for p in "$@"; do t=$(awk -v t="$t" -v k="$(getconf CLK_TCK)" '{printf "%.3f", t + ($14 + $15) / k}' "/proc/$p/stat"); done; echo "$t"; }
   local cs=() ci=() cn=() c0 i0 n0
   for i in 1 2 3; do
-    c0=$(cpu_sum "$single")
+    c0=$(cpu_of "$single")
     "${gen[@]}" --op register --concurrency 16 --node "$P" --token-file "$single_token" --create-prefix 88.101 \
       --label single --report "$d/reg-single-$i.json" >/dev/null
-    cs+=("$(python3 -c "import json;r=json.load(open('$d/reg-single-$i.json'));print(($(cpu_sum "$single") - $c0) * 1e6 / r['ok'])")")
-    i0=$(cpu_sum "${sp[@]}"); n0=$(cpu_sum "${np[@]}")
+    cs+=("$(python3 -c "import json;r=json.load(open('$d/reg-single-$i.json'));print(($(cpu_of "$single") - $c0) * 1e6 / r['ok'])")")
+    i0=$(cpu_of "${sp[@]}"); n0=$(cpu_of "${np[@]}")
     "${gen[@]}" --op register --concurrency 16 --node "$S" --observe "$O" --token-file "$site_token" --create-prefix 88.101 \
       --label site --report "$d/reg-site-$i.json" >/dev/null
     sleep 2 # the lag drains; the servers' CPU for this run's writes is counted in full
-    ci+=("$(python3 -c "import json;r=json.load(open('$d/reg-site-$i.json'));print(($(cpu_sum "${sp[@]}") - $i0) * 1e6 / r['ok'])")")
-    cn+=("$(python3 -c "import json;r=json.load(open('$d/reg-site-$i.json'));print(($(cpu_sum "${np[@]}") - $n0) * 1e6 / r['ok'])")")
+    ci+=("$(python3 -c "import json;r=json.load(open('$d/reg-site-$i.json'));print(($(cpu_of "${sp[@]}") - $i0) * 1e6 / r['ok'])")")
+    cn+=("$(python3 -c "import json;r=json.load(open('$d/reg-site-$i.json'));print(($(cpu_of "${np[@]}") - $n0) * 1e6 / r['ok'])")")
   done
   for f in "$d"/reg-*.json; do
     python3 -c "import json,sys;r=json.load(open('$f'));sys.exit(1 if r['errors'] or r.get('never_visible') else 0)" \
@@ -375,8 +375,7 @@ print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")' "$@"; }
   row "Register, 16 in flight: p50 µs" "single process: $(med latency_us.p50 "$d"/reg-single-*.json)" "3-server site: $(med latency_us.p50 "$d"/reg-site-*.json)" ""
   row "Register, 16 in flight: p99 µs" "single process: $(med latency_us.p99 "$d"/reg-single-*.json)" "3-server site: $(med latency_us.p99 "$d"/reg-site-*.json)" ""
   row "Register, 16 in flight: per second" "single process: $(med throughput "$d"/reg-single-*.json)" "3-server site: $(med throughput "$d"/reg-site-*.json)" ""
-  local mc='import statistics,sys;print(f"{statistics.median(float(x) for x in sys.argv[1:]):.0f}")'
-  row "Register: server CPU per registration (core 0), µs" "single process: $(python3 -c "$mc" "${cs[@]}")" "site: three idnode servers $(python3 -c "$mc" "${ci[@]}") + three nats-servers $(python3 -c "$mc" "${cn[@]}")" ""
+  row "Register: server CPU per registration (core 0), µs" "single process: $(median 0 "${cs[@]}")" "site: three idnode servers $(median 0 "${ci[@]}") + three nats-servers $(median 0 "${cn[@]}")" ""
   row "replication lag under that load (acknowledged → resolvable on another server), µs" "" "p50 $(med visible_after_us.p50 "$d"/reg-site-*.json), p99 $(med visible_after_us.p99 "$d"/reg-site-*.json), max $(med visible_after_us.max "$d"/reg-site-*.json)" ""
   # Online import (BatchRegister, the importer's defaults) of N_SITE records: the first run
   # registers them, the next two find them present (the same checks, no new records).
@@ -387,9 +386,8 @@ print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")' "$@"; }
     imp_single+=("$(taskset -c 1 "$B" import "$data" --node "$P" --token-file "$single_token" --json | python3 -c "$rate")")
     imp_site+=("$(taskset -c 1 "$B" import "$data" --node http://127.0.0.1:7501 --token-file "$site_token" --json | python3 -c "$rate")")
   done
-  local m='import statistics,sys;xs=[float(x) for x in sys.argv[1:]];print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")'
   row "online import of $n records (BatchRegister), records/s: first run" "single process: ${imp_single[0]}" "3-server site, through one server: ${imp_site[0]}" "$(echo "${imp_site[0]} ${imp_single[0]}" | awk '{printf "%.2f", $1/$2}')"
-  row "the same again (records present), median of two" "single process: $(python3 -c "$m" "${imp_single[@]:1}")" "3-server site: $(python3 -c "$m" "${imp_site[@]:1}")" ""
+  row "the same again (records present), median of two" "single process: $(spread "${imp_single[@]:1}")" "3-server site: $(spread "${imp_site[@]:1}")" ""
   # Resolve (gRPC, 64 in flight) of those records: the single node, and two site servers.
   for i in 1 2 3; do
     "${gen[@]}" --op resolve --concurrency 64 --keys "$data" --node "$P" --report "$d/res-single-$i.json" >/dev/null

@@ -143,15 +143,13 @@ pub struct Requester {
 }
 
 impl Requester {
-    /// `caller`, authenticated with `token` (if any), for the request named `request`.
-    pub fn new(caller: Caller, token: Option<&str>, request: Option<String>) -> Requester {
-        let credential = token
-            .and_then(crate::auth::split_token)
-            .map(|(id, _)| id.to_owned());
+    /// `caller`, authenticated with what the client `presented`, for the request named
+    /// `request`.
+    pub fn new(caller: Caller, presented: &super::Presented, request: Option<String>) -> Requester {
         Requester {
             caller,
             request,
-            credential,
+            credential: presented.credential().map(str::to_owned),
         }
     }
 
@@ -776,35 +774,48 @@ impl Command {
         })
     }
 
-    /// The prefix whose owner this command changes: the unit of conflict in a site's log
-    /// (`None`: it spans several, or the whole node).
-    pub fn owner(&self, core: &Core) -> Option<String> {
-        let of_id = |id: &Identifier| core.owner_prefix(&id.prefix());
+    /// The one identifier this command writes, if it writes exactly one (register, put,
+    /// update, delete).
+    pub fn identifier(&self) -> Option<&Identifier> {
         match &self.op {
             Op::Register { id, .. }
             | Op::Put { id, .. }
             | Op::Update { id, .. }
-            | Op::Delete { id } => Some(of_id(id)),
-            Op::BatchRegister { items } => {
+            | Op::Delete { id } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The prefix whose owner this command changes: the unit of conflict in a site's log
+    /// (`None`: it spans several, or the whole node).
+    pub fn owner(&self, core: &Core) -> Option<String> {
+        let of_id = |id: &Identifier| core.owner_prefix(&id.prefix());
+        match (&self.op, self.identifier()) {
+            (_, Some(id)) => Some(of_id(id)),
+            (Op::BatchRegister { items }, _) => {
                 let mut owners = items.iter().map(|(id, _)| of_id(id));
                 let first = owners.next()?;
                 owners.all(|o| o == first).then_some(first)
             }
-            Op::CreateEnterprise { prefix, .. }
-            | Op::RotateToken { prefix, .. }
-            | Op::RevokeTokens { prefix }
-            | Op::SetQuota { prefix, .. } => Some(prefix.to_string()),
-            Op::Grant { scope, .. } | Op::RevokeGrant { scope, .. } => {
+            (
+                Op::CreateEnterprise { prefix, .. }
+                | Op::RotateToken { prefix, .. }
+                | Op::RevokeTokens { prefix }
+                | Op::SetQuota { prefix, .. },
+                _,
+            ) => Some(prefix.to_string()),
+            (Op::Grant { scope, .. } | Op::RevokeGrant { scope, .. }, _) => {
                 let prefix = match scope.split_once('/') {
                     Some((p, _)) => p,
                     None => scope.as_str(),
                 };
                 Prefix::parse(prefix).ok().map(|p| core.owner_prefix(&p))
             }
-            Op::RegisterTemplate { template } => Identifier::parse(&template.identifier)
+            (Op::RegisterTemplate { template }, _) => Identifier::parse(&template.identifier)
                 .ok()
                 .map(|id| of_id(&id)),
-            Op::AdminCredential { .. } => None,
+            // The admin credential (single-identifier commands matched first).
+            _ => None,
         }
     }
 }

@@ -48,6 +48,15 @@ impl Presented {
     pub fn anonymous() -> Presented {
         Presented::default()
     }
+
+    /// The id of the credential the token names, if it has a token's shape: what a
+    /// write carries so that it is refused when applied after that credential was revoked.
+    pub fn credential(&self) -> Option<&str> {
+        self.token
+            .as_deref()
+            .and_then(crate::auth::split_token)
+            .map(|(id, _)| id)
+    }
 }
 
 use crate::auth::{Caller, Enterprise};

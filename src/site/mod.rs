@@ -254,14 +254,11 @@ impl Site {
     /// commands of one owner (batches, its account) share the owner's subject.
     fn subject(&self, command: &Command) -> (String, bool) {
         let root = &self.shared.subject_root;
-        let identifier = match &command.op {
-            Op::Register { id, .. }
-            | Op::Put { id, .. }
-            | Op::Update { id, .. }
-            | Op::Delete { id } => Some(id),
-            _ => None,
-        };
-        match (&command.op, command.owner(&self.shared.core), identifier) {
+        match (
+            &command.op,
+            command.owner(&self.shared.core),
+            command.identifier(),
+        ) {
             (Op::AdminCredential { .. }, _, _) => (format!("{root}.s"), true),
             (_, Some(owner), Some(id)) => {
                 use sha2::Digest;

@@ -525,7 +525,7 @@ impl TopLevel {
     }
 
     /// The servers of the node serving `node_prefix` exactly (empty when none does).
-    pub fn servers_of(&self, node_prefix: &Prefix) -> Vec<ServerStatus> {
+    fn servers_of(&self, node_prefix: &Prefix) -> Vec<ServerStatus> {
         self.read()
             .get(node_prefix.as_str())
             .map(|d| self.servers(d))
@@ -559,10 +559,16 @@ impl TopLevel {
     }
 
     /// Records the heartbeat of one server of a node (`server`: its name in the site, ""
-    /// for a single-process node) and its current endpoints; returns the node prefix.
+    /// for a single-process node) and its current endpoints; returns the node prefix and
+    /// the node's servers (a site's servers learn each other's addresses from them).
     /// A server not seen before is added to the delegation; beyond [`MAX_SERVERS`] it
     /// replaces the server silent longest, unless every one is live.
-    pub fn heartbeat(&self, caller: &Caller, server: &str, endpoints: Endpoints) -> Result<Prefix> {
+    pub fn heartbeat(
+        &self,
+        caller: &Caller,
+        server: &str,
+        endpoints: Endpoints,
+    ) -> Result<(Prefix, Vec<ServerStatus>)> {
         let prefix = Self::node_prefix_of(caller)?.clone();
         endpoints.validate()?;
         if !valid_server_name(server) {
@@ -618,7 +624,8 @@ impl TopLevel {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert((prefix.to_string(), server.to_owned()), now());
-        Ok(prefix)
+        let servers = self.servers_of(&prefix);
+        Ok((prefix, servers))
     }
 
     /// Keeps the latest statistics report of one server of a node and its signed log

@@ -113,11 +113,8 @@ impl Reporter for LocalReporter {
         let top = Arc::clone(&self.top);
         let (caller, endpoints) = (Caller::Node(self.node_prefix.clone()), endpoints.clone());
         let server = server.to_owned();
-        crate::blocking::run(move || {
-            let prefix = top.heartbeat(&caller, &server, endpoints)?;
-            Ok(top.servers_of(&prefix))
-        })
-        .await?
+        crate::blocking::run(move || top.heartbeat(&caller, &server, endpoints).map(|(_, s)| s))
+            .await?
     }
 
     async fn report(&self, report: &Report) -> Result<()> {

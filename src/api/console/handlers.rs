@@ -123,11 +123,12 @@ async fn caller(
             ))
         })?;
     let presented = Presented {
-        token: Some(token.clone()),
+        token: Some(token),
         client: Some(client.ip()),
     };
-    let caller = c.core.blocking(move |core| core.caller(&presented)).await?;
-    Ok(Requester::new(caller, Some(&token), None))
+    let asked = presented.clone();
+    let caller = c.core.blocking(move |core| core.caller(&asked)).await?;
+    Ok(Requester::new(caller, &presented, None))
 }
 
 /// Runs a write on the blocking pool on behalf of `who`'s request.

@@ -98,12 +98,9 @@ where
     let r = core
         .blocking(move |c| {
             let caller = c.caller(&presented)?;
-            let credential = presented
-                .token
-                .as_deref()
-                .and_then(crate::auth::split_token)
-                .map(|(id, _)| id);
-            crate::resolver::as_request(request.as_deref(), credential, || f(c, &caller))
+            crate::resolver::as_request(request.as_deref(), presented.credential(), || {
+                f(c, &caller)
+            })
         })
         .await;
     observe(telemetry, op, started, &r);

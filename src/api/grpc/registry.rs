@@ -156,11 +156,7 @@ impl pb::registry_server::Registry for RegistryService {
         // A stream's request id names each message's write by its first record's position
         // in the stream, `<id>@<position>`: a stream sent again is applied once.
         let request = super::request_id(&req)?;
-        let credential = presented
-            .token
-            .as_deref()
-            .and_then(crate::auth::split_token)
-            .map(|(id, _)| id.to_owned());
+        let credential = presented.credential().map(str::to_owned);
         let caller = self
             .core
             .blocking(move |c| c.caller(&presented))

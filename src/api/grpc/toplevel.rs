@@ -146,9 +146,9 @@ impl pb::top_level_server::TopLevel for TopLevelService {
         let endpoints = endpoints_from(req.get_mut().endpoints.take());
         let server = std::mem::take(&mut req.get_mut().server);
         call(&self.top, &req, move |t, caller| {
-            let node_prefix = t.heartbeat(caller, &server, endpoints)?;
+            let (node_prefix, servers) = t.heartbeat(caller, &server, endpoints)?;
             Ok(pb::HeartbeatResponse {
-                servers: t.servers_of(&node_prefix).iter().map(server_to).collect(),
+                servers: servers.iter().map(server_to).collect(),
                 node_prefix: node_prefix.to_string(),
                 interval: t.config().heartbeat_interval,
             })

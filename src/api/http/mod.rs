@@ -355,15 +355,20 @@ async fn caller(
         },
     };
     let Some((token, handle)) = credentials(headers)? else {
-        return Ok(Requester::new(Caller::Anonymous, None, request));
+        return Ok(Requester::new(
+            Caller::Anonymous,
+            &Presented::anonymous(),
+            request,
+        ));
     };
     let presented = Presented {
-        token: Some(token.clone()),
+        token: Some(token),
         client: Some(client.ip()),
     };
+    let asked = presented.clone();
     let caller = core
         .blocking(move |c| {
-            let caller = c.caller(&presented)?;
+            let caller = c.caller(&asked)?;
             if let Some(h) = handle {
                 let owned = match Identifier::parse(&h) {
                     Ok(id) => {
@@ -381,7 +386,7 @@ async fn caller(
             Ok(caller)
         })
         .await?;
-    Ok(Requester::new(caller, Some(&token), request))
+    Ok(Requester::new(caller, &presented, request))
 }
 
 fn presented(headers: &HeaderMap, client: SocketAddr) -> Result<Presented, Failure> {
