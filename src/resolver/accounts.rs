@@ -14,9 +14,22 @@ use crate::store::{codec, Batch, Table};
 const MAX_TOKENS_PER_ENTERPRISE: usize = 2;
 
 impl Core {
-    /// Turns a bearer token (if any) into a caller; see [`authenticate`].
+    /// Turns a bearer token (if any) into a caller; see [`authenticate`]. In a site, a
+    /// token this server does not accept may have been minted (or its enterprise created)
+    /// through another server a moment ago: the server catches up to the log's end once
+    /// and looks again, so a client may use a new token on any server at once. (Repeated
+    /// bad tokens are limited by the failed-authentication lockout in front of this.)
     pub fn authenticate(&self, token: Option<&str>) -> Result<Caller> {
-        authenticate(self.store.as_ref(), token)
+        match (
+            authenticate(self.store.as_ref(), token),
+            self.shared_log.get(),
+        ) {
+            (Err(e), Some(log)) if e.kind == ErrorKind::Unauthenticated => {
+                log.catch_up()?;
+                authenticate(self.store.as_ref(), token)
+            }
+            (r, _) => r,
+        }
     }
 
     /// Authenticates what a client presented: refuses clients with too many recent

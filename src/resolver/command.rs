@@ -201,6 +201,9 @@ pub trait SharedLog: Send + Sync {
     fn submit(&self, command: Command) -> Result<Applied>;
     /// (the last sequence applied here, messages of the log not applied yet).
     fn position(&self) -> (u64, u64);
+    /// Waits until this server has applied everything the log held when called (bounded
+    /// by the site's write deadline; `Unavailable` past it).
+    fn catch_up(&self) -> Result<()>;
 }
 
 /// How a command is being applied: its time, and where it sits in the site's log.

@@ -434,6 +434,14 @@ impl SharedLog for Site {
     fn position(&self) -> (u64, u64) {
         (self.applied(), self.lag())
     }
+
+    fn catch_up(&self) -> Result<()> {
+        self.runtime.block_on(async {
+            let last = self.last_sequence().await?;
+            let deadline = Instant::now() + self.shared.config.write_deadline;
+            self.wait_applied(last, deadline).await
+        })
+    }
 }
 
 /// How long the apply loop waits for the next message before it checks whether the stream

@@ -540,6 +540,21 @@ async fn a_mixed_workload_through_three_servers_converges() {
     let s = &site.servers;
     // The enterprise is created on server 1; its token works on server 2 at once.
     let token = create_enterprise(&s[1], &site.admin_token, "88.101.5").await;
+    // So does every token minted through one server, used on the next within the same
+    // millisecond: a server that does not know a token catches up to the log's end before
+    // it refuses (a CI run failed with "invalid token" before it did).
+    for round in 0..6 {
+        let prefix = format!("88.101.6{round}");
+        let fresh = create_enterprise(&s[round % 3], &site.admin_token, &prefix).await;
+        let id = format!("{prefix}/FRESH");
+        let req = register_request(record(&id, vec![text(1, "URL", "https://example.cn/")]));
+        let r = s[(round + 1) % 3]
+            .registry(&fresh)
+            .await
+            .register(req)
+            .await;
+        assert!(r.is_ok_and(|r| r.into_inner().registered), "round {round}");
+    }
     let per_server = if slow() { 300 } else { 60 };
     let bound = Duration::from_secs(5);
     let mut writers = Vec::new();
@@ -1047,6 +1062,8 @@ async fn a_stopped_server_catches_up() {
     let site = tokio::task::spawn_blocking(Site::start).await.unwrap();
     let s = &site.servers;
     let token = create_enterprise(&s[0], &site.admin_token, "88.101.10").await;
+    // A connection to the server made before it stops, for a token minted while it is stopped.
+    let to_stopped = s[2].channel().await;
     s[2].signal("STOP");
     let pause = Duration::from_secs(if slow() { 30 } else { 5 });
     let started = Instant::now();
@@ -1061,8 +1078,26 @@ async fn a_stopped_server_catches_up() {
         }
         round += 1;
     }
+    // An enterprise created now sits behind every write above in the stopped server's log.
+    // Its token, presented there the moment it resumes, is accepted: the server catches up
+    // before it refuses a token it does not know.
+    let fresh = create_enterprise(&s[0], &site.admin_token, "88.101.12").await;
+    let mut late = pb::registry_client::RegistryClient::new(InterceptedService::new(
+        to_stopped,
+        BearerAuth::new(Some(&fresh)).unwrap(),
+    ));
+    let early = tokio::spawn(async move {
+        let req = register_request(record(
+            "88.101.12/EARLY",
+            vec![text(1, "URL", "https://e.cn")],
+        ));
+        late.register(req).await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
     s[2].signal("CONT");
     let resumed = Instant::now();
+    let early = early.await.unwrap();
+    assert!(early.is_ok_and(|r| r.into_inner().registered));
     for id in &acked {
         visible_within(&s[2], id, Duration::from_secs(20)).await;
     }
