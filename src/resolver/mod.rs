@@ -33,7 +33,8 @@ pub use grants::{Grant, Scope};
 pub use places::Place;
 pub use quota::Usage;
 pub use register::{
-    class_key, BatchItem, Counts, Listing, RegisterOutcome, Update, IMPORT_STAGING,
+    class_key, daily_key, prefix_count_key, BatchItem, Counts, Listing, RegisterOutcome, Update,
+    IMPORT_STAGING, NODE_COUNT,
 };
 
 /// What a client presented: a bearer token (if any) and where it came from (its IP

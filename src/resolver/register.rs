@@ -20,16 +20,17 @@ use crate::store::{codec, Batch, Durability, Table};
 pub const IMPORT_STAGING: &str = "import";
 
 /// Counter key of the node-wide total.
-pub(super) const NODE_COUNT: &[u8] = b"registered";
+pub const NODE_COUNT: &[u8] = b"registered";
 /// Counter key prefix of per-prefix totals (`registered/88.101.5`).
 const PREFIX_COUNT: &str = "registered/";
 
-pub(super) fn prefix_count_key(prefix: &str) -> Vec<u8> {
+/// Counter key of the identifiers registered under `prefix` (`registered/88.101.5`).
+pub fn prefix_count_key(prefix: &str) -> Vec<u8> {
     format!("{PREFIX_COUNT}{prefix}").into_bytes()
 }
 
 /// Counter of registrations under `prefix` on day `day` (days since the epoch, UTC).
-pub(super) fn daily_key(prefix: &str, day: i64) -> Vec<u8> {
+pub fn daily_key(prefix: &str, day: i64) -> Vec<u8> {
     format!("daily/{prefix}/{day}").into_bytes()
 }
 

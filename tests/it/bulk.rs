@@ -571,3 +571,142 @@ async fn the_trivial_grpc_reference_answers_what_the_node_answers() {
     );
     drop((trivial, node));
 }
+
+/// What an import left in a store, for comparing the node with the import references:
+/// records (timestamps zeroed), every counter, the log index's keys of records, and the
+/// log's entries by operation (`None` for the references' entries, which are not JSON).
+struct Written {
+    records: BTreeMap<String, Record>,
+    counters: BTreeMap<String, i64>,
+    index_keys: usize,
+    log: BTreeMap<Option<String>, usize>,
+}
+
+fn written(db: &Path) -> Written {
+    let store = RocksStore::open_read_only(&RocksConfig::new(db)).unwrap();
+    let all = |t: Table| store.scan(t, b"", None, usize::MAX).unwrap();
+    let mut records = BTreeMap::new();
+    for (k, v) in all(Table::Records) {
+        let mut r = codec::decode_record(&v).unwrap();
+        for v in &mut r.values {
+            v.timestamp = 0;
+        }
+        records.insert(String::from_utf8(k).unwrap(), r);
+    }
+    let counters = all(Table::Counters)
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8(k).unwrap(), codec::decode_counter(&v)))
+        .collect();
+    let mut log = BTreeMap::new();
+    for (_, v) in all(Table::Oplog) {
+        let op = codec::decode_json::<idnode::oplog::LogEntry>(&v)
+            .ok()
+            .map(|e| e.op);
+        *log.entry(op).or_default() += 1;
+    }
+    let index_keys = all(Table::OplogIndex)
+        .into_iter()
+        .filter(|(k, _)| {
+            let target = k.split(|b| *b == 0).next().unwrap();
+            records.contains_key(std::str::from_utf8(target).unwrap())
+        })
+        .count();
+    Written {
+        records,
+        counters,
+        index_keys,
+        log,
+    }
+}
+
+/// The import references `scripts/bench.sh` times the node against do the node's work:
+/// `bench-reference rocks-batch` writes the records an online import writes (same keys,
+/// same content), the same counters, and one log entry per batch of the same size;
+/// `bench-reference rocks-sst`, after spilling sorted runs within the same memory budget,
+/// ingests the same records and as many log index keys as an offline import, with the
+/// same counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_import_references_write_what_the_node_writes() {
+    let work = tempfile::tempdir().unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let data = path(&work.path().join("d.jsonl"));
+    idnode(&[
+        "gen",
+        "--count",
+        "6000",
+        "--enterprises",
+        "9",
+        "--out",
+        &data,
+    ]);
+    let dir = |name: &str| work.path().join(name);
+
+    // Online: the node in batches of 500, and the reference with the same batches.
+    let node = TestNode::start_in(&dir("online"), false).await;
+    let token = path(&dir("online").join("admin.token"));
+    let url = format!("http://{}", node.addr);
+    let r = json_line(&idnode(&[
+        "import",
+        &data,
+        "--chunk",
+        "500",
+        "--node",
+        &url,
+        "--token-file",
+        &token,
+        "--json",
+    ]));
+    assert_eq!(r["registered"], 6000);
+    node.stop().await;
+    let r = json_line(&idnode(&[
+        "bench-reference",
+        "rocks-batch",
+        "--input",
+        &data,
+        "--dir",
+        &path(&dir("rocks-batch")),
+        "--batch",
+        "500",
+    ]));
+    assert_eq!(r["records"], 6000);
+    let node = written(&dir("online").join("db"));
+    let raw = written(&dir("rocks-batch"));
+    assert_eq!(node.records.len(), 6000);
+    assert!(node.records == raw.records, "the same records");
+    assert_eq!(node.counters, raw.counters, "the same counters");
+    assert_eq!(node.log.get(&Some("batch_register".into())), Some(&12));
+    assert_eq!(raw.log, BTreeMap::from([(None, 12)]), "one entry per batch");
+    // The node's own design adds a log index key per record; the reference does not.
+    assert_eq!((node.index_keys, raw.index_keys), (6000, 0));
+
+    // Offline: the node and the reference within 1 MiB of sorting memory (runs spill).
+    idnode(&[
+        "import",
+        "--offline",
+        "--create",
+        "--data-dir",
+        &path(&dir("offline")),
+        "--memory-mb",
+        "1",
+        &data,
+        "--json",
+    ]);
+    let r = json_line(&idnode(&[
+        "bench-reference",
+        "rocks-sst",
+        "--input",
+        &data,
+        "--dir",
+        &path(&dir("rocks-sst")),
+        "--memory-mb",
+        "1",
+    ]));
+    assert_eq!(r["records"], 6000);
+    assert!(r["spilled_runs"].as_u64().unwrap() >= 1, "{r}");
+    let node = written(&dir("offline").join("db"));
+    let raw = written(&dir("rocks-sst"));
+    assert!(node.records == raw.records, "the same records");
+    assert_eq!(node.counters, raw.counters, "the same counters");
+    assert_eq!((node.index_keys, raw.index_keys), (6000, 6000));
+    assert_eq!(raw.log, BTreeMap::from([(None, 1)]));
+}
