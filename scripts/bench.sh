@@ -2,10 +2,11 @@
 # Reproduces the rows of BENCHMARKS.md on this machine, each against a reference measured
 # in the same run. Loopback only; every process started here is stopped by its PID.
 #
-#   scripts/bench.sh [dns|grpc|import|offline|disk|scale|site|all]
+#   scripts/bench.sh [dns|grpc|during|import|offline|disk|scale|site|all]
 #
-# Sizes: N_DNS (default 1000000), N_GRPC (1000000), N_IMPORT (10000000), N_SCALE
-# (100000000) against N_BASE (1000000). Work files go to
+# Sizes: N_DNS (default 1000000), N_GRPC (1000000), N_DURING (10000000), N_IMPORT (10000000),
+# N_SCALE (100000000) against N_BASE (1000000). DURATION: seconds per measured run (20);
+# RUNS: interleaved runs of the import rows (3). Work files go to
 # $BENCH_DIR (default /var/tmp/idnode-bench). Installs knot and dnsperf from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ N_DNS="${N_DNS:-1000000}"
 N_GRPC="${N_GRPC:-1000000}"
 N_IMPORT="${N_IMPORT:-10000000}"
 DURATION="${DURATION:-20}"
+RUNS="${RUNS:-3}" # interleaved runs of the import rows
 mkdir -p "$W"
 ./scripts/setup
 cargo build --release --locked --bin idnode 2>&1 | tail -1
@@ -24,9 +26,8 @@ COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml C
 . scripts/lib.sh
 
 # Rows run the node's defaults, except no per-client request rate (one load generator is one
-# address). A row that sets more says so in its label (the gRPC row's 512 MiB record cache).
+# address). A row that sets more says so in its label.
 printf '[limits]\nclient_requests_per_second = 0\n' >"$W/node.toml"
-printf '[limits]\nclient_requests_per_second = 0\n[store]\nrecord_cache_mb = 512\n' >"$W/node-cache.toml"
 
 serve() { # data dir, log; prints nothing; sets SERVE_PID ($TASKSET: e.g. "taskset -c 0")
   ${TASKSET:-} "$B" serve --config "${CONFIG:-$W/node.toml}" --data-dir "$1" --grpc-addr 127.0.0.1:7400 --dns-addr 127.0.0.1:5400 --http-addr off \
@@ -194,55 +195,149 @@ interleaved() { # label, reference name, port, pid, queries file, node pid
     "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
+# One `idnode bench` run pinned to core 1 against 127.0.0.1:PORT (server PID for its CPU
+# time); writes REPORT and prints "throughput p99_us cpu_us_per_request". Fails when the
+# client saw errors other than NOT_FOUND (expected only with --miss-ratio).
+bench_run() { # port, pid, report, bench arguments...
+  local port=$1 pid=$2 report=$3 c0; shift 3
+  c0=$(cpu_of "$pid")
+  taskset -c 1 "$B" bench --node "http://127.0.0.1:$port" --report "$report" "$@" >/dev/null
+  python3 - "$report" "$c0" "$(cpu_of "$pid")" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = {k: v for k, v in r["errors"].items() if k != "not_found"}
+if bad or r["ok"] == 0:
+    sys.exit(f"bench.sh: {sys.argv[1]}: errors {r['errors']}, {r['ok']} answered")
+cpu = (float(sys.argv[3]) - float(sys.argv[2])) * 1e6 / max(r["requests"], 1)
+print(f"{r['throughput']:.0f} {r['latency_us']['p99']} {cpu:.1f}")
+EOF
+}
+
+# gRPC Resolve against the trivial tonic server holding the node's own records (the same
+# answers, byte for byte: bulk::the_trivial_grpc_reference_answers_what_the_node_answers).
+# Both pinned to core 0, `idnode bench` to core 1, node defaults; three interleaved runs per
+# row. Closed loop: 64 in flight, uniform keys. Open loop: 70 % of the trivial server's
+# median closed-loop rate, Zipf keys, 5 % misses; the row compares p99 latencies.
 grpc() {
-  local d="$W/grpc-$N_GRPC"
-  [ -s "$d.jsonl" ] || "$B" gen --count "$N_GRPC" --out "$d.jsonl"
+  local d="$W/grpc-$N_GRPC" i side out
+  if [ ! -s "$d.jsonl" ] || [ "$B" -nt "$d.jsonl" ]; then "$B" gen --count "$N_GRPC" --out "$d.jsonl"; fi
   rm -rf "$d.node" && "$B" import --offline --create --data-dir "$d.node" "$d.jsonl" >/dev/null
-  # The reference holds the node's own records (read from its store): the same answers, byte
-  # for byte (bulk::the_trivial_grpc_reference_answers_what_the_node_answers).
-  "$B" bench-reference grpc --addr 127.0.0.1:7401 --data-dir "$d.node" >"$W/trivial.log" 2>&1 & local tp=$!; PIDS+=("$tp")
+  taskset -c 0 "$B" bench-reference grpc --addr 127.0.0.1:7401 --data-dir "$d.node" >"$W/trivial.log" 2>&1 & local tp=$!; PIDS+=("$tp")
   wait_for "$W/trivial.log" "trivial Resolver"
-  CONFIG="$W/node-cache.toml" serve "$d.node" "$W/grpc-node.log"
-  local args=(--gen-count "$N_GRPC" --duration "$DURATION" --concurrency 64 --connections 4)
-  # The same warm-up for both (one pass over every key, then the measured settings), then
-  # the measured runs.
-  for port in 7401 7400; do
-    "$B" bench --node "http://127.0.0.1:$port" --gen-count "$N_GRPC" --count "$N_GRPC" --duration 300 --distribution sequential \
-      --concurrency 64 --connections 4 >/dev/null
-    "$B" bench --node "http://127.0.0.1:$port" "${args[@]}" >/dev/null
+  TASKSET="taskset -c 0" serve "$d.node" "$W/grpc-node.log"
+  local node_pid=$SERVE_PID conn=(--concurrency 64 --connections 4 --gen-count "$N_GRPC")
+  # The same warm-up for both: one pass over every key.
+  for side in 7401 7400; do
+    taskset -c 1 "$B" bench --node "http://127.0.0.1:$side" "${conn[@]}" --count "$N_GRPC" --duration 300 --distribution sequential >/dev/null
   done
-  "$B" bench --node http://127.0.0.1:7401 "${args[@]}" --label trivial --report "$W/trivial.json" >/dev/null
-  "$B" bench --node http://127.0.0.1:7400 "${args[@]}" --label idnode --report "$W/idnode-grpc.json" >/dev/null
-  stop "$SERVE_PID"; stop "$tp"
-  "$B" bench-compare "$W/trivial.json" "$W/idnode-grpc.json"
-  local t i
-  t=$(python3 -c "import json;print(round(json.load(open('$W/trivial.json'))['throughput']))")
-  i=$(python3 -c "import json;print(round(json.load(open('$W/idnode-grpc.json'))['throughput']))")
-  row "gRPC Resolve, $N_GRPC identifiers, idnode bench (64 in flight, 4 connections)" "trivial tonic server: $t rps" "idnode (512 MiB record cache): $i rps" "$(echo "$i $t" | awk '{printf "%.2f", $1/$2}')"
+  local rt=() rc=() it=() ic=() rp=() ip=() rpc=() ipc=()
+  for i in 1 2 3; do
+    out=($(bench_run 7401 "$tp" "$W/grpc-closed-trivial-$i.json" "${conn[@]}" --duration "$DURATION" --label trivial))
+    rt+=("${out[0]}"); rc+=("${out[2]}")
+    out=($(bench_run 7400 "$node_pid" "$W/grpc-closed-idnode-$i.json" "${conn[@]}" --duration "$DURATION" --label idnode))
+    it+=("${out[0]}"); ic+=("${out[2]}")
+  done
+  local rm im rate; rm=$(spread "${rt[@]}"); im=$(spread "${it[@]}")
+  row "gRPC Resolve, closed loop, $N_GRPC identifiers, 64 in flight, 4 connections, ${DURATION} s × 3 interleaved ($COMMIT)" \
+    "trivial tonic server: $rm rps, $(median 1 "${rc[@]}") µs CPU/request" \
+    "idnode: $im rps, $(median 1 "${ic[@]}") µs CPU/request" \
+    "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
+  rate=$(echo "${rm%% *}" | awk '{printf "%d", $1 * 0.7}')
+  local open=(--rate "$rate" --distribution zipf --miss-ratio 0.05 --concurrency 256 --connections 4 --gen-count "$N_GRPC" --duration "$DURATION")
+  for i in 1 2 3; do
+    out=($(bench_run 7401 "$tp" "$W/grpc-open-trivial-$i.json" "${open[@]}" --label trivial))
+    rp+=("${out[1]}"); rpc+=("${out[2]}")
+    out=($(bench_run 7400 "$node_pid" "$W/grpc-open-idnode-$i.json" "${open[@]}" --label idnode))
+    ip+=("${out[1]}"); ipc+=("${out[2]}")
+  done
+  stop "$node_pid"; stop "$tp"
+  rm=$(spread "${rp[@]}"); im=$(spread "${ip[@]}")
+  "$B" bench-compare "$W/grpc-open-trivial-2.json" "$W/grpc-open-idnode-2.json" --plot "$W/grpc-open.svg" >/dev/null
+  row "gRPC Resolve, open loop at $rate/s (70 % of the trivial server's rate), Zipf keys, 5 % misses, p99 ($COMMIT; plot $W/grpc-open.svg)" \
+    "trivial tonic server: p99 $rm µs, $(median 1 "${rpc[@]}") µs CPU/request" \
+    "idnode: p99 $im µs, $(median 1 "${ipc[@]}") µs CPU/request" \
+    "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
+# Reads during an online import: Resolve at 5,000/s open loop, Zipf keys, over the N_GRPC
+# records of the gRPC row's store, on the idle node and then while `idnode import` loads
+# N_DURING other records (under 88.101.9.*) into the same node; p99 of each, three runs each.
+# The node on core 0; both clients on core 1.
+during() {
+  local d="$W/grpc-$N_GRPC" m="$W/during-${N_DURING:=10000000}" i out idle=() busy=() ip
+  if [ ! -s "$d.jsonl" ] || [ "$B" -nt "$d.jsonl" ]; then "$B" gen --count "$N_GRPC" --out "$d.jsonl"; fi
+  if [ ! -s "$m.jsonl" ] || [ "$B" -nt "$m.jsonl" ]; then "$B" gen --count "$N_DURING" --node-prefix 88.101.9 --out "$m.jsonl"; fi
+  rm -rf "$d.node" && "$B" import --offline --create --data-dir "$d.node" "$d.jsonl" >/dev/null
+  TASKSET="taskset -c 0" serve "$d.node" "$W/during-node.log"
+  local node_pid=$SERVE_PID reads=(--rate 5000 --distribution zipf --concurrency 256 --connections 4 --gen-count "$N_GRPC" --duration "$DURATION")
+  taskset -c 1 "$B" bench --node http://127.0.0.1:7400 --gen-count "$N_GRPC" --count "$N_GRPC" --duration 300 --distribution sequential --concurrency 64 >/dev/null
+  for i in 1 2 3; do
+    out=($(bench_run 7400 "$node_pid" "$W/during-idle-$i.json" "${reads[@]}" --label idle)); idle+=("${out[1]}")
+  done
+  rm -f "$m.jsonl.progress"
+  taskset -c 1 "$B" import "$m.jsonl" --node http://127.0.0.1:7400 --token-file "$d.node/admin.token" --json >"$W/during-import.json" 2>&1 & ip=$!; PIDS+=("$ip")
+  sleep 5
+  for i in 1 2 3; do
+    kill -0 "$ip" 2>/dev/null || { echo "bench.sh during: the import ended before the reads (raise N_DURING)" >&2; exit 1; }
+    out=($(bench_run 7400 "$node_pid" "$W/during-import-$i.json" "${reads[@]}" --label "during import")); busy+=("${out[1]}")
+  done
+  kill -0 "$ip" 2>/dev/null || { echo "bench.sh during: the import ended during the reads (raise N_DURING)" >&2; exit 1; }
+  stop "$ip"; stop "$node_pid"
+  "$B" bench-compare "$W/during-idle-2.json" "$W/during-import-2.json" --plot "$W/during.svg" >/dev/null
+  local rm im; rm=$(spread "${idle[@]}"); im=$(spread "${busy[@]}")
+  row "Resolve p99 at 5,000/s open loop, Zipf, during an online import ($COMMIT; plot $W/during.svg)" \
+    "idle node: p99 $rm µs" "during the import: p99 $im µs" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
+}
+
+# Wall-clock records per second of N records over the command's run.
+rate_of() { # records, command...
+  local n=$1 t0; shift
+  t0=$(date +%s.%N)
+  "$@" >/dev/null
+  awk -v n="$n" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", n / (b - a)}'
+}
+
+# Online import of N_IMPORT records into an empty node through BatchRegister (`idnode import`,
+# 2000 records per message, pinned to core 1), timed until the node's memtables are flushed
+# (SIGTERM: the node flushes them, then exits), against `bench-reference rocks-batch` doing
+# the same work in its simplest form and timed to its flush
+# (bulk::the_import_references_write_what_the_node_writes). Servers on core 0; interleaved.
 import() {
-  local d="$W/import-$N_IMPORT"
-  [ -s "$d.jsonl" ] || "$B" gen --count "$N_IMPORT" --out "$d.jsonl"
-  rm -rf "$d.raw" && local raw
-  raw=$("$B" bench-reference rocks-batch --input "$d.jsonl" --dir "$d.raw" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
-  rm -rf "$d.raw" "$d.online"
-  serve "$d.online" "$W/import-node.log"
-  local online
-  online=$("$B" import "$d.jsonl" --node http://127.0.0.1:7400 --token-file "$d.online/admin.token" --json | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
-  stop "$SERVE_PID"
-  row "online import (BatchRegister), $N_IMPORT records" "raw RocksDB WriteBatch: $raw/s" "idnode: $online/s" "$(echo "$online $raw" | awk '{printf "%.2f", $1/$2}')"
+  local d="$W/import-$N_IMPORT" i raw=() online=() t0
+  if [ ! -s "$d.jsonl" ] || [ "$B" -nt "$d.jsonl" ]; then "$B" gen --count "$N_IMPORT" --out "$d.jsonl"; fi
+  for i in $(seq 1 "$RUNS"); do
+    rm -rf "$d.raw"
+    raw+=("$(taskset -c 0 "$B" bench-reference rocks-batch --input "$d.jsonl" --dir "$d.raw" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")")
+    rm -rf "$d.raw" "$d.online"
+    TASKSET="taskset -c 0" serve "$d.online" "$W/import-node.log"
+    t0=$(date +%s.%N)
+    taskset -c 1 "$B" import "$d.jsonl" --node http://127.0.0.1:7400 --token-file "$d.online/admin.token" --json >"$W/import-online.json"
+    stop "$SERVE_PID"
+    online+=("$(awk -v n="$N_IMPORT" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", n / (b - a)}')")
+    python3 -c "import json,sys;r=json.load(open('$W/import-online.json'));sys.exit(0 if r['registered'] == $N_IMPORT else f'bench.sh import: {r}')"
+    rm -rf "$d.online"
+  done
+  local rm im; rm=$(spread "${raw[@]}"); im=$(spread "${online[@]}")
+  row "online import (BatchRegister), $N_IMPORT records into an empty store, until flushed, × $RUNS interleaved ($COMMIT)" \
+    "raw RocksDB, equal work: $rm records/s" "idnode: $im records/s" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
+# Offline import of the same N_IMPORT records, unsorted, 1 GiB of sorting memory each:
+# `idnode import --offline` against `bench-reference rocks-sst` (external sort, table files
+# of the records and the log index, ingestion, counters), wall clock of each process, on
+# core 0; interleaved. The last node store stays for the disk row.
 offline() {
-  local d="$W/import-$N_IMPORT"
-  [ -s "$d.jsonl" ] || "$B" gen --count "$N_IMPORT" --out "$d.jsonl"
-  rm -rf "$d.sst" && local raw
-  raw=$("$B" bench-reference rocks-sst --input "$d.jsonl" --dir "$d.sst" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
-  rm -rf "$d.sst" "$d.offline"
-  local off
-  off=$("$B" import --offline --create --data-dir "$d.offline" "$d.jsonl" --json | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")
-  row "offline import, $N_IMPORT records, input unsorted (sort included)" "raw SstFileWriter + ingest, presorted: $raw/s" "idnode: $off/s" "$(echo "$off $raw" | awk '{printf "%.2f", $1/$2}')"
+  local d="$W/import-$N_IMPORT" i raw=() off=()
+  if [ ! -s "$d.jsonl" ] || [ "$B" -nt "$d.jsonl" ]; then "$B" gen --count "$N_IMPORT" --out "$d.jsonl"; fi
+  for i in $(seq 1 "$RUNS"); do
+    rm -rf "$d.sst" "$d.offline"
+    raw+=("$(rate_of "$N_IMPORT" taskset -c 0 "$B" bench-reference rocks-sst --input "$d.jsonl" --dir "$d.sst")")
+    rm -rf "$d.sst"
+    off+=("$(rate_of "$N_IMPORT" taskset -c 0 "$B" import --offline --create --data-dir "$d.offline" "$d.jsonl")")
+  done
+  local rm im; rm=$(spread "${raw[@]}"); im=$(spread "${off[@]}")
+  row "offline import, $N_IMPORT records, input unsorted, × $RUNS interleaved ($COMMIT)" \
+    "raw external sort + SstFileWriter + ingest, equal work: $rm records/s" "idnode: $im records/s" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
 disk() {
@@ -422,7 +517,7 @@ print(f"{statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f})")' "$@"; }
 echo "| measurement | reference | idnode | ratio |"
 echo "| --- | --- | --- | --- |"
 case "${1:-all}" in
-  dns) dns ;; grpc) grpc ;; import) import ;; offline) offline ;; disk) disk ;; scale) scale ;; site) site ;;
-  all) dns; grpc; import; offline; disk; scale; site ;;
+  dns) dns ;; grpc) grpc ;; during) during ;; import) import ;; offline) offline ;; disk) disk ;; scale) scale ;; site) site ;;
+  all) dns; grpc; during; import; offline; disk; scale; site ;;
   *) echo "unknown row $1" >&2; exit 2 ;;
 esac

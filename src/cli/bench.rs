@@ -91,11 +91,12 @@ pub struct BenchArgs {
     /// Token file for create ops (admin or the enterprise's).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// Closed loop: this many requests in flight.
+    /// Requests in flight at most (closed loop: always this many).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Open loop: requests per second, sent on schedule whatever the latency (latency is
-    /// measured from the scheduled time, so queueing shows).
+    /// Open loop: requests per second, each due on schedule whatever the latency (latency
+    /// is measured from when it was due, so queueing shows; at most --concurrency in
+    /// flight, so a server that stops answering makes every later request late).
     #[arg(long)]
     pub rate: Option<u64>,
     /// Stop after this many seconds...
@@ -720,72 +721,46 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             stats: Arc::clone(&stats),
         })
     };
+    // Closed loop: each worker sends its next request when the last is answered. Open loop
+    // (`--rate`): request n is due at start + n / rate; a worker takes the next one due,
+    // waits for its time, sends it and measures its latency from when it was due, so a
+    // server that falls behind shows as queueing, never as a slower schedule. (One task per
+    // request cost the load generator twice the CPU per request and saturated it first.)
+    let interval = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(1.0 / rate.max(1) as f64));
     let mut tasks = Vec::new();
-    match args.rate {
-        None => {
-            for i in 0..args.concurrency.max(1) {
-                let mut w = make_worker(i)?;
-                if args.op == Op::ResolveDns {
-                    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-                    s.connect(args.dns).await?;
-                    w.dns = Some(s);
-                }
-                let (args, keys, stats, issued) = (
-                    args.clone(),
-                    Arc::clone(&keys),
-                    Arc::clone(&stats),
-                    Arc::clone(&issued),
-                );
-                tasks.push(tokio::spawn(async move {
-                    let mut rng = StdRng::seed_from_u64(run ^ i as u64);
-                    loop {
-                        let seq = issued.fetch_add(1, Ordering::Relaxed);
-                        if seq >= limit || Instant::now() >= deadline {
-                            break;
-                        }
-                        let t = Instant::now();
-                        let outcome = w.run_one(&args, &keys, &mut rng, seq, run).await;
-                        stats.record(t, outcome);
-                    }
-                }));
-            }
+    for i in 0..args.concurrency.max(1) {
+        let mut w = make_worker(i)?;
+        if args.op == Op::ResolveDns {
+            let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+            s.connect(args.dns).await?;
+            w.dns = Some(s);
         }
-        Some(rate) => {
-            // Open loop: one request per tick, each on its own task (with clones of the
-            // shared HTTP/2 channels), latency measured from the tick.
-            let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
-            let in_flight = Arc::new(tokio::sync::Semaphore::new(100_000));
-            let mut next = Instant::now();
-            let mut seq = 0u64;
-            while seq < limit && next < deadline {
-                tokio::time::sleep_until(next.into()).await;
-                let scheduled = next;
-                next += interval;
-                let s = seq;
-                seq += 1;
-                let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
-                    stats.record(scheduled, Err("client_overloaded".into()));
-                    continue;
+        let (args, keys, stats, issued) = (
+            args.clone(),
+            Arc::clone(&keys),
+            Arc::clone(&stats),
+            Arc::clone(&issued),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(run ^ i as u64);
+            loop {
+                let seq = issued.fetch_add(1, Ordering::Relaxed);
+                let due = match interval {
+                    Some(every) => started + every.mul_f64(seq as f64),
+                    None => Instant::now(),
                 };
-                let mut w = make_worker(s as usize)?;
-                let (args, keys, stats) = (args.clone(), Arc::clone(&keys), Arc::clone(&stats));
-                tasks.push(tokio::spawn(async move {
-                    if args.op == Op::ResolveDns {
-                        if let Ok(sock) = tokio::net::UdpSocket::bind("127.0.0.1:0").await {
-                            let _ = sock.connect(args.dns).await;
-                            w.dns = Some(sock);
-                        }
-                    }
-                    let mut rng = StdRng::seed_from_u64(run ^ s);
-                    let outcome = w.run_one(&args, &keys, &mut rng, s, run).await;
-                    stats.record(scheduled, outcome);
-                    drop(permit);
-                }));
-                if tasks.len() > 100_000 {
-                    tasks.retain(|t| !t.is_finished());
+                if seq >= limit || due >= deadline {
+                    break;
                 }
+                if interval.is_some() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let outcome = w.run_one(&args, &keys, &mut rng, seq, run).await;
+                stats.record(due, outcome);
             }
-        }
+        }));
     }
     let ticker = {
         let bar = bar.clone();
