@@ -14,8 +14,10 @@
 //! inserted after that write's removal, and once `write` returns no read sees the old
 //! value. Offline ingestion (`ingest_staged`) empties the cache.
 //!
-//! Eviction is first-in first-out per shard, by bytes (keys, values and a fixed overhead
-//! per entry): cheap, and adequate for a cache in front of a block cache.
+//! Eviction is CLOCK (second chance) per shard, by bytes (keys, values and a fixed
+//! overhead per entry): a record read since it was last passed over is kept for another
+//! round, so a hot set stays while a scan of cold identifiers flows through. Keys are
+//! hashed with a randomly seeded hasher (they are identifiers clients chose).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -26,19 +28,32 @@ const SHARDS: usize = 64;
 /// Bytes counted per entry beyond its key and value (map slot, queue slot, allocations).
 const ENTRY_OVERHEAD: usize = 96;
 
+struct Entry {
+    value: Box<[u8]>,
+    /// Read since eviction last passed over it.
+    referenced: bool,
+}
+
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Box<[u8]>, Box<[u8]>>,
-    /// Keys in insertion order; may hold keys already removed (skipped when evicting).
+    map: HashMap<Box<[u8]>, Entry, foldhash::fast::RandomState>,
+    /// The clock: keys in the order eviction visits them; may hold keys already removed
+    /// (skipped when evicting).
     order: VecDeque<Box<[u8]>>,
     bytes: usize,
     generation: u64,
 }
 
 impl Shard {
+    fn get(&mut self, key: &[u8]) -> Option<&[u8]> {
+        let e = self.map.get_mut(key)?;
+        e.referenced = true;
+        Some(&e.value)
+    }
+
     fn remove(&mut self, key: &[u8]) {
-        if let Some(v) = self.map.remove(key) {
-            self.bytes -= key.len() + v.len() + ENTRY_OVERHEAD;
+        if let Some(e) = self.map.remove(key) {
+            self.bytes -= key.len() + e.value.len() + ENTRY_OVERHEAD;
         }
     }
 
@@ -52,9 +67,23 @@ impl Shard {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
-            self.remove(&old);
+            match self.map.get_mut(&old) {
+                // A second chance: it goes round once more, unmarked.
+                Some(e) if e.referenced => {
+                    e.referenced = false;
+                    self.order.push_back(old);
+                }
+                Some(_) => self.remove(&old),
+                None => {}
+            }
         }
-        self.map.insert(key.into(), value.into());
+        self.map.insert(
+            key.into(),
+            Entry {
+                value: value.into(),
+                referenced: false,
+            },
+        );
         self.order.push_back(key.into());
         self.bytes += size;
         // Removed keys linger in `order`; compact it when they dominate.
@@ -102,11 +131,11 @@ impl CachedStore {
         read: impl FnOnce() -> StoreResult<Option<Option<Vec<u8>>>>,
     ) -> StoreResult<Option<Option<Vec<u8>>>> {
         let generation = {
-            let shard = self.shard(key);
-            match shard.map.get(key) {
-                Some(v) => return Ok(Some(Some(v.to_vec()))),
-                None => shard.generation,
+            let mut shard = self.shard(key);
+            if let Some(v) = shard.get(key) {
+                return Ok(Some(Some(v.to_vec())));
             }
+            shard.generation
         };
         let v = read()?;
         if let Some(Some(v)) = &v {
@@ -286,6 +315,26 @@ mod tests {
                 vec![7u8; 100]
             );
         }
+    }
+
+    #[test]
+    fn a_record_read_again_outlives_a_scan_of_cold_ones() {
+        // One shard's worth of budget is what matters: every key below lands in some shard,
+        // and the hot key's shard sees cold keys pass through many times over.
+        let store = CachedStore::new(Arc::new(MemoryStore::new()), SHARDS * 2048);
+        put(&store, b"88.101/hot", &[1u8; 100]);
+        for i in 0..20_000u32 {
+            let key = format!("88.101/cold-{i}");
+            put(&store, key.as_bytes(), &[7u8; 100]);
+            store.get(Table::Records, key.as_bytes()).unwrap();
+            // The hot record, read between the cold ones, is never evicted: each time the
+            // clock reaches it, it was read since.
+            store.get(Table::Records, b"88.101/hot").unwrap();
+            let shard = store.shard(b"88.101/hot");
+            assert!(shard.map.contains_key(&b"88.101/hot"[..]), "evicted at {i}");
+        }
+        // FIFO would have evicted it: far more cold bytes than the budget passed through.
+        assert!(20_000 * (100 + ENTRY_OVERHEAD) > 20 * SHARDS * 2048);
     }
 
     #[test]
