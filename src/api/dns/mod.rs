@@ -350,6 +350,19 @@ impl DnsHandler {
     }
 
     /// Parses and checks a query: answers everything that needs no resolution.
+    /// The answer to a datagram that is not a DNS message (or was cut short by the
+    /// receive buffer): FORMERR with its ID, or nothing for a response or fewer than 12
+    /// bytes.
+    pub fn malformed(&self, packet: &[u8], started: Instant) -> Option<Vec<u8>> {
+        if packet.len() < 12 || packet[2] & 0x80 != 0 {
+            return None; // no header, or a response: never answer those
+        }
+        let id = u16::from_be_bytes([packet[0], packet[1]]);
+        let msg = Message::error_msg(id, OpCode::Query, ResponseCode::FormErr);
+        self.count(ErrorKind::InvalidArgument.name(), started);
+        msg.to_vec().ok()
+    }
+
     fn begin(&self, packet: &[u8], transport: Transport, client: Option<IpAddr>) -> Begun {
         let started = Instant::now();
         if packet.len() < 12 {
@@ -357,15 +370,7 @@ impl DnsHandler {
         }
         let request = match Message::from_vec(packet) {
             Ok(m) => m,
-            Err(_) => {
-                let id = u16::from_be_bytes([packet[0], packet[1]]);
-                if packet[2] & 0x80 != 0 {
-                    return Begun::Done(None); // a response: never answer those
-                }
-                let msg = Message::error_msg(id, OpCode::Query, ResponseCode::FormErr);
-                self.count(ErrorKind::InvalidArgument.name(), started);
-                return Begun::Done(msg.to_vec().ok());
-            }
+            Err(_) => return Begun::Done(self.malformed(packet, started)),
         };
         if request.metadata.message_type != MessageType::Query {
             return Begun::Done(None);

@@ -70,7 +70,7 @@ fn prepare(socket: UdpSocket) -> std::io::Result<StdUdpSocket> {
 
 /// Datagrams taken from the socket (and answers sent) per system call at most.
 const BATCH: usize = 32;
-/// A query longer than this is not a query any client sends; it is dropped unanswered.
+/// A query longer than this is not a query any client sends: FORMERR, from its header.
 const MAX_QUERY: usize = 4096;
 
 /// Receives up to [`BATCH`] queries per `recvmmsg` (blocking for the first only), answers
@@ -89,7 +89,7 @@ fn receive(
 
     let fd = socket.as_raw_fd();
     let mut bufs = vec![[0u8; MAX_QUERY]; BATCH];
-    let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
+    let mut received: Vec<(usize, bool, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
     let mut answers: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
     let mut peers: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
@@ -109,12 +109,8 @@ fn receive(
                 None,
             ) {
                 Ok(results) => received.extend(results.map(|r| {
-                    // A datagram longer than the buffer was cut: not a query to answer.
-                    let len = match r.flags.contains(MsgFlags::MSG_TRUNC) {
-                        true => 0,
-                        false => r.bytes,
-                    };
-                    (len, r.address.and_then(|a| socket_addr(&a)))
+                    let cut = r.flags.contains(MsgFlags::MSG_TRUNC);
+                    (r.bytes, cut, r.address.and_then(|a| socket_addr(&a)))
                 })),
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -125,11 +121,17 @@ fn receive(
         }
         answers.clear();
         peers.clear();
-        for (i, &(len, peer)) in received.iter().enumerate() {
-            let Some(peer) = peer.filter(|_| len > 0) else {
+        for (i, &(len, cut, peer)) in received.iter().enumerate() {
+            let Some(peer) = peer else {
                 continue;
             };
-            if let Some(answer) = answer_now(handler, &bufs[i][..len], peer, socket, runtime) {
+            let packet = &bufs[i][..len.min(MAX_QUERY)];
+            let answer = match cut {
+                // Longer than any query: FORMERR from its header, unread.
+                true => handler.malformed(packet, std::time::Instant::now()),
+                false => answer_now(handler, packet, peer, socket, runtime),
+            };
+            if let Some(answer) = answer {
                 answers.push(answer);
                 peers.push(Some(SockaddrStorage::from(peer)));
             }
