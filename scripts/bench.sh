@@ -162,12 +162,13 @@ EOF
   stop "$node_pid"
 }
 
-# CPU seconds (user + system) the processes PID... and their live children have used (NSD
-# answers from a child process).
+# CPU seconds (user + system) the processes PID... and all their live descendants have
+# used (NSD answers from a grandchild of the process started: xfrd → main → server).
+descendants() { local c; for c in $(pgrep -P "$1" || true); do echo "$c"; descendants "$c"; done; }
 cpu_of() {
   local p t=0
-  for p in "$@" $(for c in "$@"; do pgrep -P "$c" || true; done); do
-    t=$(awk -v t="$t" -v k="$(getconf CLK_TCK)" '{printf "%.3f", t + ($14 + $15) / k}' "/proc/$p/stat")
+  for p in "$@" $(for c in "$@"; do descendants "$c"; done); do
+    t=$(awk -v t="$t" -v k="$(getconf CLK_TCK)" '{printf "%.3f", t + ($14 + $15) / k}' "/proc/$p/stat" 2>/dev/null || echo "$t")
   done
   echo "$t"
 }
@@ -315,7 +316,7 @@ import() {
     stop "$SERVE_PID"
     online+=("$(awk -v n="$N_IMPORT" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", n / (b - a)}')")
     python3 -c "import json,sys;r=json.load(open('$W/import-online.json'));sys.exit(0 if r['registered'] == $N_IMPORT else f'bench.sh import: {r}')"
-    rm -rf "$d.online"
+    [ "$i" = "$RUNS" ] || rm -rf "$d.online" # the last store stays for the disk row
   done
   local rm im; rm=$(spread "${raw[@]}"); im=$(spread "${online[@]}")
   row "online import (BatchRegister), $N_IMPORT records into an empty store, until flushed, × $RUNS interleaved ($COMMIT)" \
@@ -343,7 +344,7 @@ offline() {
 disk() {
   local d="$W/import-$N_IMPORT"
   [ -d "$d.offline" ] || offline >/dev/null
-  local logical bytes
+  local logical bytes kind
   logical=$(python3 - "$d.jsonl" <<'EOF'
 import json, sys
 total = 0
@@ -353,8 +354,13 @@ for line in open(sys.argv[1]):
 print(total)
 EOF
 )
-  bytes=$(du -sb "$d.offline/db" | cut -f1)
-  row "bytes on disk per record, $N_IMPORT records (offline import)" "logical $(echo "$logical $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "on disk $(echo "$bytes $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "$(echo "$bytes $logical" | awk '{printf "%.2f", $1/$2}')"
+  # Stores as the import rows left them: offline (ingested at the last level), online
+  # (flushed, as compaction left it; `import` keeps its last run's store).
+  for kind in offline online; do
+    [ -d "$d.$kind/db" ] || continue
+    bytes=$(du -sb "$d.$kind/db" | cut -f1)
+    row "bytes on disk per record, $N_IMPORT records ($kind import; $COMMIT)" "logical $(echo "$logical $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "on disk $(echo "$bytes $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "$(echo "$bytes $logical" | awk '{printf "%.2f", $1/$2}')"
+  done
 }
 
 scale() {
