@@ -132,10 +132,11 @@ EOF
   # Half the queries for names that do not exist (a letter before the first label).
   awk 'NR % 2 == 0 {print "x" $0; next} {print}' "$d.queries" >"$d.nx-queries"
   local q=(-c 4 -T 1 -q 200)
-  # The same warm-up for each server (one pass over the names), then three interleaved
-  # runs per row: reference, idnode, reference, idnode, ...
-  taskset -c 1 dnsperf -s 127.0.0.1 -p 5401 -d "$d.queries" "${q[@]}" -l 10 >/dev/null 2>&1
-  taskset -c 1 dnsperf -s 127.0.0.1 -p 5400 -d "$d.queries" "${q[@]}" -l 10 >/dev/null 2>&1
+  # The same warm-up for each server (one whole pass over the names: the node's record
+  # cache then holds what Knot loaded), then three interleaved runs per row: reference,
+  # idnode, reference, idnode, ...
+  taskset -c 1 dnsperf -s 127.0.0.1 -p 5401 -d "$d.queries" "${q[@]}" -n 1 >/dev/null 2>&1
+  taskset -c 1 dnsperf -s 127.0.0.1 -p 5400 -d "$d.queries" "${q[@]}" -n 1 >/dev/null 2>&1
   interleaved "DNS hits, $N_DNS identifiers, node defaults" "Knot 3.2, 1 UDP worker" 5401 "$kp" "$d.queries" "$node_pid"
   interleaved "DNS, 50 % NXDOMAIN" "Knot 3.2, 1 UDP worker" 5401 "$kp" "$d.nx-queries" "$node_pid"
   stop "$kp"
@@ -155,7 +156,7 @@ EOF
     done
     [[ "$nsoa" == *hostmaster* ]] || { echo "bench.sh dns: NSD never served the zone; $W/nsd/nsd.log" >&2; exit 1; }
     [ "$(txt_answer 5402 "$first")" = "$node" ] || { echo "bench.sh dns: NSD and the node answer $first differently" >&2; exit 1; }
-    taskset -c 1 dnsperf -s 127.0.0.1 -p 5402 -d "$d.queries" "${q[@]}" -l 10 >/dev/null 2>&1
+    taskset -c 1 dnsperf -s 127.0.0.1 -p 5402 -d "$d.queries" "${q[@]}" -n 1 >/dev/null 2>&1
     interleaved "DNS hits, $N_DNS identifiers, node defaults" "NSD, 1 server process" 5402 "$np" "$d.queries" "$node_pid"
     stop "$np"
   fi
@@ -168,7 +169,9 @@ descendants() { local c; for c in $(pgrep -P "$1" || true); do echo "$c"; descen
 cpu_of() {
   local p t=0
   for p in "$@" $(for c in "$@"; do descendants "$c"; done); do
-    t=$(awk -v t="$t" -v k="$(getconf CLK_TCK)" '{printf "%.3f", t + ($14 + $15) / k}' "/proc/$p/stat" 2>/dev/null || echo "$t")
+    # utime and stime are fields 14 and 15, counted after the command name, which may hold
+    # spaces ("(nsd: xfrd)"): split after its closing parenthesis.
+    t=$(awk -v t="$t" -v k="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%.3f", t + ($12 + $13) / k}' "/proc/$p/stat" 2>/dev/null || echo "$t")
   done
   echo "$t"
 }

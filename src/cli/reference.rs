@@ -224,13 +224,7 @@ pub async fn run(cmd: ReferenceCommand) -> anyhow::Result<()> {
                     b.put(Table::Records, e.key.clone(), e.bytes.clone());
                     created += 1;
                 }
-                use idnode::resolver::{class_key, daily_key, prefix_count_key, NODE_COUNT};
-                b.add(Table::Counters, prefix_count_key(&owner), created);
-                b.add(Table::Counters, daily_key(&owner, day), created);
-                b.add(Table::Counters, NODE_COUNT.to_vec(), created);
-                for ((d, r), n) in classes {
-                    b.add(Table::Counters, class_key(d, r).into_bytes(), n);
-                }
+                add_counters(&mut b, &owner, day, created, classes);
                 b.put(Table::Oplog, seq.to_be_bytes().to_vec(), hashes);
                 store
                     .write(b, Durability::Wal)
@@ -279,14 +273,8 @@ pub async fn run(cmd: ReferenceCommand) -> anyhow::Result<()> {
                     .map_err(|e| anyhow!("{e}"))?;
             }
             store.discard_staged("bench").map_err(|e| anyhow!("{e}"))?;
-            use idnode::resolver::{class_key, daily_key, prefix_count_key, NODE_COUNT};
             let mut b = Batch::new();
-            b.add(Table::Counters, prefix_count_key(&owner), n);
-            b.add(Table::Counters, daily_key(&owner, at.div_euclid(86_400)), n);
-            b.add(Table::Counters, NODE_COUNT.to_vec(), n);
-            for ((d, r), c) in classes {
-                b.add(Table::Counters, class_key(d, r).into_bytes(), c);
-            }
+            add_counters(&mut b, &owner, at.div_euclid(86_400), n, classes);
             b.put(
                 Table::Oplog,
                 1u64.to_be_bytes().to_vec(),
@@ -300,6 +288,25 @@ pub async fn run(cmd: ReferenceCommand) -> anyhow::Result<()> {
             println!("{{\"reference\":\"rocks-sst\",\"records\":{n},\"spilled_runs\":{spilled},\"seconds\":{s:.3},\"records_per_second\":{:.0}}}", n as f64 / s);
             Ok(())
         }
+    }
+}
+
+/// The counter merges of `created` new records of `owner` on `day`, with their domain ×
+/// risk classes: the keys and amounts the node's registrations add.
+fn add_counters(
+    b: &mut idnode::store::Batch,
+    owner: &str,
+    day: i64,
+    created: i64,
+    classes: std::collections::BTreeMap<(DataDomain, Risk), i64>,
+) {
+    use idnode::resolver::{class_key, daily_key, prefix_count_key, NODE_COUNT};
+    use idnode::store::Table;
+    b.add(Table::Counters, prefix_count_key(owner), created);
+    b.add(Table::Counters, daily_key(owner, day), created);
+    b.add(Table::Counters, NODE_COUNT.to_vec(), created);
+    for ((d, r), n) in classes {
+        b.add(Table::Counters, class_key(d, r).into_bytes(), n);
     }
 }
 
