@@ -233,6 +233,12 @@ impl Site {
         Ok(last)
     }
 
+    /// Waits until this server has applied everything the stream holds now.
+    async fn catch_up_by(&self, deadline: Instant) -> Result<()> {
+        let last = self.last_sequence().await?;
+        self.wait_applied(last, deadline).await
+    }
+
     async fn wait_applied(&self, seq: u64, deadline: Instant) -> Result<()> {
         let mut rx = self.shared.applied.subscribe();
         let outcome = tokio::time::timeout_at(deadline.into(), rx.wait_for(|a| *a >= seq)).await;
@@ -312,8 +318,7 @@ impl Site {
                 if confirmed {
                     return Err(e);
                 }
-                let last = self.last_sequence().await?;
-                self.wait_applied(last, deadline).await?;
+                self.catch_up_by(deadline).await?;
                 confirmed = true;
                 continue;
             }
@@ -436,11 +441,8 @@ impl SharedLog for Site {
     }
 
     fn catch_up(&self) -> Result<()> {
-        self.runtime.block_on(async {
-            let last = self.last_sequence().await?;
-            let deadline = Instant::now() + self.shared.config.write_deadline;
-            self.wait_applied(last, deadline).await
-        })
+        let deadline = Instant::now() + self.shared.config.write_deadline;
+        self.runtime.block_on(self.catch_up_by(deadline))
     }
 }
 
