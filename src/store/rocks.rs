@@ -171,6 +171,12 @@ impl RocksStore {
         db_opts.increase_parallelism(config.parallelism.max(1));
         db_opts.set_max_background_jobs(config.parallelism.max(2));
         db_opts.set_keep_log_file_num(4);
+        // Compactions are background work: RocksDB's compaction threads run at a lower CPU
+        // priority (flushes keep theirs, or writes would stall behind reads).
+        if let Ok(mut env) = rocksdb::Env::new() {
+            env.lower_thread_pool_cpu_priority();
+            db_opts.set_env(&env);
+        }
         db_opts.set_db_write_buffer_size(config.memtable_bytes);
         // Tickers only (per-core counters, no timers or histograms): they show what RocksDB
         // really did, e.g. how often it fsynced the WAL (`sync` durability), in /metrics.

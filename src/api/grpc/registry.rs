@@ -171,7 +171,9 @@ impl pb::registry_server::Registry for RegistryService {
         // One response in flight at most: the next request is read only when the client has
         // room for the previous answer, so HTTP/2 flow control bounds memory end to end.
         let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(async move {
+        // The stream is read, decoded, checked and written at a lower CPU priority: an
+        // import takes what resolutions leave (`blocking::spawn_bulk`).
+        crate::blocking::spawn_bulk(async move {
             // Two stages: message n+1 is converted and checked (`prepare_batch`, no lock)
             // while message n is written (`write_batch`), so an import keeps both cores
             // busy; answers still go out in order, and a message is acknowledged only once
