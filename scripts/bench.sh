@@ -5,8 +5,9 @@
 #   scripts/bench.sh [dns|grpc|during|import|offline|disk|scale|site|all]
 #
 # Sizes: N_DNS (default 1000000), N_GRPC (1000000), N_DURING (10000000), N_IMPORT (10000000),
-# N_SCALE (100000000) against N_BASE (1000000). DURATION: seconds per measured run (20);
-# RUNS: interleaved runs of the import rows (3). Work files go to
+# N_SCALE (100000000) against N_BASE (1000000), N_SINGLE (1000000). DURATION: seconds per
+# measured run (20); COLD: seconds of the cold-cache runs (60); RUNS: interleaved runs of the
+# import rows (3). Work files go to
 # $BENCH_DIR (default /var/tmp/idnode-bench). Installs knot and dnsperf from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +30,8 @@ COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml C
 # address). A row that sets more says so in its label.
 printf '[limits]\nclient_requests_per_second = 0\n' >"$W/node.toml"
 
-serve() { # data dir, log; prints nothing; sets SERVE_PID ($TASKSET: e.g. "taskset -c 0")
-  ${TASKSET:-} "$B" serve --config "${CONFIG:-$W/node.toml}" --data-dir "$1" --grpc-addr 127.0.0.1:7400 --dns-addr 127.0.0.1:5400 --http-addr off \
+serve() { # data dir, log; prints nothing; sets SERVE_PID ($TASKSET: e.g. "taskset -c 0"; PORT: gRPC, 7400; HTTP: off)
+  ${TASKSET:-} "$B" serve --config "${CONFIG:-$W/node.toml}" --data-dir "$1" --grpc-addr "127.0.0.1:${PORT:-7400}" --dns-addr "127.0.0.1:$((${PORT:-7400} - 2000))" --http-addr "${HTTP:-off}" \
     --no-seed ${CACHE_MB:+--block-cache-mb "$CACHE_MB"} --log-level warn >"$2" 2>&1 &
   SERVE_PID=$!; PIDS+=("$SERVE_PID")
   wait_for "$2" "grpc://"
@@ -344,11 +345,9 @@ offline() {
     "raw external sort + SstFileWriter + ingest, equal work: $rm records/s" "idnode: $im records/s" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
-disk() {
-  local d="$W/import-$N_IMPORT"
-  [ -d "$d.offline" ] || offline >/dev/null
-  local logical bytes kind
-  logical=$(python3 - "$d.jsonl" <<'EOF'
+# Logical bytes of a data set: identifiers, value types and data (+ 4 per value's index).
+logical_bytes() {
+  python3 - "$1" <<'EOF'
 import json, sys
 total = 0
 for line in open(sys.argv[1]):
@@ -356,62 +355,148 @@ for line in open(sys.argv[1]):
     total += len(r["identifier"].encode()) + sum(len(v["type"].encode()) + len(v["data"].encode()) + 4 for v in r["values"])
 print(total)
 EOF
-)
-  # Stores as the import rows left them: offline (ingested at the last level), online
-  # (flushed, as compaction left it; `import` keeps its last run's store).
-  for kind in offline online; do
-    [ -d "$d.$kind/db" ] || continue
-    bytes=$(du -sb "$d.$kind/db" | cut -f1)
-    row "bytes on disk per record, $N_IMPORT records ($kind import; $COMMIT)" "logical $(echo "$logical $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "on disk $(echo "$bytes $N_IMPORT" | awk '{printf "%.0f", $1/$2}') B/record" "$(echo "$bytes $logical" | awk '{printf "%.2f", $1/$2}')"
+}
+
+disk() {
+  local d="$W/import-$N_IMPORT"
+  [ -d "$d.offline" ] || offline >/dev/null
+  local logical bytes kind
+  logical=$(logical_bytes "$d.jsonl")
+  # The stores the import rows left (offline: ingested at the last level; online: the last
+  # run's, flushed), and one built by single writes: the first N_SINGLE (1M) records sent one
+  # per BatchRegister message (a log entry each, as a Register). Each after `idnode compact`,
+  # its size before compaction in the label.
+  local n1="${N_SINGLE:-1000000}" s="$W/single-${N_SINGLE:-1000000}"
+  if [ ! -f "$s.built" ] || [ "$B" -nt "$s.built" ]; then
+    rm -rf "$s" "$s.built" && head -n "$n1" "$d.jsonl" >"$s.jsonl"
+    TASKSET="taskset -c 0" serve "$s" "$W/single-node.log"
+    taskset -c 1 "$B" import "$s.jsonl" --chunk 1 --node http://127.0.0.1:7400 --token-file "$s/admin.token" --json >/dev/null
+    stop "$SERVE_PID" && touch "$s.built"
+  fi
+  local kind dir n before
+  for kind in offline online single; do
+    case $kind in single) dir=$s n=$n1 ;; *) dir=$d.$kind n=$N_IMPORT ;; esac
+    [ -d "$dir/db" ] || continue
+    before=$(du -sb "$dir/db" | cut -f1)
+    "$B" compact --data-dir "$dir" >/dev/null
+    bytes=$(du -sb "$dir/db" | cut -f1)
+    [ $kind = single ] && logical=$(logical_bytes "$s.jsonl")
+    row "bytes on disk per record, $n records ($kind import; after \`idnode compact\`, $(echo "$before $n" | awk '{printf "%.0f", $1/$2}') B/record before; $COMMIT)" "logical $(echo "$logical $n" | awk '{printf "%.0f", $1/$2}') B/record" "on disk $(echo "$bytes $n" | awk '{printf "%.0f", $1/$2}') B/record" "$(echo "$bytes $logical" | awk '{printf "%.2f", $1/$2}')"
   done
 }
 
-scale() {
-  # Resolve throughput and RSS at N_SCALE records against the same node at N_BASE, both
-  # with a 1 GiB block cache and the default record cache (320 MiB). Data sets are piped from gen into the offline import.
-  # Measured twice at N_SCALE: with the table files in the OS page cache (read once before
-  # the node starts, as on a node that has served for a while) and with them evicted first
-  # (every block-cache miss reads the disk).
-  local big="${N_SCALE:-100000000}" base="${N_BASE:-1000000}" n d tput=() rss=() cold
-  for n in "$base" "$big"; do
-    d="$W/scale-$n.node"
-    if [ ! -f "$d/imported" ]; then
-      rm -rf "$d"
-      local t0=$SECONDS
-      "$B" gen --count "$n" --out - 2>/dev/null | "$B" import --offline --create --data-dir "$d" --failures "$W/scale-$n.failures.jsonl" - --json >"$W/scale-$n.import.json"
-      echo "imported $n records in $((SECONDS - t0)) s: $(cat "$W/scale-$n.import.json")" >&2
-      touch "$d/imported"
-    fi
-    cat "$d"/db/*.sst >/dev/null
-    CACHE_MB=1024 serve "$d" "$W/scale-node.log"
-    # Warm-up, then the measured run with the node's RSS sampled every second.
-    "$B" bench --node http://127.0.0.1:7400 --gen-count "$n" --duration 5 --concurrency 64 --connections 4 >/dev/null
-    local peak=0 r
-    ( while kill -0 "$SERVE_PID" 2>/dev/null; do
-        awk '/VmRSS/ {print int($2/1024)}' "/proc/$SERVE_PID/status"; sleep 1; done ) >"$W/scale-$n.rss" &
-    local sampler=$!
-    "$B" bench --node http://127.0.0.1:7400 --gen-count "$n" --duration "$DURATION" --concurrency 64 \
-      --connections 4 --label "scale-$n" --report "$W/scale-$n.json" >/dev/null
-    kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
-    for r in $(cat "$W/scale-$n.rss"); do [ "$r" -gt "$peak" ] && peak=$r; done
-    stop "$SERVE_PID"
-    tput+=("$(python3 -c "import json;print(round(json.load(open('$W/scale-$n.json'))['throughput']))")")
-    rss+=("$peak")
-    echo "$n records: $(du -sb "$d/db" | cut -f1) bytes on disk" >&2
+# A copy of a store whose table files are hard links (RocksDB never changes a table file in
+# place; every other file is copied).
+clone() { # source, destination
+  rm -rf "$2" && cp -al "$1" "$2"
+  (cd "$1" && find . -type f ! -name '*.sst' -print0) | while IFS= read -r -d '' f; do
+    rm "$2/$f" && cp "$1/$f" "$2/$f"
   done
-  # Cold: the same big store with its files dropped from the page cache (posix_fadvise).
-  python3 -c "
-import glob, os, sys
-for f in glob.glob(sys.argv[1] + '/*.sst'):
-    fd = os.open(f, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)" "$d/db"
-  CACHE_MB=1024 serve "$d" "$W/scale-node.log"
-  "$B" bench --node http://127.0.0.1:7400 --gen-count "$big" --duration "$DURATION" --concurrency 64 \
-    --connections 4 --label "scale-$big-cold" --report "$W/scale-$big-cold.json" >/dev/null
-  stop "$SERVE_PID"
-  cold=$(python3 -c "import json;print(round(json.load(open('$W/scale-$big-cold.json'))['throughput']))")
-  row "gRPC resolve at $big records, uniform keys (1 GiB block cache, files in the page cache)" "same node at $base: ${tput[0]} rps" "${tput[1]} rps" "$(echo "${tput[1]} ${tput[0]}" | awk '{printf "%.2f", $1/$2}')"
-  row "the same at $big records, files evicted from the page cache at start" "same node at $base: ${tput[0]} rps" "$cold rps" "$(echo "$cold ${tput[0]}" | awk '{printf "%.2f", $1/$2}')"
-  row "peak RSS under that load at $big records" "1 GiB block cache + 320 MiB record cache + 300 MiB = 1644 MiB (at $base: ${rss[0]} MiB)" "${rss[1]} MiB" "$(echo "${rss[1]}" | awk '{printf "%.2f", $1/1644}')"
+}
+
+# A store of N records built offline from `idnode gen` piped into the importer (100M
+# records would be ~26 GB of JSON), again when the binary is newer than it.
+scale_store() { # records, directory, builder ("node" or "raw")
+  [ -f "$2.built" ] && [ ! "$B" -nt "$2.built" ] && return
+  rm -rf "$2" "$2.built"
+  local t0=$SECONDS
+  if [ "$3" = node ]; then
+    "$B" gen --count "$1" --out - 2>/dev/null | taskset -c 0 "$B" import --offline --create --data-dir "$2" - --json >"$2.import.json"
+  else
+    "$B" gen --count "$1" --out - 2>/dev/null | taskset -c 0 "$B" bench-reference rocks-sst --input /dev/stdin --dir "$2" >"$2.import.json"
+  fi
+  echo "built $2 ($1 records, $3) in $((SECONDS - t0)) s: $(du -sh "$2" | cut -f1)" >&2
+  touch "$2.built"
+}
+
+# Drops a store's files from the OS page cache (as after a reboot).
+evict() { python3 -c "
+import os, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        fd = os.open(os.path.join(root, f), os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)" "$1"; }
+
+# Resolve at N_SCALE records against the same node at N_BASE, node defaults (256 MiB block
+# cache, 320 MiB record cache); each node on core 0, `idnode bench` on core 1, 64 in
+# flight on 4 connections, uniform and Zipf keys.
+# - cold: the node started with its files dropped from the page cache; the first COLD
+#   seconds (60) of reads (uniform; then again, dropped and restarted, Zipf);
+# - steady: the table files in the page cache (read once, as on a node that has served a
+#   while), three interleaved runs per side and distribution; the big node's peak RSS
+#   (VmHWM) after them, and its index and filter bytes per record (RocksDB's table
+#   properties, from /metrics);
+# - online import of N_DURING records (under 88.101.9) into a copy of the 100M store, the
+#   node against `bench-reference rocks-batch` into a copy of a raw store of the same N_SCALE
+#   records (`rocks-sst`), RUNS interleaved runs, timed to the flush.
+scale() {
+  local big="${N_SCALE:-100000000}" base="${N_BASE:-1000000}" cold_s="${COLD:-60}" m="$W/during-${N_DURING:=10000000}"
+  local d0="$W/scale-$base.node" d1="$W/scale-$big.node" raw="$W/scale-$big.raw" i dist out p0 p1
+  if [ ! -s "$m.jsonl" ] || [ "$B" -nt "$m.jsonl" ]; then "$B" gen --count "$N_DURING" --node-prefix 88.101.9 --out "$m.jsonl"; fi
+  scale_store "$base" "$d0" node
+  scale_store "$big" "$d1" node
+  local conn=(--concurrency 64 --connections 4)
+  # Cold.
+  local cold=()
+  for dist in uniform zipf; do
+    evict "$d1"
+    TASKSET="taskset -c 0" PORT=7410 serve "$d1" "$W/scale-node.log"
+    out=($(bench_run 7410 "$SERVE_PID" "$W/scale-cold-$dist.json" "${conn[@]}" --gen-count "$big" --distribution "$dist" --duration "$cold_s" --label "$big cold, $dist"))
+    cold+=("${out[0]}")
+    stop "$SERVE_PID"
+  done
+  # Steady.
+  cat "$d1"/db/*.sst >/dev/null
+  TASKSET="taskset -c 0" serve "$d0" "$W/scale-base.log"; p0=$SERVE_PID
+  TASKSET="taskset -c 0" PORT=7410 HTTP=127.0.0.1:7411 serve "$d1" "$W/scale-node.log"; p1=$SERVE_PID
+  taskset -c 1 "$B" bench --node http://127.0.0.1:7400 "${conn[@]}" --gen-count "$base" --count "$base" --duration 300 --distribution sequential >/dev/null
+  taskset -c 1 "$B" bench --node http://127.0.0.1:7410 "${conn[@]}" --gen-count "$big" --duration "$DURATION" >/dev/null
+  local b_u=() s_u=() b_z=() s_z=() bc_u=() sc_u=() bc_z=() sc_z=()
+  for i in 1 2 3; do
+    for dist in uniform zipf; do
+      out=($(bench_run 7400 "$p0" "$W/scale-$base-$dist-$i.json" "${conn[@]}" --gen-count "$base" --distribution "$dist" --duration "$DURATION" --label "$base, $dist"))
+      if [ $dist = uniform ]; then b_u+=("${out[0]}"); bc_u+=("${out[2]}"); else b_z+=("${out[0]}"); bc_z+=("${out[2]}"); fi
+      out=($(bench_run 7410 "$p1" "$W/scale-$big-$dist-$i.json" "${conn[@]}" --gen-count "$big" --distribution "$dist" --duration "$DURATION" --label "$big, $dist"))
+      if [ $dist = uniform ]; then s_u+=("${out[0]}"); sc_u+=("${out[2]}"); else s_z+=("${out[0]}"); sc_z+=("${out[2]}"); fi
+    done
+  done
+  local hwm hwm0 props
+  hwm=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$p1/status"); hwm0=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$p0/status")
+  props=$(curl -s http://127.0.0.1:7411/metrics | awk -F'[ "]' '/idnode_rocksdb\{property="(index|filter)-bytes"\}/ {printf "%s=%s ", $3, $NF}')
+  stop "$p1"; stop "$p0"
+  "$B" bench-compare "$W/scale-$base-zipf-2.json" "$W/scale-$big-zipf-2.json" --plot "$W/scale-zipf.svg" >/dev/null
+  local bm sm
+  for dist in uniform zipf; do
+    if [ $dist = uniform ]; then bm=$(spread "${b_u[@]}"); sm=$(spread "${s_u[@]}"); c0=$(median 1 "${bc_u[@]}"); c1=$(median 1 "${sc_u[@]}"); else bm=$(spread "${b_z[@]}"); sm=$(spread "${s_z[@]}"); c0=$(median 1 "${bc_z[@]}"); c1=$(median 1 "${sc_z[@]}"); fi
+    row "gRPC Resolve at $big records, $dist keys, steady (table files in the page cache), node defaults, ${DURATION} s × 3 interleaved ($COMMIT)" \
+      "the same node at $base: $bm rps, $c0 µs CPU/request" "$sm rps, $c1 µs CPU/request" "$(echo "${sm%% *} ${bm%% *}" | awk '{printf "%.2f", $1/$2}')"
+  done
+  row "the same at $big, the first $cold_s s after the files were dropped from the page cache and the node started ($COMMIT; plots $W/scale-cold-*.svg)" \
+    "steady at $big: uniform $(median 0 "${s_u[@]}"), Zipf $(median 0 "${s_z[@]}") rps" "uniform ${cold[0]} rps, Zipf ${cold[1]} rps" \
+    "$(echo "${cold[0]} ${cold[1]} $(median 0 "${s_u[@]}") $(median 0 "${s_z[@]}")" | awk '{printf "%.2f / %.2f", $1/$3, $2/$4}')"
+  local idx flt
+  idx=$(echo "$props" | tr ' ' '\n' | awk -F= '$1=="index-bytes" {print $2}'); flt=$(echo "$props" | tr ' ' '\n' | awk -F= '$1=="filter-bytes" {print $2}')
+  row "peak RSS (VmHWM) of the node under that load; index and filter bytes of its table files ($COMMIT)" \
+    "at $base: $hwm0 MiB" "at $big: $hwm MiB; index $(echo "$idx $big" | awk '{printf "%.1f", $1/$2}') B/record ($((idx >> 20)) MiB), filters $(echo "$flt $big" | awk '{printf "%.1f", $1/$2}') B/record ($((flt >> 20)) MiB)" "-"
+  # Online import into the 100M stores.
+  scale_store "$big" "$raw" raw
+  local r=() o=() t0
+  for i in $(seq 1 "$RUNS"); do
+    clone "$raw" "$raw.copy"
+    r+=("$(taskset -c 0 "$B" bench-reference rocks-batch --input "$m.jsonl" --dir "$raw.copy" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")")
+    rm -rf "$raw.copy"
+    clone "$d1" "$d1.copy"
+    TASKSET="taskset -c 0" serve "$d1.copy" "$W/scale-import.log"
+    rm -f "$m.jsonl.progress"
+    t0=$(date +%s.%N)
+    taskset -c 1 "$B" import "$m.jsonl" --node http://127.0.0.1:7400 --token-file "$d1.copy/admin.token" --json >"$W/scale-import.json"
+    stop "$SERVE_PID"
+    o+=("$(awk -v n="$N_DURING" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", n / (b - a)}')")
+    python3 -c "import json,sys;r=json.load(open('$W/scale-import.json'));sys.exit(0 if r['registered'] == $N_DURING else f'bench.sh scale: {r}')"
+    rm -rf "$d1.copy"
+  done
+  local rm im; rm=$(spread "${r[@]}"); im=$(spread "${o[@]}")
+  row "online import (BatchRegister), $N_DURING records into a store holding $big, until flushed, × $RUNS interleaved ($COMMIT)" \
+    "raw RocksDB, equal work, into a raw store of the same $big: $rm records/s" "idnode: $im records/s" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
 # A replicated site against a single-process node, both on this box: three nats-server

@@ -23,13 +23,71 @@ pub enum BulkCommand {
     Gen(GenArgs),
     /// Import a data set: online over BatchRegister, or --offline into a stopped node.
     Import(ImportArgs),
+    /// Compact a stopped node's store (after a large online import): every table is
+    /// rewritten into its last level; prints the bytes of its table files before and after.
+    Compact(CompactArgs),
+}
+
+#[derive(Args)]
+pub struct CompactArgs {
+    /// The node's data directory (the node stopped).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn run(cmd: BulkCommand) -> anyhow::Result<()> {
     match cmd {
         BulkCommand::Gen(g) => gen(g),
         BulkCommand::Import(i) => import(i).await,
+        BulkCommand::Compact(c) => compact(c),
     }
+}
+
+fn compact(a: CompactArgs) -> anyhow::Result<()> {
+    use idnode::store::rocks::{RocksConfig, RocksStore};
+    let db = a.data_dir.join("db");
+    if !db.join("CURRENT").is_file() {
+        bail!(
+            "{} holds no node store ({} is missing)",
+            a.data_dir.display(),
+            db.join("CURRENT").display()
+        );
+    }
+    let bytes = || -> anyhow::Result<u64> {
+        let mut total = 0;
+        for e in std::fs::read_dir(&db)? {
+            let e = e?;
+            if e.file_type()?.is_file() && e.path().extension().is_some_and(|x| x == "sst") {
+                total += e.metadata()?.len();
+            }
+        }
+        Ok(total)
+    };
+    let before = bytes()?;
+    let started = std::time::Instant::now();
+    let store = RocksStore::open(&RocksConfig::new(&db))
+        .map_err(|e| anyhow!("opening {} (is the node stopped?): {e}", db.display()))?;
+    store
+        .compact()
+        .map_err(|e| anyhow!("compacting {}: {e}", db.display()))?;
+    drop(store);
+    let after = bytes()?;
+    let seconds = started.elapsed().as_secs_f64();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"bytes_before": before, "bytes_after": after, "seconds": seconds})
+        );
+    } else {
+        println!(
+            "compacted {}: table files {before} → {after} bytes in {seconds:.1} s",
+            db.display()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args)]

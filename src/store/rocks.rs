@@ -224,6 +224,21 @@ impl RocksStore {
         })
     }
 
+    /// Compacts every table down to its last level (dropping deleted and overwritten
+    /// versions, and writing the last level's compression) and waits for it: what an
+    /// operator runs after a large online import, the node stopped (`idnode compact`).
+    pub fn compact(&self) -> StoreResult<()> {
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        opts.set_exclusive_manual_compaction(true);
+        for t in Table::ALL {
+            let cf = self.cf(t)?;
+            self.db
+                .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);
+        }
+        Ok(())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -437,6 +452,20 @@ impl Store for RocksStore {
         ] {
             out.push((short, self.options.get_ticker_count(ticker)));
         }
+        // Index and filter blocks of every table file (RocksDB's table properties): what
+        // a node's metadata for lookups weighs, cached or not.
+        let (mut index, mut filter) = (0, 0);
+        for cf in Table::ALL.iter().filter_map(|t| self.cf(*t).ok()) {
+            if let Ok(Some(p)) = self
+                .db
+                .property_value_cf(cf, "rocksdb.aggregated-table-properties")
+            {
+                index += table_property(&p, "index block size");
+                filter += table_property(&p, "filter block size");
+            }
+        }
+        out.push(("index-bytes", index));
+        out.push(("filter-bytes", filter));
         if let Ok(cf) = self.cf(Table::Records) {
             for (short, name) in [
                 ("block-cache-usage", "rocksdb.block-cache-usage"),
@@ -626,9 +655,54 @@ fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// A figure of RocksDB's table properties text (`# entries=10; index block size (user-key?
+/// 1, delta-value? 1)=1234; …`): the value of the entry whose name starts with `name`.
+fn table_property(text: &str, name: &str) -> u64 {
+    text.split("; ")
+        .filter(|entry| entry.starts_with(name))
+        .find_map(|entry| entry.rsplit_once('=')?.1.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_and_filter_bytes_come_from_the_table_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(&RocksConfig::new(dir.path().join("db"))).unwrap();
+        let figure = |name| {
+            store
+                .properties()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+        };
+        assert_eq!(figure("index-bytes"), Some(0));
+        let mut batch = Batch::new();
+        for i in 0..20_000u32 {
+            batch.put(
+                Table::Records,
+                format!("88.101.1/k{i:06}").into_bytes(),
+                vec![7; 40],
+            );
+        }
+        store.write(batch, Durability::Wal).unwrap();
+        store.flush().unwrap();
+        let (index, filter) = (
+            figure("index-bytes").unwrap(),
+            figure("filter-bytes").unwrap(),
+        );
+        // 10 bits per key make ~25 KB of filter for 20,000 keys; the index has an entry
+        // per 4 KiB data block.
+        assert!((20_000..40_000).contains(&filter), "filter {filter}");
+        assert!(index > 1_000, "index {index}");
+        assert_eq!(
+            table_property("# entries=3; index block size (user-key? 1, delta-value? 1)=991; filter block size=12", "index block size"),
+            991
+        );
+    }
 
     #[test]
     fn upper_bounds() {
