@@ -461,7 +461,7 @@ scale() {
   done
   local hwm hwm0 props
   hwm=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$p1/status"); hwm0=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$p0/status")
-  props=$(curl -s http://127.0.0.1:7411/metrics | awk -F'[ "]' '/idnode_rocksdb\{property="(index|filter)-bytes"\}/ {printf "%s=%s ", $3, $NF}')
+  props=$(curl -s http://127.0.0.1:7411/metrics | awk -F'[ "]' '/idnode_rocksdb\{property="(index|filter)-bytes"\}/ {printf "%s=%s ", $2, $NF}')
   stop "$p1"; stop "$p0"
   "$B" bench-compare "$W/scale-$base-zipf-2.json" "$W/scale-$big-zipf-2.json" --plot "$W/scale-zipf.svg" >/dev/null
   local bm sm
