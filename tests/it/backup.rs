@@ -383,3 +383,91 @@ async fn a_top_level_node_is_backed_up_the_same_way() {
     );
     assert!(restored.join("node-tokens").read_dir().unwrap().count() > 0);
 }
+
+/// `idnode compact` on a stopped node: records deleted after they reached table files leave
+/// the disk, and what remains resolves as before. A directory without a store is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_drops_deleted_records_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    // Records of ~4 KB of hex that compresses about twofold, so they outweigh the log.
+    let big = |i: usize| {
+        let mut x = i as u64 + 1;
+        let data: String = (0..4096)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                char::from_digit((x >> 60) as u32, 16).unwrap()
+            })
+            .collect();
+        record(
+            &format!("88.101.5/BIG-{i:05}"),
+            vec![text(1, "blob", &data)],
+        )
+    };
+    let node = TestNode::start_in(dir.path(), true).await;
+    let token = node.seed_token("88.101.5");
+    let requests: Vec<_> = (0..1000)
+        .map(big)
+        .collect::<Vec<_>>()
+        .chunks(200)
+        .map(|c| pb::BatchRegisterRequest {
+            records: c.to_vec(),
+        })
+        .collect();
+    let mut responses = node
+        .registry(Some(&token))
+        .batch_register(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(r) = responses.message().await.unwrap() {
+        assert!(r.results.iter().all(|i| i.code == 0), "{r:?}");
+    }
+    node.stop().await; // flushed: the records are in a table file
+    let node = TestNode::start_in(dir.path(), true).await;
+    let mut registry = node.registry(Some(&token));
+    for i in 10..1000 {
+        let identifier = format!("88.101.5/BIG-{i:05}");
+        registry
+            .delete(pb::DeleteRequest { identifier })
+            .await
+            .unwrap();
+    }
+    node.stop().await;
+
+    let data_dir = dir.path().to_str().unwrap();
+    let out = idnode(&["compact", "--data-dir", data_dir, "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (before, after) = (
+        r["bytes_before"].as_u64().unwrap(),
+        r["bytes_after"].as_u64().unwrap(),
+    );
+    assert!(before > 1_500_000 && after < before / 3, "{r}");
+
+    let node = TestNode::start_in(dir.path(), true).await;
+    let mut resolver = node.resolver(None);
+    for i in 0..10 {
+        let got = resolver
+            .resolve(resolve(&format!("88.101.5/BIG-{i:05}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.values[0].data, big(i).values[0].data);
+    }
+    let gone = resolver.resolve(resolve("88.101.5/BIG-00500")).await;
+    assert_eq!(gone.unwrap_err().code(), Code::NotFound);
+    node.stop().await;
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["compact", "--data-dir", empty.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no node store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
