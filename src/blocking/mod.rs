@@ -88,13 +88,13 @@ mod tests {
     #[tokio::test]
     async fn bulk_work_runs_at_a_lower_priority_than_the_callers() {
         let mine = niceness();
-        let (worker, blocking) = super::spawn_bulk(async {
-            let blocking = super::run(niceness).await.unwrap();
+        let (worker, blocking) = crate::blocking::spawn_bulk(async {
+            let blocking = crate::blocking::run(niceness).await.unwrap();
             (niceness(), blocking)
         })
         .await
         .unwrap();
-        let lower = (mine + super::BULK_NICENESS).min(19);
+        let lower = (mine + crate::blocking::BULK_NICENESS).min(19);
         assert_eq!((worker, blocking), (lower, lower));
         assert_eq!(niceness(), mine, "the caller's thread keeps its priority");
     }
