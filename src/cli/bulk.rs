@@ -56,25 +56,21 @@ fn compact(a: CompactArgs) -> anyhow::Result<()> {
             db.join("CURRENT").display()
         );
     }
-    let bytes = || -> anyhow::Result<u64> {
-        let mut total = 0;
-        for e in std::fs::read_dir(&db)? {
-            let e = e?;
-            if e.file_type()?.is_file() && e.path().extension().is_some_and(|x| x == "sst") {
-                total += e.metadata()?.len();
-            }
-        }
-        Ok(total)
-    };
-    let before = bytes()?;
     let started = std::time::Instant::now();
     let store = RocksStore::open(&RocksConfig::new(&db))
         .map_err(|e| anyhow!("opening {} (is the node stopped?): {e}", db.display()))?;
+    let table_bytes = |s: &RocksStore| {
+        use idnode::store::Store;
+        s.properties()
+            .into_iter()
+            .find_map(|(name, v)| (name == "live-sst-files-size").then_some(v))
+            .unwrap_or(0)
+    };
+    let before = table_bytes(&store);
     store
         .compact()
         .map_err(|e| anyhow!("compacting {}: {e}", db.display()))?;
-    drop(store);
-    let after = bytes()?;
+    let after = table_bytes(&store);
     let seconds = started.elapsed().as_secs_f64();
     if a.json {
         println!(

@@ -77,7 +77,11 @@ fn product(i: usize) -> pb::Record {
 }
 
 async fn register(node: &TestNode, token: &str, range: std::ops::Range<usize>) {
-    let items: Vec<_> = range.map(product).collect();
+    register_records(node, token, range.map(product).collect()).await;
+}
+
+/// Registers `items` through one `BatchRegister` stream, 500 per message; each must succeed.
+async fn register_records(node: &TestNode, token: &str, items: Vec<pb::Record>) {
     let requests = tokio_stream::iter(
         items
             .chunks(500)
@@ -407,23 +411,7 @@ async fn compaction_drops_deleted_records_and_keeps_the_rest() {
     };
     let node = TestNode::start_in(dir.path(), true).await;
     let token = node.seed_token("88.101.5");
-    let requests: Vec<_> = (0..1000)
-        .map(big)
-        .collect::<Vec<_>>()
-        .chunks(200)
-        .map(|c| pb::BatchRegisterRequest {
-            records: c.to_vec(),
-        })
-        .collect();
-    let mut responses = node
-        .registry(Some(&token))
-        .batch_register(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
-    while let Some(r) = responses.message().await.unwrap() {
-        assert!(r.results.iter().all(|i| i.code == 0), "{r:?}");
-    }
+    register_records(&node, &token, (0..1000).map(big).collect()).await;
     node.stop().await; // flushed: the records are in a table file
     let node = TestNode::start_in(dir.path(), true).await;
     let mut registry = node.registry(Some(&token));

@@ -349,7 +349,6 @@ impl DnsHandler {
         }
     }
 
-    /// Parses and checks a query: answers everything that needs no resolution.
     /// The answer to a datagram that is not a DNS message (or was cut short by the
     /// receive buffer): FORMERR with its ID, or nothing for a response or fewer than 12
     /// bytes.
@@ -363,6 +362,7 @@ impl DnsHandler {
         msg.to_vec().ok()
     }
 
+    /// Parses and checks a query: answers everything that needs no resolution.
     fn begin(&self, packet: &[u8], transport: Transport, client: Option<IpAddr>) -> Begun {
         let started = Instant::now();
         if packet.len() < 12 {
