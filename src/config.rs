@@ -97,13 +97,16 @@ pub struct TopLevelSection {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     pub block_cache_mb: Option<usize>,
-    /// Memtables of all column families together, MiB (default 128).
+    /// The records table's index and filter partitions pinned in the block cache
+    /// (default false).
+    pub pin_index_and_filters: Option<bool>,
+    /// Memtables of all column families together, MiB (default 1024).
     pub memtable_mb: Option<usize>,
     /// "wal" (default: survives a process crash) or "sync" (fsync: survives power loss).
     pub durability: Option<Durability>,
     /// Threads that read records from disk for resolutions (default: four per core).
     pub read_threads: Option<usize>,
-    /// Recently resolved records kept in memory in front of the store, MiB (default 64;
+    /// Recently resolved records kept in memory in front of the store, MiB (default 320;
     /// 0 turns the cache off).
     pub record_cache_mb: Option<usize>,
 }
@@ -236,6 +239,8 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     pub core: CoreConfig,
     pub block_cache_bytes: usize,
+    /// `[store] pin_index_and_filters`.
+    pub pin_index_and_filters: bool,
     /// The record cache in front of the store (0: none).
     pub record_cache_bytes: usize,
     /// Memtables of all column families together (`[store] memtable_mb`, 1 GiB by default).
@@ -732,6 +737,7 @@ impl Config {
             grpc_addr,
             core,
             block_cache_bytes: block_cache_mb << 20,
+            pin_index_and_filters: file.store.pin_index_and_filters.unwrap_or(false),
             record_cache_bytes: record_cache_mb << 20,
             memtable_bytes: memtable_mb << 20,
             max_message_bytes,

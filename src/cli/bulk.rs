@@ -538,17 +538,19 @@ fn offline(a: ImportArgs) -> anyhow::Result<()> {
         "records": report.read, "registered": report.imported, "already_present": report.already_present,
         "failed": report.failures.len(), "seconds": report.seconds,
         "records_per_second": report.read as f64 / report.seconds.max(1e-9),
-        "spilled_runs": report.spilled_runs, "failures_file": failures_path,
+        "spilled_runs": report.spilled_runs, "spilled_bytes": report.spilled_bytes,
+        "spilled_raw_bytes": report.spilled_raw_bytes, "failures_file": failures_path,
     });
     if a.conn.json {
         println!("{summary}");
     } else {
         println!(
-            "{} records in {:.1} s ({:.0}/s, {} sorted runs spilled): {} registered, {} already present, {} failed (see {})",
+            "{} records in {:.1} s ({:.0}/s, {} sorted runs spilled, {} MiB on disk): {} registered, {} already present, {} failed (see {})",
             report.read,
             report.seconds,
             report.read as f64 / report.seconds.max(1e-9),
             report.spilled_runs,
+            report.spilled_bytes >> 20,
             report.imported,
             report.already_present,
             report.failures.len(),

@@ -77,10 +77,12 @@ fn open_store(
     block_cache_bytes: usize,
     memtable_bytes: usize,
     record_cache_bytes: usize,
+    pin_index_and_filters: bool,
 ) -> Result<SharedStore, NodeError> {
     let mut rocks = RocksConfig::new(path);
     rocks.block_cache_bytes = block_cache_bytes;
     rocks.memtable_bytes = memtable_bytes;
+    rocks.pin_index_and_filters = pin_index_and_filters;
     let store = RocksStore::open(&rocks).map_err(|e| NodeError::Store {
         path: rocks.path.clone(),
         detail: e.to_string(),
@@ -184,6 +186,7 @@ pub fn open(config: &Config, reset_admin_token: bool) -> Result<Opened, NodeErro
         config.block_cache_bytes,
         config.memtable_bytes,
         config.record_cache_bytes,
+        config.pin_index_and_filters,
     )?;
     let core = Arc::new(Core::open(
         store,

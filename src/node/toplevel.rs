@@ -46,7 +46,13 @@ pub fn open(
         path: dir.to_owned(),
         detail: e.to_string(),
     })?;
-    let store = open_store(dir.join("db"), block_cache_bytes.max(8 << 20), 64 << 20, 0)?;
+    let store = open_store(
+        dir.join("db"),
+        block_cache_bytes.max(8 << 20),
+        64 << 20,
+        0,
+        false,
+    )?;
     let backup = Arc::new(
         BackupSet::new(dir)
             .store("db", Arc::clone(&store))

@@ -30,6 +30,11 @@ pub struct RocksConfig {
     pub memtable_bytes: usize,
     /// Background compaction/flush threads.
     pub parallelism: i32,
+    /// Keep every index and filter partition of the records table in the block cache
+    /// (pinned: charged to it, never evicted) instead of caching them like data blocks.
+    /// About 2.8 B per record (measured at 100M: BENCHMARKS.md); a lookup then reads at
+    /// most its data block.
+    pub pin_index_and_filters: bool,
 }
 
 impl RocksConfig {
@@ -39,6 +44,7 @@ impl RocksConfig {
             block_cache_bytes: 256 << 20,
             memtable_bytes: 1 << 30,
             parallelism: 2,
+            pin_index_and_filters: false,
         }
     }
 }
@@ -60,7 +66,7 @@ pub struct RocksStore {
 fn staging_options() -> Vec<(Table, Options)> {
     Table::ALL
         .iter()
-        .map(|t| (*t, table_options(*t, None, None)))
+        .map(|t| (*t, table_options(*t, None, None, false)))
         .collect()
 }
 
@@ -83,8 +89,14 @@ fn add_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> 
 }
 
 /// A column family's options: its table format (block cache when given), compression,
-/// and for the two families that take a key per record, the memtable size.
-fn table_options(table: Table, cache: Option<&Cache>, memtable_bytes: Option<usize>) -> Options {
+/// and for the two families that take a key per record, the memtable size; `pin`: the
+/// records table's index and filter partitions pinned in the cache.
+fn table_options(
+    table: Table,
+    cache: Option<&Cache>,
+    memtable_bytes: Option<usize>,
+    pin: bool,
+) -> Options {
     let mut t = BlockBasedOptions::default();
     if let Some(cache) = cache {
         t.set_block_cache(cache);
@@ -102,6 +114,11 @@ fn table_options(table: Table, cache: Option<&Cache>, memtable_bytes: Option<usi
     t.set_metadata_block_size(4096);
     t.set_pin_top_level_index_and_filter(true);
     t.set_format_version(5);
+    if pin && table == Table::Records && cache.is_some() {
+        // Loaded when a table file is opened, released when it is deleted.
+        t.set_partition_pinning_tier(rocksdb::BlockBasedTablePinningTier::All);
+        t.set_unpartitioned_pinning_tier(rocksdb::BlockBasedTablePinningTier::All);
+    }
     if table == Table::Records {
         // Every resolution is a point lookup here: a hash index inside each data block
         // finds the key without the binary search and scan of restart intervals (a
@@ -186,7 +203,12 @@ impl RocksStore {
         let cfs = Table::ALL
             .iter()
             .map(|t| {
-                let mut o = table_options(*t, Some(&cache), Some(config.memtable_bytes));
+                let mut o = table_options(
+                    *t,
+                    Some(&cache),
+                    Some(config.memtable_bytes),
+                    config.pin_index_and_filters,
+                );
                 if *t == Table::Counters {
                     o.set_merge_operator_associative("idnode.i64add", add_merge);
                 }
@@ -469,6 +491,10 @@ impl Store for RocksStore {
         if let Ok(cf) = self.cf(Table::Records) {
             for (short, name) in [
                 ("block-cache-usage", "rocksdb.block-cache-usage"),
+                (
+                    "block-cache-pinned-usage",
+                    "rocksdb.block-cache-pinned-usage",
+                ),
                 ("block-cache-capacity", "rocksdb.block-cache-capacity"),
             ] {
                 if let Ok(Some(v)) = self.db.property_int_value_cf(cf, name) {
@@ -701,6 +727,57 @@ mod tests {
         assert_eq!(
             table_property("# entries=3; index block size (user-key? 1, delta-value? 1)=991; filter block size=12", "index block size"),
             991
+        );
+    }
+
+    /// Pinned, the records table's partitions stay in the block cache from the moment a
+    /// table file opens (here: in the last level, after a compaction and a reopen);
+    /// unpinned, only the small top levels are.
+    #[test]
+    fn pinning_keeps_the_records_partitions_in_the_block_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RocksConfig::new(dir.path().join("db"));
+        {
+            let store = RocksStore::open(&config).unwrap();
+            let mut batch = Batch::new();
+            for i in 0..50_000u32 {
+                batch.put(
+                    Table::Records,
+                    format!("88.101.1/k{i:06}").into_bytes(),
+                    format!("{i:040}").into_bytes(),
+                );
+            }
+            store.write(batch, Durability::Wal).unwrap();
+            store.flush().unwrap();
+            store.compact().unwrap();
+        }
+        let pinned = |pin: bool| {
+            config.pin_index_and_filters = pin;
+            let store = RocksStore::open(&config).unwrap();
+            let figure = |name| {
+                store
+                    .properties()
+                    .into_iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v)
+                    .unwrap()
+            };
+            // A lookup, so that the table file is open whatever RocksDB does at start.
+            assert!(store
+                .get(Table::Records, b"88.101.1/k000007")
+                .unwrap()
+                .is_some());
+            (figure("block-cache-pinned-usage"), figure("filter-bytes"))
+        };
+        let (off, _) = pinned(false);
+        let (on, filters) = pinned(true);
+        assert!(
+            on >= filters && filters > 50_000,
+            "pinned {on}, filters {filters}"
+        );
+        assert!(
+            off < filters / 4,
+            "unpinned: {off} pinned, filters {filters}"
         );
     }
 

@@ -260,6 +260,12 @@ fn setup() -> Setup {
         r["spilled_runs"].as_u64().unwrap() >= 3,
         "a real merge: {r}"
     );
+    // The runs are compressed on disk: generated records at least halve.
+    let (on_disk, raw) = (
+        r["spilled_bytes"].as_u64().unwrap(),
+        r["spilled_raw_bytes"].as_u64().unwrap(),
+    );
+    assert!(raw > 0 && on_disk * 2 < raw, "{r}");
     let after = state(&reference);
     assert_counts_match_scan(&after);
     assert_eq!(after.records.len(), BIG + 200);
