@@ -373,15 +373,15 @@ disk() {
     taskset -c 1 "$B" import "$s.jsonl" --chunk 1 --node http://127.0.0.1:7400 --token-file "$s/admin.token" --json >/dev/null
     stop "$SERVE_PID" && touch "$s.built"
   fi
-  local kind dir n before
+  local kind dir n before tables
   for kind in offline online single; do
     case $kind in single) dir=$s n=$n1 ;; *) dir=$d.$kind n=$N_IMPORT ;; esac
     [ -d "$dir/db" ] || continue
     before=$(du -sb "$dir/db" | cut -f1)
-    "$B" compact --data-dir "$dir" >/dev/null
+    tables=$("$B" compact --data-dir "$dir" --json | python3 -c "import json,sys;t=json.load(sys.stdin)['tables'];print(', '.join(f'{k} {v/$n:.1f}' for k,v in sorted(t.items(),key=lambda x:-x[1]) if v/$n>=0.1))")
     bytes=$(du -sb "$dir/db" | cut -f1)
     [ $kind = single ] && logical=$(logical_bytes "$s.jsonl")
-    row "bytes on disk per record, $n records ($kind import; after \`idnode compact\`, $(echo "$before $n" | awk '{printf "%.0f", $1/$2}') B/record before; $COMMIT)" "logical $(echo "$logical $n" | awk '{printf "%.0f", $1/$2}') B/record" "on disk $(echo "$bytes $n" | awk '{printf "%.0f", $1/$2}') B/record" "$(echo "$bytes $logical" | awk '{printf "%.2f", $1/$2}')"
+    row "bytes on disk per record, $n records ($kind import; after \`idnode compact\`, $(echo "$before $n" | awk '{printf "%.0f", $1/$2}') B/record before; per table: $tables; $COMMIT)" "logical $(echo "$logical $n" | awk '{printf "%.0f", $1/$2}') B/record" "on disk $(echo "$bytes $n" | awk '{printf "%.0f", $1/$2}') B/record" "$(echo "$bytes $logical" | awk '{printf "%.2f", $1/$2}')"
   done
 }
 
@@ -431,7 +431,6 @@ for root, _, files in os.walk(sys.argv[1]):
 scale() {
   local big="${N_SCALE:-100000000}" base="${N_BASE:-1000000}" cold_s="${COLD:-60}" m="$W/during-${N_DURING:=10000000}"
   local d0="$W/scale-$base.node" d1="$W/scale-$big.node" raw="$W/scale-$big.raw" i dist out p0 p1
-  if [ ! -s "$m.jsonl" ] || [ "$B" -nt "$m.jsonl" ]; then "$B" gen --count "$N_DURING" --node-prefix 88.101.9 --out "$m.jsonl"; fi
   scale_store "$base" "$d0" node
   scale_store "$big" "$d1" node
   local conn=(--concurrency 64 --connections 4)
@@ -480,6 +479,7 @@ scale() {
   # Online import into the N_SCALE stores (SCALE_IMPORT=0 skips it: at 300M the raw
   # reference's store and its uncompressed spilled runs need ~80 GB more).
   [ "${SCALE_IMPORT:-1}" = 0 ] && return
+  if [ ! -s "$m.jsonl" ] || [ "$B" -nt "$m.jsonl" ]; then "$B" gen --count "$N_DURING" --node-prefix 88.101.9 --out "$m.jsonl"; fi
   scale_store "$big" "$raw" raw
   local r=() o=() t0
   for i in $(seq 1 "$RUNS"); do

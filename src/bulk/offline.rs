@@ -1,8 +1,8 @@
 //! Offline import into a stopped node's store: validate like the online path, sort (in
-//! memory, spilling sorted runs to disk beyond a budget), merge, skip what is already
-//! there, stage the records' and log index's table files, then commit the import through
-//! [`Core::commit_import`]: one durable pending import, the two ingestions, then one batch
-//! of counters and the one `import` log entry.
+//! memory, spilling LZ4-compressed sorted runs to disk beyond a budget), merge, skip what
+//! is already there, stage the records' and log index's table files, then commit the
+//! import through [`Core::commit_import`]: one durable pending import, the two ingestions,
+//! then one batch of counters and the one `import` log entry.
 //!
 //! Crash safety: until the pending import is written, the store is untouched (a failure
 //! or a kill leaves it exactly as before; what was staged is discarded by the next run).
@@ -95,9 +95,9 @@ struct Spilled {
 }
 
 /// Writes `run` to `path` as one LZ4 frame (fast level, linked blocks, block and content
-/// checksums): the import's records compress to about half, and scratch space, not CPU,
-/// is what a 300M-record import runs out of. Returns the bytes written to disk and the
-/// bytes before compression.
+/// checksums): scratch space, not CPU, is what a large import runs out of (300M generated
+/// records spilled 63.6 GB as written, 13.6 GB compressed). Returns the bytes written to
+/// disk and the bytes before compression.
 fn write_run(path: &Path, run: &[Entry]) -> std::io::Result<(u64, u64)> {
     let encoder = lz4::EncoderBuilder::new()
         .level(1)

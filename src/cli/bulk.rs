@@ -72,16 +72,25 @@ fn compact(a: CompactArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("compacting {}: {e}", db.display()))?;
     let after = table_bytes(&store);
     let seconds = started.elapsed().as_secs_f64();
+    let tables: serde_json::Map<String, serde_json::Value> = store
+        .table_bytes()
+        .into_iter()
+        .filter(|(_, bytes)| *bytes > 0)
+        .map(|(t, bytes)| (t.name().to_owned(), bytes.into()))
+        .collect();
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"bytes_before": before, "bytes_after": after, "seconds": seconds})
+            serde_json::json!({"bytes_before": before, "bytes_after": after, "seconds": seconds, "tables": tables})
         );
     } else {
         println!(
             "compacted {}: table files {before} → {after} bytes in {seconds:.1} s",
             db.display()
         );
+        for (name, bytes) in &tables {
+            println!("  {name}: {bytes} bytes");
+        }
     }
     Ok(())
 }

@@ -246,6 +246,23 @@ impl RocksStore {
         })
     }
 
+    /// Each table's live table-file bytes (RocksDB's `live-sst-files-size`), for where a
+    /// store's disk goes.
+    pub fn table_bytes(&self) -> Vec<(Table, u64)> {
+        Table::ALL
+            .iter()
+            .filter_map(|t| {
+                let cf = self.cf(*t).ok()?;
+                let v = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.live-sst-files-size")
+                    .ok()
+                    .flatten()?;
+                Some((*t, v))
+            })
+            .collect()
+    }
+
     /// Compacts every table down to its last level (dropping deleted and overwritten
     /// versions, and writing the last level's compression) and waits for it: what an
     /// operator runs after a large online import, the node stopped (`idnode compact`).
@@ -751,7 +768,7 @@ mod tests {
             store.flush().unwrap();
             store.compact().unwrap();
         }
-        let pinned = |pin: bool| {
+        let mut pinned = |pin: bool| {
             config.pin_index_and_filters = pin;
             let store = RocksStore::open(&config).unwrap();
             let figure = |name| {

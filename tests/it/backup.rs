@@ -432,6 +432,11 @@ async fn compaction_drops_deleted_records_and_keeps_the_rest() {
         r["bytes_after"].as_u64().unwrap(),
     );
     assert!(before > 1_500_000 && after < before / 3, "{r}");
+    // Per table, adding up to the total; `records` keeps the 10 (~2 KB each compressed).
+    let tables = r["tables"].as_object().unwrap();
+    let sum: u64 = tables.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(sum, after, "{r}");
+    assert!(tables["records"].as_u64().unwrap() > 10_000, "{r}");
 
     let node = TestNode::start_in(dir.path(), true).await;
     let mut resolver = node.resolver(None);
