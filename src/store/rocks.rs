@@ -32,7 +32,7 @@ pub struct RocksConfig {
     pub parallelism: i32,
     /// Keep every index and filter partition of the records table in the block cache
     /// (pinned: charged to it, never evicted) instead of caching them like data blocks.
-    /// About 2.8 B per record (measured at 100M: BENCHMARKS.md); a lookup then reads at
+    /// About 2.9 B per record (842 MiB at 300M: BENCHMARKS.md); a lookup then reads at
     /// most its data block.
     pub pin_index_and_filters: bool,
 }
