@@ -59,18 +59,12 @@ fn compact(a: CompactArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let store = RocksStore::open(&RocksConfig::new(&db))
         .map_err(|e| anyhow!("opening {} (is the node stopped?): {e}", db.display()))?;
-    let table_bytes = |s: &RocksStore| {
-        use idnode::store::Store;
-        s.properties()
-            .into_iter()
-            .find_map(|(name, v)| (name == "live-sst-files-size").then_some(v))
-            .unwrap_or(0)
-    };
-    let before = table_bytes(&store);
+    let total = |s: &RocksStore| s.table_bytes().iter().map(|(_, bytes)| bytes).sum::<u64>();
+    let before = total(&store);
     store
         .compact()
         .map_err(|e| anyhow!("compacting {}: {e}", db.display()))?;
-    let after = table_bytes(&store);
+    let after = total(&store);
     let seconds = started.elapsed().as_secs_f64();
     let tables: serde_json::Map<String, serde_json::Value> = store
         .table_bytes()

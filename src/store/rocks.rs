@@ -711,17 +711,20 @@ fn table_property(text: &str, name: &str) -> u64 {
 mod tests {
     use super::*;
 
+    /// One of the store's figures, as `/metrics` shows it.
+    fn figure(store: &RocksStore, name: &str) -> Option<u64> {
+        store
+            .properties()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    }
+
     #[test]
     fn index_and_filter_bytes_come_from_the_table_files() {
         let dir = tempfile::tempdir().unwrap();
         let store = RocksStore::open(&RocksConfig::new(dir.path().join("db"))).unwrap();
-        let figure = |name| {
-            store
-                .properties()
-                .into_iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v)
-        };
+        let figure = |name| figure(&store, name);
         assert_eq!(figure("index-bytes"), Some(0));
         let mut batch = Batch::new();
         for i in 0..20_000u32 {
@@ -771,14 +774,7 @@ mod tests {
         let mut pinned = |pin: bool| {
             config.pin_index_and_filters = pin;
             let store = RocksStore::open(&config).unwrap();
-            let figure = |name| {
-                store
-                    .properties()
-                    .into_iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| v)
-                    .unwrap()
-            };
+            let figure = |name| figure(&store, name).unwrap();
             // A lookup, so that the table file is open whatever RocksDB does at start.
             assert!(store
                 .get(Table::Records, b"88.101.1/k000007")
