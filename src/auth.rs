@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::identifier::Prefix;
+use crate::identifier::{Identifier, Prefix};
 
 /// What a credential speaks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +84,15 @@ impl Caller {
             Caller::Anonymous | Caller::Node(_) => false,
             Caller::Admin => prefix.is_within(node_prefix),
             Caller::Enterprise(p) => prefix.is_within(p),
+        }
+    }
+
+    /// [`Caller::owns`] for the prefix of `id`, without building it.
+    pub fn owns_identifier(&self, id: &Identifier, node_prefix: &Prefix) -> bool {
+        match self {
+            Caller::Anonymous | Caller::Node(_) => false,
+            Caller::Admin => id.is_within(node_prefix),
+            Caller::Enterprise(p) => id.is_within(p),
         }
     }
 }

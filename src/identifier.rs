@@ -64,6 +64,12 @@ impl Prefix {
 
     /// Parses and normalises a prefix, rejecting it with the rule it breaks.
     pub fn parse_with(s: &str, limits: &Limits) -> Result<Prefix, ParseError> {
+        Prefix::check(s, limits)?;
+        Ok(Prefix(s.to_ascii_lowercase()))
+    }
+
+    /// The rule `s` breaks as a prefix, if any.
+    fn check(s: &str, limits: &Limits) -> Result<(), ParseError> {
         if s.is_empty() {
             return Err(ParseError::EmptyPrefix);
         }
@@ -84,7 +90,7 @@ impl Prefix {
                 return Err(ParseError::BadSegmentChar(c));
             }
         }
-        Ok(Prefix(s.to_ascii_lowercase()))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
@@ -160,16 +166,16 @@ impl Identifier {
         }
         let slash = s.find('/').ok_or(ParseError::MissingSlash)?;
         let (prefix, suffix) = (&s[..slash], &s[slash + 1..]);
-        let prefix = Prefix::parse_with(prefix, limits)?;
+        Prefix::check(prefix, limits)?;
         if suffix.is_empty() {
             return Err(ParseError::EmptySuffix);
         }
         if let Some(c) = suffix.chars().find(|c| c.is_control()) {
             return Err(ParseError::ControlChar(c as u32));
         }
-        let mut text = prefix.0;
-        text.push('/');
-        text.push_str(suffix);
+        // One allocation: the prefix lower-cased in place (it is ASCII once checked).
+        let mut text = s.to_owned();
+        text[..slash].make_ascii_lowercase();
         Ok(Identifier { text, slash })
     }
 
@@ -191,6 +197,11 @@ impl Identifier {
     /// The normalised prefix as a typed value.
     pub fn prefix(&self) -> Prefix {
         Prefix(self.prefix_str().to_owned())
+    }
+
+    /// The identifier's text, without copying it.
+    pub fn into_string(self) -> String {
+        self.text
     }
 
     /// The suffix, exactly as registered.

@@ -6,6 +6,9 @@
 //! are handed to [`Telemetry::render`] at scrape time as [`Figures`]. The node's wiring owns
 //! the registry; this module knows nothing of the core.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{Key, Label, Level, Metadata, Recorder};
@@ -18,15 +21,62 @@ const BUCKETS: [f64; 14] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
 
+/// One latency histogram (`idnode_request_seconds` of an interface and op): fixed atomic
+/// buckets, so recording is a few relaxed adds and its memory never grows with traffic.
+/// (The Prometheus exporter's own histograms keep every sample until they are drained,
+/// which without a scrape is never.)
+#[derive(Default)]
+struct Latency {
+    /// Per bucket of [`BUCKETS`], then the rest (`+Inf`); not cumulative.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    nanos: AtomicU64,
+}
+
+impl Latency {
+    fn record(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let i = BUCKETS.partition_point(|le| *le < secs);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The Prometheus lines of this histogram, labelled `labels` (`k="v",...`).
+    fn render(&self, labels: &str, out: &mut String) {
+        use std::fmt::Write;
+        let mut total = 0;
+        for (i, le) in BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".into()])
+            .enumerate()
+        {
+            total += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "idnode_request_seconds_bucket{{{labels},le=\"{le}\"}} {total}"
+            );
+        }
+        let sum = self.nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "idnode_request_seconds_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "idnode_request_seconds_count{{{labels}}} {total}");
+    }
+}
+
 /// Registered handles of one (interface, op, outcome): looked up once, then reused.
-type Handles = (metrics::Counter, metrics::Histogram);
+type Handles = (metrics::Counter, Arc<Latency>);
+
+/// (interface, op, outcome).
+type Labels3 = (&'static str, &'static str, &'static str);
+/// (interface, op) and its latency histogram.
+type Latencies = Vec<((&'static str, &'static str), Arc<Latency>)>;
 
 pub struct Telemetry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    requests: std::sync::RwLock<
-        std::collections::HashMap<(&'static str, &'static str, &'static str), Handles>,
-    >,
+    requests: std::sync::RwLock<HashMap<Labels3, Handles, foldhash::fast::FixedState>>,
+    /// Latency per (interface, op), in the order first seen (bounded like the label sets).
+    latencies: std::sync::Mutex<Latencies>,
     /// Resolutions per minute over the last hour, per interface (the console's chart).
     minutes: std::sync::Mutex<Minutes>,
 }
@@ -119,10 +169,7 @@ fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
 
 impl Telemetry {
     pub fn new() -> Telemetry {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(&BUCKETS)
-            .expect("static buckets are valid")
-            .build_recorder();
+        let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         recorder.describe_counter(
             "idnode_refused_total".into(),
@@ -138,6 +185,7 @@ impl Telemetry {
             recorder,
             handle,
             requests: Default::default(),
+            latencies: Default::default(),
             minutes: Default::default(),
         }
     }
@@ -174,29 +222,43 @@ impl Telemetry {
             .unwrap_or_else(|e| e.into_inner())
             .get(&k)
             .cloned();
-        let (counter, histogram) = match found {
+        let (counter, latency) = match found {
             Some(h) => h,
-            None => {
-                let labels = [
-                    ("interface", interface.to_owned()),
-                    ("op", op.to_owned()),
-                    ("outcome", outcome.to_owned()),
-                ];
-                let h = (
-                    self.recorder
-                        .register_counter(&key("idnode_requests_total", &labels), &META),
-                    self.recorder
-                        .register_histogram(&key("idnode_request_seconds", &labels[..2]), &META),
-                );
-                self.requests
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(k, h.clone());
-                h
-            }
+            None => self.register(k),
         };
         counter.increment(1);
-        histogram.record(elapsed.as_secs_f64());
+        latency.record(elapsed);
+    }
+
+    /// The handles of a label set seen for the first time (label sets are a fixed
+    /// vocabulary of static strings, so the map stays small).
+    fn register(&self, k: Labels3) -> Handles {
+        let (interface, op, outcome) = k;
+        let labels = [
+            ("interface", interface.to_owned()),
+            ("op", op.to_owned()),
+            ("outcome", outcome.to_owned()),
+        ];
+        let counter = self
+            .recorder
+            .register_counter(&key("idnode_requests_total", &labels), &META);
+        let latency = {
+            let mut all = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
+            match all.iter().find(|(io, _)| *io == (interface, op)) {
+                Some((_, l)) => Arc::clone(l),
+                None => {
+                    let l = Arc::new(Latency::default());
+                    all.push(((interface, op), Arc::clone(&l)));
+                    l
+                }
+            }
+        };
+        let h = (counter, latency);
+        self.requests
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k, h.clone());
+        h
     }
 
     fn gauge(&self, name: &'static str, labels: &[(&'static str, String)], v: f64) {
@@ -263,8 +325,15 @@ impl Telemetry {
             self.gauge("idnode_site_applied_sequence", &[], applied as f64);
             self.gauge("idnode_site_lag_messages", &[], lag as f64);
         }
-        self.handle.run_upkeep();
-        self.handle.render()
+        let mut out = self.handle.render();
+        let latencies = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        if !latencies.is_empty() {
+            out.push_str("# TYPE idnode_request_seconds histogram\n");
+            for ((interface, op), l) in latencies.iter() {
+                l.render(&format!("interface=\"{interface}\",op=\"{op}\""), &mut out);
+            }
+        }
+        out
     }
 }
 
@@ -302,6 +371,53 @@ pub struct Forwarding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latencies_are_counted_per_bucket_cumulatively_and_sum_up() {
+        let t = Telemetry::new();
+        for us in [30, 30, 700, 2_000_000, 9_000_000] {
+            t.request("grpc", "resolve", "ok", Duration::from_micros(us));
+        }
+        t.request("grpc", "resolve", "not_found", Duration::from_micros(80));
+        t.request("dns", "query", "ok", Duration::from_micros(10));
+        let text = t.render(&Figures::default());
+        let line = |needle: &str| -> String {
+            text.lines()
+                .find(|l| l.starts_with(needle))
+                .unwrap_or_else(|| panic!("no {needle} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let b = "idnode_request_seconds_bucket{interface=\"grpc\",op=\"resolve\",le=";
+        assert_eq!(line(&format!("{b}\"0.00005\"}}")), "2");
+        assert_eq!(line(&format!("{b}\"0.0001\"}}")), "3");
+        assert_eq!(line(&format!("{b}\"0.001\"}}")), "4");
+        assert_eq!(line(&format!("{b}\"5\"}}")), "5");
+        assert_eq!(line(&format!("{b}\"+Inf\"}}")), "6");
+        assert_eq!(
+            line("idnode_request_seconds_count{interface=\"grpc\",op=\"resolve\"}"),
+            "6"
+        );
+        let sum: f64 = line("idnode_request_seconds_sum{interface=\"grpc\",op=\"resolve\"}")
+            .parse()
+            .unwrap();
+        assert!((sum - 11.00084).abs() < 1e-9, "{sum}");
+        assert_eq!(
+            line("idnode_request_seconds_count{interface=\"dns\",op=\"query\"}"),
+            "1"
+        );
+        assert_eq!(
+            line("idnode_requests_total{interface=\"grpc\",op=\"resolve\",outcome=\"not_found\"}"),
+            "1"
+        );
+        assert_eq!(
+            text.matches("# TYPE idnode_request_seconds histogram")
+                .count(),
+            1
+        );
+    }
 
     #[test]
     fn the_ring_keeps_an_hour_per_minute_and_forgets_older_minutes() {

@@ -461,12 +461,12 @@ impl Core {
     ///
     /// Errors: `NotFound` if it is not registered or not served by this node.
     pub fn resolve(&self, caller: &Caller, id: &Identifier, filter: &Filter) -> Result<Resolved> {
-        let prefix = self.served_prefix(id)?;
+        self.check_served(id)?;
         let record = self
             .load(id)?
             .or_else(|| self.admin_handle(id))
             .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?;
-        self.visible(caller, id, &prefix, record, filter)
+        self.visible(caller, id, record, filter)
     }
 
     /// The admin handle `<enterprise prefix>/ADMIN` that Handle clients (pyhandle,
@@ -504,7 +504,7 @@ impl Core {
     /// `resolve` for an anonymous caller if the record's read needs no disk access;
     /// `None` otherwise (then resolve on a thread that may block).
     pub fn resolve_cached(&self, id: &Identifier, filter: &Filter) -> Result<Option<Resolved>> {
-        let prefix = self.served_prefix(id)?;
+        self.check_served(id)?;
         let Some(bytes) = self
             .store
             .get_cached(Table::Records, id.as_bytes())
@@ -519,7 +519,7 @@ impl Core {
                 .admin_handle(id)
                 .ok_or_else(|| Error::not_found(format!("{id} is not registered")))?,
         };
-        self.visible(&Caller::Anonymous, id, &prefix, record, filter)
+        self.visible(&Caller::Anonymous, id, record, filter)
             .map(Some)
     }
 
@@ -542,11 +542,10 @@ impl Core {
         Ok(resolved)
     }
 
-    /// The identifier's prefix, if this node serves it.
-    fn served_prefix(&self, id: &Identifier) -> Result<Prefix> {
-        let prefix = id.prefix();
-        if self.serves(&prefix) {
-            return Ok(prefix);
+    /// `NotFound` unless this node serves `id`.
+    fn check_served(&self, id: &Identifier) -> Result<()> {
+        if self.serves_identifier(id) {
+            return Ok(());
         }
         Err(Error::not_found(format!(
             "{id} is not served by this node (node prefix {})",
@@ -559,11 +558,10 @@ impl Core {
         &self,
         caller: &Caller,
         id: &Identifier,
-        prefix: &Prefix,
         record: Record,
         filter: &Filter,
     ) -> Result<Resolved> {
-        let owner = caller.owns(prefix, &self.config.node_prefix);
+        let owner = caller.owns_identifier(id, &self.config.node_prefix);
         // Partner values: only for enterprises the owner granted access to.
         let partner = match caller {
             Caller::Enterprise(p)

@@ -47,7 +47,7 @@ impl pb::resolver_server::Resolver for ResolverService {
 
 pub fn resolved_to(resolved: crate::resolver::Resolved) -> pb::ResolveResponse {
     pb::ResolveResponse {
-        identifier: resolved.identifier.to_string(),
+        identifier: resolved.identifier.into_string(),
         values: resolved.values.into_iter().map(convert::value_to).collect(),
     }
 }
