@@ -593,13 +593,18 @@ impl Core {
                 drafts.push(draft);
             }
             drop((created, in_batch));
-            let new_records = prepared
+            let mut new_records: Vec<Prepared> = prepared
                 .into_iter()
                 .zip(&outcomes)
-                .filter(|(_, o)| matches!(o, Ok(RegisterOutcome::Registered)));
+                .filter(|(_, o)| matches!(o, Ok(RegisterOutcome::Registered)))
+                .map(|(p, _)| p)
+                .collect();
+            // In key order, each insert into the memtable starts its search where the
+            // last one ended.
+            new_records.sort_unstable_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
             // Domain × risk counters, like the others, are tallied and added once.
             let mut classes: BTreeMap<(DataDomain, Risk), i64> = BTreeMap::new();
-            for (p, _) in new_records {
+            for p in new_records {
                 for c in p.record.classes() {
                     *classes.entry(c).or_default() += 1;
                 }
