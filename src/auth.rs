@@ -80,19 +80,21 @@ impl Caller {
     /// True if the caller owns (may write, and read non-public values of) `prefix`.
     /// The admin owns the node prefix and everything under it.
     pub fn owns(&self, prefix: &Prefix, node_prefix: &Prefix) -> bool {
-        match self {
-            Caller::Anonymous | Caller::Node(_) => false,
-            Caller::Admin => prefix.is_within(node_prefix),
-            Caller::Enterprise(p) => prefix.is_within(p),
-        }
+        self.owns_where(node_prefix, |p| prefix.is_within(p))
     }
 
     /// [`Caller::owns`] for the prefix of `id`, without building it.
     pub fn owns_identifier(&self, id: &Identifier, node_prefix: &Prefix) -> bool {
+        self.owns_where(node_prefix, |p| id.is_within(p))
+    }
+
+    /// The ownership rule, once: `within(p)` says whether the thing asked about lies
+    /// under `p`.
+    fn owns_where(&self, node_prefix: &Prefix, within: impl Fn(&Prefix) -> bool) -> bool {
         match self {
             Caller::Anonymous | Caller::Node(_) => false,
-            Caller::Admin => id.is_within(node_prefix),
-            Caller::Enterprise(p) => id.is_within(p),
+            Caller::Admin => within(node_prefix),
+            Caller::Enterprise(p) => within(p),
         }
     }
 }

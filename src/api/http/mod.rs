@@ -372,7 +372,7 @@ async fn caller(
             if let Some(h) = handle {
                 let owned = match Identifier::parse(&h) {
                     Ok(id) => {
-                        caller.owns(&id.prefix(), &c.config().node_prefix)
+                        caller.owns_identifier(&id, &c.config().node_prefix)
                             || caller == Caller::Admin
                     }
                     Err(_) => false,
