@@ -22,8 +22,10 @@ mkdir -p "$W"
 ./scripts/setup
 cargo build --release --locked --bin idnode 2>&1 | tail -1
 B="$CARGO_TARGET_DIR/release/idnode"
-# Every row names the build it measured.
-COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo +)"
+# Every row names the build it measured: the last commit that changed the binary or this
+# script ("+": changed since), so rows run in different sessions on one build share a stamp.
+MEASURED=(src proto build.rs Cargo.toml Cargo.lock scripts/bench.sh scripts/lib.sh)
+COMMIT="$(git log -1 --format=%h -- "${MEASURED[@]}")$(git diff --quiet HEAD -- "${MEASURED[@]}" || echo +)"
 . scripts/lib.sh
 
 # Rows run the node's defaults, except no per-client request rate (one load generator is one
