@@ -32,14 +32,33 @@ COMMIT="$(git log -1 --format=%h -- "${MEASURED[@]}")$(git diff --quiet HEAD -- 
 # address). A row that sets more says so in its label.
 printf '[limits]\nclient_requests_per_second = 0\n' >"$W/node.toml"
 
+# CPU_FILE: the node runs under `counted` and its CPU seconds go to that file when it exits.
 serve() { # data dir, log; prints nothing; sets SERVE_PID ($TASKSET: e.g. "taskset -c 0"; PORT: gRPC, 7400; HTTP: off)
-  ${TASKSET:-} "$B" serve --config "${CONFIG:-$W/node.toml}" --data-dir "$1" --grpc-addr "127.0.0.1:${PORT:-7400}" --dns-addr "127.0.0.1:$((${PORT:-7400} - 2000))" --http-addr "${HTTP:-off}" \
+  local wrap=()
+  [ -n "${CPU_FILE:-}" ] && wrap=(python3 -c "$COUNTED" "$CPU_FILE")
+  "${wrap[@]}" ${TASKSET:-} "$B" serve --config "${CONFIG:-$W/node.toml}" --data-dir "$1" --grpc-addr "127.0.0.1:${PORT:-7400}" --dns-addr "127.0.0.1:$((${PORT:-7400} - 2000))" --http-addr "${HTTP:-off}" \
     --no-seed ${CACHE_MB:+--block-cache-mb "$CACHE_MB"} --log-level warn >"$2" 2>&1 &
   SERVE_PID=$!; PIDS+=("$SERVE_PID")
   wait_for "$2" "grpc://"
 }
 
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+
+# Runs a command (stdin, stdout and stderr its own; SIGTERM and SIGINT passed on) and, when
+# it has exited, writes the CPU seconds it and its descendants used to FILE: what a process
+# used until its very end, shutdown and flush included, which /proc no longer shows then.
+COUNTED='import resource, signal, subprocess, sys
+p = subprocess.Popen(sys.argv[2:])
+for s in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(s, lambda n, _: p.send_signal(n))
+rc = p.wait()
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(f"{u.ru_utime + u.ru_stime:.3f}\n")
+sys.exit(rc)'
+counted() { python3 -c "$COUNTED" "$@"; } # file, command...
+
+# Microseconds of CPU per record from a `counted` file.
+per_record() { awk -v n="$2" '{printf "%.1f", $1 * 1e6 / n}' "$1"; }
 
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
 
@@ -310,23 +329,25 @@ rate_of() { # records, command...
 # the same work in its simplest form and timed to its flush
 # (bulk::the_import_references_write_what_the_node_writes). Servers on core 0; interleaved.
 import() {
-  local d="$W/import-$N_IMPORT" i raw=() online=() t0
+  local d="$W/import-$N_IMPORT" i raw=() online=() rc=() ic=() t0
   if [ ! -s "$d.jsonl" ] || [ "$B" -nt "$d.jsonl" ]; then "$B" gen --count "$N_IMPORT" --out "$d.jsonl"; fi
   for i in $(seq 1 "$RUNS"); do
     rm -rf "$d.raw"
-    raw+=("$(taskset -c 0 "$B" bench-reference rocks-batch --input "$d.jsonl" --dir "$d.raw" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")")
+    raw+=("$(counted "$W/cpu" taskset -c 0 "$B" bench-reference rocks-batch --input "$d.jsonl" --dir "$d.raw" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")")
+    rc+=("$(per_record "$W/cpu" "$N_IMPORT")")
     rm -rf "$d.raw" "$d.online"
-    TASKSET="taskset -c 0" serve "$d.online" "$W/import-node.log"
+    CPU_FILE="$W/cpu" TASKSET="taskset -c 0" serve "$d.online" "$W/import-node.log"
     t0=$(date +%s.%N)
     taskset -c 1 "$B" import "$d.jsonl" --node http://127.0.0.1:7400 --token-file "$d.online/admin.token" --json >"$W/import-online.json"
     stop "$SERVE_PID"
     online+=("$(awk -v n="$N_IMPORT" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", n / (b - a)}')")
+    ic+=("$(per_record "$W/cpu" "$N_IMPORT")")
     python3 -c "import json,sys;r=json.load(open('$W/import-online.json'));sys.exit(0 if r['registered'] == $N_IMPORT else f'bench.sh import: {r}')"
     [ "$i" = "$RUNS" ] || rm -rf "$d.online" # the last store stays for the disk row
   done
   local rm im; rm=$(spread "${raw[@]}"); im=$(spread "${online[@]}")
   row "online import (BatchRegister), $N_IMPORT records into an empty store, until flushed, × $RUNS interleaved ($COMMIT)" \
-    "raw RocksDB, equal work: $rm records/s" "idnode: $im records/s" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
+    "raw RocksDB, equal work: $rm records/s, $(median 1 "${rc[@]}") µs CPU/record" "idnode: $im records/s, $(median 1 "${ic[@]}") µs CPU/record" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
 # Offline import of the same N_IMPORT records, unsorted, 1 GiB of sorting memory each:
@@ -334,17 +355,19 @@ import() {
 # of the records and the log index, ingestion, counters), wall clock of each process, on
 # core 0; interleaved. The last node store stays for the disk row.
 offline() {
-  local d="$W/import-$N_IMPORT" i raw=() off=()
+  local d="$W/import-$N_IMPORT" i raw=() off=() rc=() oc=()
   if [ ! -s "$d.jsonl" ] || [ "$B" -nt "$d.jsonl" ]; then "$B" gen --count "$N_IMPORT" --out "$d.jsonl"; fi
   for i in $(seq 1 "$RUNS"); do
     rm -rf "$d.sst" "$d.offline"
-    raw+=("$(rate_of "$N_IMPORT" taskset -c 0 "$B" bench-reference rocks-sst --input "$d.jsonl" --dir "$d.sst")")
+    raw+=("$(rate_of "$N_IMPORT" counted "$W/cpu" taskset -c 0 "$B" bench-reference rocks-sst --input "$d.jsonl" --dir "$d.sst")")
+    rc+=("$(per_record "$W/cpu" "$N_IMPORT")")
     rm -rf "$d.sst"
-    off+=("$(rate_of "$N_IMPORT" taskset -c 0 "$B" import --offline --create --data-dir "$d.offline" "$d.jsonl")")
+    off+=("$(rate_of "$N_IMPORT" counted "$W/cpu" taskset -c 0 "$B" import --offline --create --data-dir "$d.offline" "$d.jsonl")")
+    oc+=("$(per_record "$W/cpu" "$N_IMPORT")")
   done
   local rm im; rm=$(spread "${raw[@]}"); im=$(spread "${off[@]}")
   row "offline import, $N_IMPORT records, input unsorted, × $RUNS interleaved ($COMMIT)" \
-    "raw external sort + SstFileWriter + ingest, equal work: $rm records/s" "idnode: $im records/s" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
+    "raw external sort + SstFileWriter + ingest, equal work: $rm records/s, $(median 1 "${rc[@]}") µs CPU/record" "idnode: $im records/s, $(median 1 "${oc[@]}") µs CPU/record" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
 # Logical bytes of a data set: identifiers, value types and data (+ 4 per value's index).
@@ -483,24 +506,26 @@ scale() {
   [ "${SCALE_IMPORT:-1}" = 0 ] && return
   if [ ! -s "$m.jsonl" ] || [ "$B" -nt "$m.jsonl" ]; then "$B" gen --count "$N_DURING" --node-prefix 88.101.9 --out "$m.jsonl"; fi
   scale_store "$big" "$raw" raw
-  local r=() o=() t0
+  local r=() o=() rc=() oc=() t0
   for i in $(seq 1 "$RUNS"); do
     clone "$raw" "$raw.copy"
-    r+=("$(taskset -c 0 "$B" bench-reference rocks-batch --input "$m.jsonl" --dir "$raw.copy" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")")
+    r+=("$(counted "$W/cpu" taskset -c 0 "$B" bench-reference rocks-batch --input "$m.jsonl" --dir "$raw.copy" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['records_per_second']))")")
+    rc+=("$(per_record "$W/cpu" "$N_DURING")")
     rm -rf "$raw.copy"
     clone "$d1" "$d1.copy"
-    TASKSET="taskset -c 0" serve "$d1.copy" "$W/scale-import.log"
+    CPU_FILE="$W/cpu" TASKSET="taskset -c 0" serve "$d1.copy" "$W/scale-import.log"
     rm -f "$m.jsonl.progress"
     t0=$(date +%s.%N)
     taskset -c 1 "$B" import "$m.jsonl" --node http://127.0.0.1:7400 --token-file "$d1.copy/admin.token" --json >"$W/scale-import.json"
     stop "$SERVE_PID"
     o+=("$(awk -v n="$N_DURING" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", n / (b - a)}')")
+    oc+=("$(per_record "$W/cpu" "$N_DURING")")
     python3 -c "import json,sys;r=json.load(open('$W/scale-import.json'));sys.exit(0 if r['registered'] == $N_DURING else f'bench.sh scale: {r}')"
     rm -rf "$d1.copy"
   done
   local rm im; rm=$(spread "${r[@]}"); im=$(spread "${o[@]}")
   row "online import (BatchRegister), $N_DURING records into a store holding $big, until flushed, × $RUNS interleaved ($COMMIT)" \
-    "raw RocksDB, equal work, into a raw store of the same $big: $rm records/s" "idnode: $im records/s" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
+    "raw RocksDB, equal work, into a raw store of the same $big: $rm records/s, $(median 1 "${rc[@]}") µs CPU/record" "idnode: $im records/s, $(median 1 "${oc[@]}") µs CPU/record" "$(echo "${im%% *} ${rm%% *}" | awk '{printf "%.2f", $1/$2}')"
 }
 
 # A replicated site against a single-process node, both on this box: three nats-server
